@@ -1,0 +1,95 @@
+package loopdev
+
+import (
+	"errors"
+	"strings"
+)
+
+// TagMax is the longest tag the kernel keeps in lo_file_name (64 bytes, the
+// last one a NUL).
+const TagMax = 63
+
+var (
+	// ErrNoLoopDevice means no loop device could be allocated or opened: the
+	// kernel has no loop support, /dev/loop-control is missing, or every try
+	// to bind a free device lost a race.
+	ErrNoLoopDevice = errors.New("no loop device available")
+	// ErrNotSupported is returned on platforms without loop devices.
+	ErrNotSupported = errors.New("loop devices are not supported on this platform")
+	// ErrNotBound means a device has no backing file.
+	ErrNotBound = errors.New("loop device is not bound")
+)
+
+// Params says how a file is attached.
+type Params struct {
+	// ReadOnly attaches the device read-only.
+	ReadOnly bool
+	// DirectIO asks the kernel for direct I/O on the backing file, which
+	// avoids caching the data twice. The kernel may refuse it silently; the
+	// effective state is in Device.DirectIO.
+	DirectIO bool
+	// Tag is stored in lo_file_name (at most TagMax bytes, longer tags are
+	// cut) so that ListTagged can find the device again.
+	Tag string
+}
+
+// Info describes a bound loop device, as read back from the kernel.
+type Info struct {
+	// Path is the device node, e.g. /dev/loop3.
+	Path string
+	// Number is N in /dev/loopN.
+	Number int
+	// BackingDev and BackingInode identify the backing file.
+	BackingDev   uint64
+	BackingInode uint64
+	// Tag is the lo_file_name the device was attached with.
+	Tag string
+	// Autoclear is true when the kernel detaches the device on last close.
+	Autoclear bool
+	// DirectIO is true when the device does direct I/O on its backing file.
+	DirectIO bool
+	// ReadOnly is true for read-only devices.
+	ReadOnly bool
+}
+
+// Device is a loop device attached by this process, still held open. Close
+// it once its user (a mount) holds it; see Attach.
+type Device struct {
+	Info
+	file interface{ Close() error }
+}
+
+// Close releases this process's hold on the device. With no other user the
+// kernel detaches it (autoclear).
+func (d *Device) Close() error {
+	if d.file == nil {
+		return nil
+	}
+	err := d.file.Close()
+	d.file = nil
+	return err
+}
+
+// Tag builds the tag dindstore gives a device: prefix + name, cut to TagMax.
+func Tag(prefix, name string) string {
+	t := prefix + name
+	if len(t) > TagMax {
+		t = t[:TagMax]
+	}
+	return t
+}
+
+// HasTagPrefix reports whether the device's tag starts with prefix.
+func (i Info) HasTagPrefix(prefix string) bool {
+	return prefix != "" && strings.HasPrefix(i.Tag, prefix)
+}
+
+// cString returns the bytes of b up to the first NUL.
+func cString(b []byte) string {
+	for i, c := range b {
+		if c == 0 {
+			return string(b[:i])
+		}
+	}
+	return string(b)
+}
