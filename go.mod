@@ -2,4 +2,14 @@ module github.com/dindstore/dindstore
 
 go 1.26.8
 
-require golang.org/x/sys v0.49.0
+require (
+	github.com/containerd/continuity v0.5.0
+	golang.org/x/sys v0.49.0
+)
+
+require (
+	github.com/Microsoft/go-winio v0.6.2 // indirect
+	github.com/containerd/log v0.1.0 // indirect
+	github.com/sirupsen/logrus v1.9.3 // indirect
+	golang.org/x/sync v0.8.0 // indirect
+)
