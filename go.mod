@@ -4,6 +4,8 @@ go 1.26.8
 
 require (
 	github.com/containerd/continuity v0.5.0
+	github.com/moby/sys/mount v0.3.5
+	github.com/moby/sys/mountinfo v0.7.3
 	golang.org/x/sys v0.49.0
 )
 

@@ -252,8 +252,13 @@ func Detach(path string) error {
 		return fmt.Errorf("loopdev: detach: %w", err)
 	}
 	defer dev.Close()
+	return clearFD(dev, path)
+}
+
+// clearFD issues LOOP_CLR_FD on an open device, retrying EBUSY/EAGAIN.
+func clearFD(dev *os.File, path string) error {
 	for attempt := 0; ; attempt++ {
-		err = unix.IoctlSetInt(int(dev.Fd()), unix.LOOP_CLR_FD, 0)
+		err := unix.IoctlSetInt(int(dev.Fd()), unix.LOOP_CLR_FD, 0)
 		if err == nil || err == unix.ENXIO {
 			return nil
 		}
@@ -262,6 +267,29 @@ func Detach(path string) error {
 		}
 		backoff(attempt)
 	}
+}
+
+// DetachIfBacked detaches the device at path only if it is still backed by
+// the file (dev, ino). The check and the LOOP_CLR_FD go through one open
+// descriptor, which keeps autoclear from freeing the device in between, so a
+// device rebound to another file meanwhile is never touched.
+func DetachIfBacked(path string, dev, ino uint64) error {
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("loopdev: detach: %w", err)
+	}
+	defer f.Close()
+	info, err := status(int(f.Fd()), path, numberOf(path))
+	if errors.Is(err, ErrNotBound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if info.BackingDev != dev || info.BackingInode != ino {
+		return nil
+	}
+	return clearFD(f, path)
 }
 
 // WaitDetached waits, up to timeout, until the device at path is no longer

@@ -27,3 +27,6 @@ func ListTagged(string) ([]Info, error) { return nil, ErrNotSupported }
 
 // FindByFile is not supported on this platform.
 func FindByFile(string) ([]Info, error) { return nil, ErrNotSupported }
+
+// DetachIfBacked is not supported on this platform.
+func DetachIfBacked(string, uint64, uint64) error { return ErrNotSupported }

@@ -1,0 +1,222 @@
+package volumes
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/dindstore/dindstore/loopdev"
+	"golang.org/x/sys/unix"
+)
+
+// run executes a tool with an argument list (never through a shell) and puts
+// its combined output into the error.
+func run(ctx context.Context, name string, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, name, args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		if errors.Is(err, exec.ErrNotFound) {
+			return nil, fmt.Errorf("%s not found: install it (e2fsprogs / xfsprogs): %w", name, err)
+		}
+		return out.Bytes(), fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err,
+			strings.TrimSpace(out.String()))
+	}
+	return out.Bytes(), nil
+}
+
+// CreateImage makes a sparse image of size bytes at path, formatted with fs
+// on the file itself (not on a loop device) so that it stays sparse. The
+// image is built under a temporary name and renamed into place, so path
+// either does not exist or holds a complete filesystem. path must not exist.
+func CreateImage(ctx context.Context, path string, size int64, fs FS) (retErr error) {
+	if size < fs.MinSize() {
+		return fmt.Errorf("%w: size %d is below the %s minimum of %d bytes", ErrInvalid, size, fs, fs.MinSize())
+	}
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return fmt.Errorf("create image %s: %w", tmp, err)
+	}
+	defer func() {
+		if retErr != nil {
+			os.Remove(tmp)
+		}
+	}()
+	err = f.Truncate(size)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("truncate image %s to %d bytes: %w", tmp, size, err)
+	}
+	if err := mkfs(ctx, tmp, fs); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("rename image into place: %w", err)
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+func mkfs(ctx context.Context, image string, fs FS) error {
+	if fs == XFS {
+		_, err := run(ctx, "mkfs.xfs", xfsArgs(image)...)
+		return err
+	}
+	out, err := run(ctx, "mke2fs", "-V")
+	if err != nil {
+		return err
+	}
+	v, err := parseE2fsVersion(string(out))
+	if err != nil {
+		return err
+	}
+	_, err = run(ctx, "mkfs.ext4", ext4Args(v, kernelHasExt4Feature, image)...)
+	return err
+}
+
+// kernelHasExt4Feature reports whether the running kernel lists an ext4
+// feature. When the kernel lists none at all (ext4 not loaded yet), every
+// feature is assumed to be there.
+func kernelHasExt4Feature(name string) bool {
+	if _, err := os.Stat("/sys/fs/ext4/features"); err != nil {
+		return true
+	}
+	_, err := os.Stat(filepath.Join("/sys/fs/ext4/features", name))
+	return err == nil
+}
+
+// CheckImage runs the filesystem's own check before a mount: e2fsck -p for
+// ext4 (exit status 4 or more is ErrCheckFailed with e2fsck's output). xfs
+// replays its log at mount and has no preen mode, so it is not checked here.
+func CheckImage(ctx context.Context, image string, fs FS) error {
+	if fs != Ext4 {
+		return nil
+	}
+	out, err := run(ctx, "e2fsck", "-p", image)
+	var exit *exec.ExitError
+	if errors.As(err, &exit) && exit.ExitCode() < 4 {
+		return nil // 1 and 2: errors found and corrected
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %s needs a manual `e2fsck -f %s`: %v (%s)", ErrCheckFailed, image, image, err,
+			strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// CheckSparseSize tells whether the filesystem holding dir can hold a sparse
+// file of size bytes (ext4 stops at 16 TiB with 4 KiB blocks), by truncating a
+// scratch file there. Too big is ErrInvalid.
+func CheckSparseSize(dir string, size int64) error {
+	f, err := os.CreateTemp(dir, ".size-probe-")
+	if err != nil {
+		return fmt.Errorf("probe size in %s: %w", dir, err)
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	if err := f.Truncate(size); err != nil {
+		if errors.Is(err, unix.EFBIG) || errors.Is(err, unix.EINVAL) {
+			return fmt.Errorf("%w: size %d bytes is more than the filesystem of %s can hold in one file", ErrInvalid, size, dir)
+		}
+		return fmt.Errorf("probe size in %s: %w", dir, err)
+	}
+	return nil
+}
+
+// checkGrowSize compares the wanted size with the image's: smaller is
+// ErrShrink; grow reports whether there is anything to do.
+func checkGrowSize(image string, size int64) (old int64, grow bool, err error) {
+	st, err := os.Lstat(image)
+	if err != nil {
+		return 0, false, fmt.Errorf("grow: %w", err)
+	}
+	if size < st.Size() {
+		return st.Size(), false, fmt.Errorf("%w: %s is %d bytes, asked for %d", ErrShrink, image, st.Size(), size)
+	}
+	return st.Size(), size > st.Size(), nil
+}
+
+// GrowImage grows an unmounted ext4 image offline to size bytes: the file is
+// extended, checked (e2fsck -f -p, which resize2fs requires) and resized. If
+// the check fails the file gets its old size back. A size below the current
+// one is ErrShrink; the same size does nothing. xfs grows only while mounted
+// (GrowMounted).
+func GrowImage(ctx context.Context, image string, size int64, fs FS) error {
+	if fs != Ext4 {
+		return fmt.Errorf("%w: %s grows only while mounted", ErrNotSupported, fs)
+	}
+	old, grow, err := checkGrowSize(image, size)
+	if !grow {
+		return err
+	}
+	if err := os.Truncate(image, size); err != nil {
+		return fmt.Errorf("grow: truncate %s to %d bytes: %w", image, size, err)
+	}
+	if _, err := run(ctx, "e2fsck", "-f", "-p", image); err != nil {
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() >= 4 {
+			_ = os.Truncate(image, old)
+			return fmt.Errorf("grow: %w: %w", ErrCheckFailed, err)
+		}
+	}
+	if _, err := run(ctx, "resize2fs", image); err != nil {
+		return fmt.Errorf("grow: the image file is %d bytes but its filesystem was not resized; run `dindstore grow` again: %w", size, err)
+	}
+	return nil
+}
+
+// GrowMounted grows a mounted loop image online to size bytes: the file is
+// extended, the loop device told (LOOP_SET_CAPACITY), then the filesystem
+// resized (resize2fs on the device, xfs_growfs on the mount point). Online
+// ext4 resizing needs CAP_SYS_RESOURCE; without it nothing is changed and
+// the error wraps ErrNotSupported.
+func GrowMounted(ctx context.Context, image string, size int64, fs FS, device, mountpoint string) error {
+	if fs == Ext4 && !hasCapSysResource() {
+		return fmt.Errorf("%w: growing a mounted ext4 cache needs CAP_SYS_RESOURCE, which this process lacks; grow it while it is not in use", ErrNotSupported)
+	}
+	_, grow, err := checkGrowSize(image, size)
+	if !grow {
+		return err
+	}
+	if err := os.Truncate(image, size); err != nil {
+		return fmt.Errorf("grow: truncate %s to %d bytes: %w", image, size, err)
+	}
+	if err := loopdev.SetCapacity(device); err != nil {
+		return fmt.Errorf("grow: %w", err)
+	}
+	if fs == XFS {
+		_, err = run(ctx, "xfs_growfs", mountpoint)
+	} else {
+		_, err = run(ctx, "resize2fs", device)
+	}
+	if err != nil {
+		return fmt.Errorf("grow: the image file is %d bytes but its filesystem was not resized; run `dindstore grow` again: %w", size, err)
+	}
+	return nil
+}
+
+// hasCapSysResource reads the effective capability set of this process.
+func hasCapSysResource() bool {
+	var hdr = unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return false
+	}
+	return data[unix.CAP_SYS_RESOURCE/32].Effective&(1<<(unix.CAP_SYS_RESOURCE%32)) != 0
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

@@ -1,0 +1,117 @@
+package volumes
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+	"unsafe"
+
+	"github.com/dindstore/dindstore/loopdev"
+	"github.com/moby/sys/mount"
+	"github.com/moby/sys/mountinfo"
+	"golang.org/x/sys/unix"
+)
+
+// fitrim is FITRIM, _IOWR('X', 121, struct fstrim_range); x/sys/unix lacks it.
+const fitrim = 0xc0185879
+
+type fstrimRange struct{ start, length, minlen uint64 }
+
+// MountImage checks the image, attaches it to a loop device tagged tag and
+// mounts it at target with noatime (never noexec, nosuid or nodev: inner
+// containers need them). On any failure nothing stays attached or mounted.
+func MountImage(ctx context.Context, image, target string, fs FS, tag string) (*Mounted, error) {
+	if err := CheckImage(ctx, image, fs); err != nil {
+		return nil, err
+	}
+	dev, err := loopdev.Attach(image, loopdev.Params{DirectIO: true, Tag: tag})
+	if err != nil {
+		return nil, fmt.Errorf("mount %s: %w", image, err)
+	}
+	// Once mounted, the mount holds the device; closing ours leaves it to
+	// autoclear. If the mount fails, closing detaches it at once.
+	defer dev.Close()
+	data := ""
+	if fs == Ext4 {
+		// The image was made sparse: its inode tables read as zeros, so the
+		// kernel need not write them (which would allocate on the host).
+		data = "noinit_itable"
+	}
+	if err := unix.Mount(dev.Path, target, string(fs), unix.MS_NOATIME, data); err != nil {
+		return nil, fmt.Errorf("mount %s (%s on %s) at %s: %w", image, fs, dev.Path, target, err)
+	}
+	return &Mounted{Target: target, Device: dev.Path, DirectIO: dev.DirectIO}, nil
+}
+
+// Bind bind-mounts the directory src at target.
+func Bind(src, target string) (*Mounted, error) {
+	if err := unix.Mount(src, target, "", unix.MS_BIND, ""); err != nil {
+		return nil, fmt.Errorf("bind mount %s at %s: %w", src, target, err)
+	}
+	return &Mounted{Target: target}, nil
+}
+
+// IsMounted reports whether target is a mount point.
+func IsMounted(target string) (bool, error) {
+	return mountinfo.Mounted(target)
+}
+
+// Trim discards the free blocks of the filesystem mounted at target
+// (FITRIM), so that a loop image gives the host back what was deleted inside
+// it. It returns the bytes the filesystem reports as trimmed.
+func Trim(target string) (uint64, error) {
+	d, err := os.OpenFile(target, os.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, fmt.Errorf("trim %s: %w", target, err)
+	}
+	defer d.Close()
+	r := fstrimRange{length: ^uint64(0)}
+	_, _, errno := unix.Syscall(unix.SYS_IOCTL, d.Fd(), fitrim, uintptr(unsafe.Pointer(&r)))
+	if errno != 0 {
+		return 0, fmt.Errorf("trim %s (FITRIM): %w", target, errno)
+	}
+	return r.length, nil
+}
+
+// Unmount trims and unmounts whatever is mounted at target, submounts first
+// (an inner daemon that died may leave its overlay mounts behind), and, for a
+// loop device, waits until autoclear has detached it. Nothing mounted at
+// target is not an error.
+func Unmount(target string) error {
+	infos, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(target))
+	if err != nil {
+		return fmt.Errorf("unmount %s: read mountinfo: %w", target, err)
+	}
+	if len(infos) == 0 {
+		return nil
+	}
+	top := infos[len(infos)-1]
+	var loop *loopdev.Info
+	if strings.HasPrefix(top.Source, "/dev/loop") {
+		loop, _ = loopdev.Status(top.Source)
+	}
+	if top.FSType == string(Ext4) || top.FSType == string(XFS) {
+		_, _ = Trim(target) // best effort: a failed trim loses no data
+	}
+	if err := mount.RecursiveUnmount(target); err != nil {
+		return fmt.Errorf("unmount %s: %w (is a process still using it? see `fuser -m %s`)", target, err, target)
+	}
+	if loop == nil {
+		return nil
+	}
+	return releaseLoop(loop)
+}
+
+// releaseLoop waits for autoclear to detach a device we mounted, and detaches
+// it when another holder of the device kept autoclear from running.
+func releaseLoop(loop *loopdev.Info) error {
+	if loopdev.WaitDetached(loop.Path, loop.BackingDev, loop.BackingInode, 2*time.Second) == nil {
+		return nil
+	}
+	if err := loopdev.DetachIfBacked(loop.Path, loop.BackingDev, loop.BackingInode); err != nil {
+		return err
+	}
+	return loopdev.WaitDetached(loop.Path, loop.BackingDev, loop.BackingInode, 5*time.Second)
+}

@@ -1,0 +1,175 @@
+package volumes
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/dindstore/dindstore/internal/testutil"
+	"github.com/dindstore/dindstore/loopdev"
+	"golang.org/x/sys/unix"
+)
+
+// newImage creates an ext4 image of size bytes and a mount point for it.
+func newImage(t *testing.T, size int64) (image, target string) {
+	t.Helper()
+	testutil.RequiresRoot(t)
+	testutil.RequiresTool(t, "mkfs.ext4")
+	dir := t.TempDir()
+	image, target = filepath.Join(dir, "img"), filepath.Join(dir, "mnt")
+	if err := os.Mkdir(target, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := CreateImage(context.Background(), image, size, Ext4); err != nil {
+		t.Fatal(err)
+	}
+	return image, target
+}
+
+// mountImage mounts and registers an unmount that runs even on failure.
+func mountImage(t *testing.T, image, target string) *Mounted {
+	t.Helper()
+	m, err := MountImage(context.Background(), image, target, Ext4, loopdev.Tag("dindstore-test:", t.Name()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = Unmount(target) })
+	return m
+}
+
+func allocated(t *testing.T, path string) int64 {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Blocks * 512
+}
+
+func TestImageSparseMountUnmount(t *testing.T) {
+	image, target := newImage(t, 20<<30)
+	if a := allocated(t, image); a > 16<<20 {
+		t.Errorf("a fresh 20 GiB image allocates %d bytes on the host, want at most 16 MiB", a)
+	}
+	if _, err := os.Stat(image + ".tmp"); !os.IsNotExist(err) {
+		t.Errorf("temporary image left behind: %v", err)
+	}
+	m := mountImage(t, image, target)
+	var st unix.Stat_t
+	if err := unix.Stat(target, &st); err != nil || st.Uid != 0 || st.Mode&0o022 != 0 {
+		t.Errorf("mounted root dir: uid %d mode %o, err %v", st.Uid, st.Mode, err)
+	}
+	if err := os.WriteFile(filepath.Join(target, "f"), []byte("kept"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := Unmount(target); err != nil {
+		t.Fatal(err)
+	}
+	if found, _ := loopdev.FindByFile(image); len(found) != 0 {
+		t.Fatalf("loop device %s left after unmount", m.Device)
+	}
+	mountImage(t, image, target)
+	if b, err := os.ReadFile(filepath.Join(target, "f")); err != nil || string(b) != "kept" {
+		t.Fatalf("data lost across remount: %q, %v", b, err)
+	}
+}
+
+func TestGrowOnline(t *testing.T) {
+	image, target := newImage(t, 256<<20)
+	m := mountImage(t, image, target)
+	ctx := context.Background()
+	if !hasCapSysResource() {
+		err := GrowMounted(ctx, image, 1<<30, Ext4, m.Device, target)
+		if !errors.Is(err, ErrNotSupported) {
+			t.Fatalf("online grow without CAP_SYS_RESOURCE: %v, want ErrNotSupported", err)
+		}
+		t.Skip("skipping the rest: this host's capability bounding set lacks CAP_SYS_RESOURCE, which online ext4 resize needs")
+	}
+	if err := GrowMounted(ctx, image, 128<<20, Ext4, m.Device, target); !errors.Is(err, ErrShrink) {
+		t.Fatalf("shrink: %v, want ErrShrink", err)
+	}
+	if err := GrowMounted(ctx, image, 1<<30, Ext4, m.Device, target); err != nil {
+		t.Fatal(err)
+	}
+	var fs unix.Statfs_t
+	if err := unix.Statfs(target, &fs); err != nil {
+		t.Fatal(err)
+	}
+	if total := int64(fs.Blocks) * fs.Bsize; total < 900<<20 {
+		t.Fatalf("filesystem is %d bytes after growing to 1 GiB", total)
+	}
+}
+
+func TestGrowOffline(t *testing.T) {
+	image, target := newImage(t, 256<<20)
+	ctx := context.Background()
+	if err := GrowImage(ctx, image, 128<<20, Ext4); !errors.Is(err, ErrShrink) {
+		t.Fatalf("shrink: %v, want ErrShrink", err)
+	}
+	if err := GrowImage(ctx, image, 1<<30, Ext4); err != nil {
+		t.Fatal(err)
+	}
+	mountImage(t, image, target)
+	var fs unix.Statfs_t
+	if err := unix.Statfs(target, &fs); err != nil {
+		t.Fatal(err)
+	}
+	if total := int64(fs.Blocks) * fs.Bsize; total < 900<<20 {
+		t.Fatalf("filesystem is %d bytes after growing to 1 GiB", total)
+	}
+}
+
+func TestCheckImageCorrupt(t *testing.T) {
+	image, _ := newImage(t, 64<<20)
+	f, err := os.OpenFile(image, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Overwrite the primary superblock (at byte 1024) with garbage.
+	if _, err := f.WriteAt(make([]byte, 4096), 0); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if err := CheckImage(context.Background(), image, Ext4); !errors.Is(err, ErrCheckFailed) {
+		t.Fatalf("CheckImage on a wiped superblock: %v, want ErrCheckFailed", err)
+	}
+}
+
+func TestCheckSparseSize(t *testing.T) {
+	testutil.RequiresRoot(t)
+	dir := t.TempDir()
+	if err := CheckSparseSize(dir, 100<<30); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckSparseSize(dir, 1<<62); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("4 EiB: %v, want ErrInvalid", err)
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Fatalf("probe left files: %v", left)
+	}
+}
+
+func TestCheckDirRefusesTmpfs(t *testing.T) {
+	testutil.RequiresRoot(t)
+	dir := t.TempDir()
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=16m"); err != nil {
+		t.Skipf("skipping: cannot mount tmpfs: %v", err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
+	if err := CheckDir(dir); !errors.Is(err, ErrNotSupported) {
+		t.Fatalf("CheckDir on tmpfs: %v, want ErrNotSupported", err)
+	}
+}
+
+func TestDecideOnHost(t *testing.T) {
+	testutil.RequiresRoot(t)
+	d := Decide(t.TempDir())
+	if d.Kind != Loop {
+		t.Logf("auto chose %s here: %v", d.Kind, d.Why)
+	}
+	if d.Kind == "" || d.Kind == Auto {
+		t.Fatalf("Decide gave %q", d.Kind)
+	}
+}

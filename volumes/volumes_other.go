@@ -1,0 +1,52 @@
+//go:build !linux
+
+package volumes
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+)
+
+var errPlatform = fmt.Errorf("%w: dindstore backs inner daemons on Linux only, not %s", ErrNotSupported, runtime.GOOS)
+
+// CreateImage is not supported on this platform.
+func CreateImage(context.Context, string, int64, FS) error { return errPlatform }
+
+// CheckImage is not supported on this platform.
+func CheckImage(context.Context, string, FS) error { return errPlatform }
+
+// CheckSparseSize is not supported on this platform.
+func CheckSparseSize(string, int64) error { return errPlatform }
+
+// GrowMounted is not supported on this platform.
+func GrowMounted(context.Context, string, int64, FS, string, string) error { return errPlatform }
+
+// GrowImage is not supported on this platform.
+func GrowImage(context.Context, string, int64, FS) error { return errPlatform }
+
+// MountImage is not supported on this platform.
+func MountImage(context.Context, string, string, FS, string) (*Mounted, error) {
+	return nil, errPlatform
+}
+
+// Bind is not supported on this platform.
+func Bind(string, string) (*Mounted, error) { return nil, errPlatform }
+
+// IsMounted is not supported on this platform.
+func IsMounted(string) (bool, error) { return false, errPlatform }
+
+// Trim is not supported on this platform.
+func Trim(string) (uint64, error) { return 0, errPlatform }
+
+// Unmount is not supported on this platform.
+func Unmount(string) error { return errPlatform }
+
+// CheckDir is not supported on this platform.
+func CheckDir(string) error { return errPlatform }
+
+// LoopWorks is not supported on this platform.
+func LoopWorks(string) error { return errPlatform }
+
+// Decide resolves auto to vfs on this platform.
+func Decide(string) Decision { return Decision{Kind: VFS, Why: []string{errPlatform.Error()}} }
