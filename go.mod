@@ -4,6 +4,8 @@ go 1.26.8
 
 require (
 	github.com/containerd/continuity v0.5.0
+	github.com/docker/go-units v0.5.0
+	github.com/moby/sys/atomicwriter v0.1.0
 	github.com/moby/sys/mount v0.3.5
 	github.com/moby/sys/mountinfo v0.7.3
 	golang.org/x/sys v0.49.0
@@ -12,6 +14,7 @@ require (
 require (
 	github.com/Microsoft/go-winio v0.6.2 // indirect
 	github.com/containerd/log v0.1.0 // indirect
+	github.com/moby/sys/sequential v0.6.0 // indirect
 	github.com/sirupsen/logrus v1.9.3 // indirect
 	golang.org/x/sync v0.8.0 // indirect
 )

@@ -1,0 +1,185 @@
+package cache
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/dindstore/dindstore/volumes"
+)
+
+func newRoot(t *testing.T) *Root {
+	t.Helper()
+	r, err := OpenRoot(filepath.Join(t.TempDir(), "root"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestOpenRootCreates(t *testing.T) {
+	r := newRoot(t)
+	fi, err := os.Lstat(r.Path())
+	if err != nil || fi.Mode().Perm() != 0o700 || !fi.IsDir() {
+		t.Fatalf("root: %v, %v", fi.Mode(), err)
+	}
+	for _, d := range subdirs {
+		if _, err := os.Lstat(filepath.Join(r.Path(), d)); err != nil {
+			t.Errorf("subdir %s: %v", d, err)
+		}
+	}
+}
+
+func TestOpenRootRefuses(t *testing.T) {
+	dir := t.TempDir()
+	real := filepath.Join(dir, "real")
+	if err := os.Mkdir(real, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	open := filepath.Join(dir, "open")
+	if err := os.Mkdir(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{link, open, file, "relative/root"} {
+		if _, err := OpenRoot(p, true); !errors.Is(err, ErrInvalid) {
+			t.Errorf("OpenRoot(%s) = %v, want ErrInvalid", p, err)
+		}
+	}
+	if entries, _ := os.ReadDir(real); len(entries) != 0 {
+		t.Errorf("refused root through a symlink still got %d entries", len(entries))
+	}
+	// A subdirectory replaced by a symlink is refused too.
+	r := newRoot(t)
+	locks := filepath.Join(r.Path(), "locks")
+	if err := os.Remove(locks); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(real, locks); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenRoot(r.Path(), true); !errors.Is(err, ErrInvalid) {
+		t.Errorf("root with a symlinked subdir: %v, want ErrInvalid", err)
+	}
+}
+
+func TestOpenRootMissingWithoutCreate(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "none")
+	if _, err := OpenRoot(p, false); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("OpenRoot = %v, want ErrNotFound", err)
+	}
+	if _, err := os.Lstat(p); !os.IsNotExist(err) {
+		t.Fatal("OpenRoot without create made the root")
+	}
+}
+
+func TestRecordRoundTrip(t *testing.T) {
+	r := newRoot(t)
+	rec := &Record{Key: "k1", Kind: volumes.Loop, FS: volumes.Ext4, CapBytes: 1 << 30,
+		StorageDriver: "overlay2", Created: time.Now().UTC().Truncate(time.Second)}
+	if err := r.writeRecord(rec); err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.readRecord("k1")
+	if err != nil || got.CapBytes != rec.CapBytes || !got.Created.Equal(rec.Created) || got.Version != recordVersion {
+		t.Fatalf("read back %+v, %v", got, err)
+	}
+	if _, err := r.readRecord("k2"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("missing record: %v", err)
+	}
+}
+
+func TestRecordTampered(t *testing.T) {
+	r := newRoot(t)
+	cases := map[string]string{
+		"trunc":   `{"key":"trunc","kind":"lo`,
+		"other":   `{"key":"someone-else","kind":"dir"}`,
+		"badkind": `{"key":"badkind","kind":"nfs"}`,
+		"nocap":   `{"key":"nocap","kind":"loop","fs":"ext4","cap_bytes":0}`,
+	}
+	for key, body := range cases {
+		if err := os.WriteFile(r.recordPath(key), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.readRecord(key); !errors.Is(err, ErrCorruptRecord) {
+			t.Errorf("record %s: %v, want ErrCorruptRecord", key, err)
+		}
+	}
+	target := filepath.Join(t.TempDir(), "elsewhere.json")
+	if err := os.WriteFile(target, []byte(`{"key":"link","kind":"dir"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, r.recordPath("link")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.readRecord("link"); !errors.Is(err, ErrCorruptRecord) {
+		t.Errorf("symlinked record: %v, want ErrCorruptRecord", err)
+	}
+}
+
+func TestLockExclusive(t *testing.T) {
+	r := newRoot(t)
+	l, err := r.tryLock("k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner, err := CurrentOwner(os.Getpid(), []string{"holder", "cmd"})
+	if err != nil {
+		t.Skipf("skipping: %v", err)
+	}
+	if err := r.writeOwner("k", owner); err != nil {
+		t.Fatal(err)
+	}
+	_, err = r.tryLock("k")
+	var held *HeldError
+	if !errors.Is(err, ErrLocked) || !errors.As(err, &held) || held.Owner == nil || held.Owner.PID != os.Getpid() {
+		t.Fatalf("second lock: %v, want ErrLocked naming pid %d", err, os.Getpid())
+	}
+	if ok, o, err := r.Holder("k"); !ok || o == nil || err != nil {
+		t.Fatalf("Holder while held = %v, %v, %v", ok, o, err)
+	}
+	l.release()
+	if ok, _, err := r.Holder("k"); ok || err != nil {
+		t.Fatalf("Holder after release = %v, %v", ok, err)
+	}
+	l2, err := r.tryLock("k")
+	if err != nil {
+		t.Fatalf("lock after release: %v", err)
+	}
+	l2.release()
+}
+
+func TestSpecConflicts(t *testing.T) {
+	rec := &Record{Key: "k", Kind: volumes.Loop, FS: volumes.Ext4, CapBytes: 1 << 30}
+	if err := (Spec{}).conflicts(rec); err != nil {
+		t.Errorf("empty spec conflicts: %v", err)
+	}
+	if err := (Spec{Kind: volumes.Auto, Size: 1 << 30, FS: volumes.Ext4}).conflicts(rec); err != nil {
+		t.Errorf("same spec conflicts: %v", err)
+	}
+	for _, s := range []Spec{{Kind: volumes.Dir}, {Size: 2 << 30}, {FS: volumes.XFS}} {
+		if err := s.conflicts(rec); !errors.Is(err, ErrInvalid) {
+			t.Errorf("spec %+v: %v, want ErrInvalid", s, err)
+		}
+	}
+}
+
+func TestSpecValidate(t *testing.T) {
+	for _, s := range []Spec{{Kind: "nfs"}, {FS: "zfs"}, {Size: 1 << 20}, {Size: -1}, {FS: volumes.XFS, Size: 100 << 20}} {
+		if err := s.Validate(); !errors.Is(err, ErrInvalid) {
+			t.Errorf("Validate(%+v) = %v, want ErrInvalid", s, err)
+		}
+	}
+}

@@ -1,0 +1,19 @@
+// Package cache manages dindstore's caches under one root directory: the
+// keys that name them, their records (small JSON files written atomically),
+// the lock that lets one inner daemon at a time use a cache, and the
+// operations on a cache as a whole (create, acquire and release, grow,
+// remove, list). Backing filesystems come from package volumes.
+//
+// Layout below the root (0700, root-owned):
+//
+//	records/<key>.json   the cache's record, written last on create
+//	locks/<key>.lock     flock held for the whole life of the inner daemon
+//	locks/<key>.owner    who holds it (pid, boot id, start time, command)
+//	images/<key>.img     the sparse image of a loop cache
+//	data/<key>/          the directory of a dir or vfs cache
+//	mounts/<key>/        where the cache is mounted while in use
+//	tmp/                 scratch space for probes
+//
+// The lock file sits beside the cache, never inside it, so that removing or
+// recreating a cache cannot drop a held lock.
+package cache

@@ -1,0 +1,39 @@
+package cache
+
+import (
+	"errors"
+	"fmt"
+)
+
+var (
+	// ErrInvalid marks bad input (a key, a size, a root path, options that
+	// disagree with an existing cache). Nothing was created.
+	ErrInvalid = errors.New("invalid argument")
+	// ErrLocked means the cache is held by another process; the error is a
+	// *HeldError naming the holder.
+	ErrLocked = errors.New("cache is in use")
+	// ErrNotFound means no cache has the key.
+	ErrNotFound = errors.New("no such cache")
+	// ErrCorruptRecord means a record or owner record could not be read
+	// back (truncated, tampered with, or for another key).
+	ErrCorruptRecord = errors.New("corrupt record")
+)
+
+// HeldError is returned when a cache's lock is held by someone else.
+type HeldError struct {
+	Key string
+	// Owner is the holder's owner record; nil if it could not be read
+	// (the holder is between taking the lock and writing it).
+	Owner *Owner
+}
+
+func (e *HeldError) Error() string {
+	if e.Owner == nil {
+		return fmt.Sprintf("cache %q is in use by another process", e.Key)
+	}
+	return fmt.Sprintf("cache %q is in use by pid %d (%s) since %s", e.Key, e.Owner.PID,
+		e.Owner.CommandLine(), e.Owner.Acquired.Format("2006-01-02T15:04:05Z07:00"))
+}
+
+// Unwrap makes errors.Is(err, ErrLocked) true.
+func (e *HeldError) Unwrap() error { return ErrLocked }

@@ -1,0 +1,41 @@
+package cache
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestValidateKey(t *testing.T) {
+	good := []string{"a", "proj-42", "job-9f3a", "0", "a.b_c-d", strings.Repeat("a", 128)}
+	for _, k := range good {
+		if err := ValidateKey(k); err != nil {
+			t.Errorf("ValidateKey(%q) = %v", k, err)
+		}
+	}
+	bad := []string{"", ".", "..", "../x", "a/b", "A", "-a", ".a", "_a", "a b", "a\x00", "ключ",
+		strings.Repeat("a", 129), "a\n"}
+	for _, k := range bad {
+		if err := ValidateKey(k); !errors.Is(err, ErrInvalid) {
+			t.Errorf("ValidateKey(%q) = %v, want ErrInvalid", k, err)
+		}
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	cases := map[string]int64{
+		"20GiB": 20 << 30, "20G": 20 << 30, "20g": 20 << 30, "512MiB": 512 << 20,
+		"512M": 512 << 20, "1073741824": 1 << 30, "1TiB": 1 << 40,
+	}
+	for s, want := range cases {
+		got, err := ParseSize(s)
+		if err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", s, got, err, want)
+		}
+	}
+	for _, s := range []string{"0", "-1", "10XB", "", "G", "abc", "1.5.5G", "2EiB", "99999999999999999999999G"} {
+		if _, err := ParseSize(s); !errors.Is(err, ErrInvalid) {
+			t.Errorf("ParseSize(%q) = %v, want ErrInvalid", s, err)
+		}
+	}
+}

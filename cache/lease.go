@@ -1,0 +1,123 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/dindstore/dindstore/loopdev"
+	"github.com/dindstore/dindstore/volumes"
+)
+
+// Lease is a cache held by this process: locked, mounted, and recorded as
+// ours. Release ends it.
+type Lease struct {
+	root     *Root
+	lock     *lock
+	record   *Record
+	mount    *volumes.Mounted
+	released bool
+}
+
+// Record returns the cache's record as it was when the lease began.
+func (l *Lease) Record() *Record { return l.record }
+
+// MountPath is where the cache is mounted: the inner /var/lib/docker.
+func (l *Lease) MountPath() string { return l.mount.Target }
+
+// Device is the loop device of a loop cache, empty for other kinds.
+func (l *Lease) Device() string { return l.mount.Device }
+
+// DirectIO reports whether the loop device does direct I/O.
+func (l *Lease) DirectIO() bool { return l.mount.DirectIO }
+
+// Acquire takes the lock of an existing cache without waiting (ErrLocked,
+// naming the holder, when another process has it), records this process as
+// its owner, and mounts it. A mount left behind by a holder that died is
+// torn down first. On failure nothing stays locked or mounted.
+func (r *Root) Acquire(ctx context.Context, key string, command []string) (_ *Lease, retErr error) {
+	if err := ValidateKey(key); err != nil {
+		return nil, err
+	}
+	rec, err := r.readRecord(key)
+	if err != nil {
+		return nil, err
+	}
+	l, err := r.tryLock(key)
+	if err != nil {
+		return nil, err
+	}
+	lease := &Lease{root: r, lock: l, record: rec}
+	defer func() {
+		if retErr != nil {
+			_ = r.removeOwner(key)
+			l.release()
+		}
+	}()
+	owner, err := CurrentOwner(os.Getpid(), command)
+	if err != nil {
+		return nil, fmt.Errorf("describe this process as owner: %w", err)
+	}
+	if err := r.writeOwner(key, owner); err != nil {
+		return nil, err
+	}
+	if lease.mount, err = r.mount(ctx, rec); err != nil {
+		return nil, fmt.Errorf("mount cache %q: %w", key, err)
+	}
+	if err := r.touch(key); err != nil {
+		_ = volumes.Unmount(lease.mount.Target)
+		return nil, err
+	}
+	return lease, nil
+}
+
+// mount mounts the cache at its mount point, after clearing a stale mount.
+func (r *Root) mount(ctx context.Context, rec *Record) (*volumes.Mounted, error) {
+	target := r.MountPath(rec.Key)
+	if err := volumes.Unmount(target); err != nil {
+		return nil, fmt.Errorf("clear a mount left by an earlier holder: %w", err)
+	}
+	if err := os.Mkdir(target, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return nil, err
+	}
+	switch rec.Kind {
+	case volumes.Loop:
+		return volumes.MountImage(ctx, r.imagePath(rec.Key), target, rec.FS, loopdev.Tag(TagPrefix, rec.Key))
+	default:
+		return volumes.Bind(r.dataPath(rec.Key), target)
+	}
+}
+
+// touch sets the cache's last-used time to now.
+func (r *Root) touch(key string) error {
+	now := time.Now().UTC()
+	return r.updateRecord(key, func(rec *Record) { rec.LastUsed = now })
+}
+
+// Release unmounts the cache (trimming a loop image first, so the host gets
+// back what was deleted inside), records when it was last used, and drops
+// the lock. The lock is dropped even when unmounting fails: the next holder
+// clears the mount or reports why it cannot. Releasing twice does nothing.
+func (l *Lease) Release() error {
+	if l.released {
+		return nil
+	}
+	l.released = true
+	key := l.record.Key
+	err := volumes.Unmount(l.mount.Target)
+	if terr := l.root.touch(key); err == nil {
+		err = terr
+	}
+	if oerr := l.root.removeOwner(key); err == nil {
+		err = oerr
+	}
+	if rerr := l.lock.release(); err == nil {
+		err = rerr
+	}
+	if err != nil {
+		return fmt.Errorf("release cache %q: %w", key, err)
+	}
+	return nil
+}

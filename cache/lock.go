@@ -1,0 +1,141 @@
+package cache
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/moby/sys/atomicwriter"
+	"golang.org/x/sys/unix"
+)
+
+// lock is a held exclusive flock on a cache's lock file. The descriptor is
+// close-on-exec, so commands started while it is held do not inherit it.
+type lock struct {
+	f *os.File
+}
+
+// release drops the flock (closing the descriptor releases it).
+func (l *lock) release() error { return l.f.Close() }
+
+// lockAttempts bounds the retries when rm unlinks a lock file between our
+// open and our flock.
+const lockAttempts = 8
+
+// tryLock takes the lock of key without waiting. A lock held elsewhere is a
+// *HeldError (errors.Is ErrLocked) naming the holder from its owner record.
+func (r *Root) tryLock(key string) (*lock, error) {
+	path := r.lockPath(key)
+	for i := 0; i < lockAttempts; i++ {
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("open lock %s: %w", path, err)
+		}
+		if err := flock(f, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+			f.Close()
+			if errors.Is(err, unix.EWOULDBLOCK) {
+				owner, _ := r.readOwner(key)
+				return nil, &HeldError{Key: key, Owner: owner}
+			}
+			return nil, fmt.Errorf("lock %s: %w", path, err)
+		}
+		if samePath(f, path) {
+			return &lock{f: f}, nil
+		}
+		f.Close() // the file was unlinked by rm meanwhile: lock the new one
+	}
+	return nil, fmt.Errorf("lock %s: the lock file kept changing under us", path)
+}
+
+// lockWait takes an exclusive flock on path, waiting for it.
+func lockWait(path string) (*lock, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open lock %s: %w", path, err)
+	}
+	if err := flock(f, unix.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return &lock{f: f}, nil
+}
+
+func flock(f *os.File, how int) error {
+	for {
+		err := unix.Flock(int(f.Fd()), how)
+		if err != unix.EINTR {
+			return err
+		}
+	}
+}
+
+// samePath reports whether the open file is still the one at path.
+func samePath(f *os.File, path string) bool {
+	var a, b unix.Stat_t
+	if unix.Fstat(int(f.Fd()), &a) != nil || unix.Lstat(path, &b) != nil {
+		return false
+	}
+	return a.Dev == b.Dev && a.Ino == b.Ino
+}
+
+// Holder tells whether the cache's lock is held right now, and by whom,
+// without taking it (which could make a concurrent run fail): the kernel's
+// /proc/locks is asked about the lock file's inode. The owner record is
+// returned when it is readable.
+func (r *Root) Holder(key string) (held bool, owner *Owner, err error) {
+	var st unix.Stat_t
+	if err := unix.Lstat(r.lockPath(key), &st); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return false, nil, nil
+		}
+		return false, nil, fmt.Errorf("stat lock of %q: %w", key, err)
+	}
+	pids, err := flockHolders(unix.Major(st.Dev), unix.Minor(st.Dev), st.Ino)
+	if err != nil || len(pids) == 0 {
+		return false, nil, err
+	}
+	owner, _ = r.readOwner(key)
+	return true, owner, nil
+}
+
+// writeOwner records who holds the lock of key.
+func (r *Root) writeOwner(key string, o *Owner) error {
+	b, err := jsonMarshal(o)
+	if err != nil {
+		return err
+	}
+	if err := atomicwriter.WriteFile(r.ownerPath(key), b, 0o600); err != nil {
+		return fmt.Errorf("write owner record of %q: %w", key, err)
+	}
+	return nil
+}
+
+// readOwner reads the owner record of key.
+func (r *Root) readOwner(key string) (*Owner, error) {
+	b, err := readSmall(r.ownerPath(key))
+	if err != nil {
+		return nil, err
+	}
+	return parseOwner(b)
+}
+
+// removeOwner removes the owner record; a missing one is fine.
+func (r *Root) removeOwner(key string) error {
+	err := os.Remove(r.ownerPath(key))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove owner record of %q: %w", key, err)
+	}
+	return nil
+}
+
+// withRecords runs fn holding the root-wide lock that serialises
+// read-modify-write of records (a holder's release and a concurrent grow).
+func (r *Root) withRecords(fn func() error) error {
+	l, err := lockWait(filepath.Join(r.path, "locks", ".records"))
+	if err != nil {
+		return err
+	}
+	defer l.release()
+	return fn()
+}

@@ -1,0 +1,13 @@
+//go:build !linux
+
+package cache
+
+import "errors"
+
+var errNoProc = errors.New("process information needs Linux /proc")
+
+func bootID() string { return "" }
+
+func processStartTime(int) (uint64, error) { return 0, errNoProc }
+
+func flockHolders(uint32, uint32, uint64) ([]int, error) { return nil, errNoProc }

@@ -1,0 +1,38 @@
+//go:build linux
+
+package cache
+
+import (
+	"os"
+	"testing"
+)
+
+func TestParseStartTime(t *testing.T) {
+	line := "1234 (a) b) c) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10 18446744073709551615"
+	got, err := parseStartTime(line)
+	if err != nil || got != 987654 {
+		t.Fatalf("parseStartTime = %d, %v; want 987654", got, err)
+	}
+	if _, err := parseStartTime("garbage"); err == nil {
+		t.Fatal("parsed garbage")
+	}
+}
+
+func TestCurrentOwnerAlive(t *testing.T) {
+	o, err := CurrentOwner(os.Getpid(), os.Args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !o.Alive() {
+		t.Fatal("this process is not alive by its own owner record")
+	}
+	o.StartTime++
+	if o.Alive() {
+		t.Fatal("a reused pid (other start time) counts as alive")
+	}
+	o.StartTime--
+	o.BootID = "another-boot"
+	if o.Alive() {
+		t.Fatal("a pid from another boot counts as alive")
+	}
+}

@@ -1,0 +1,141 @@
+package cache
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/dindstore/dindstore/volumes"
+	"github.com/moby/sys/atomicwriter"
+	"golang.org/x/sys/unix"
+)
+
+// recordVersion is the version of the record format this code writes.
+const recordVersion = 1
+
+// maxRecordSize bounds what is read of a record or owner record.
+const maxRecordSize = 1 << 20
+
+// Record is what dindstore knows of a cache, kept on disk as JSON.
+type Record struct {
+	// Version is the record format version.
+	Version int `json:"version"`
+	// Key names the cache; it matches the record's file name.
+	Key string `json:"key"`
+	// Kind is the backing kind (never auto: that is resolved on create).
+	Kind volumes.Kind `json:"kind"`
+	// FS is the filesystem of a loop image.
+	FS volumes.FS `json:"fs,omitempty"`
+	// CapBytes is a loop image's size cap; 0 for uncapped kinds.
+	CapBytes int64 `json:"cap_bytes"`
+	// StorageDriver is the graph driver the inner daemon must use.
+	StorageDriver string `json:"storage_driver"`
+	// KindReason says why auto chose a kind other than loop.
+	KindReason []string `json:"kind_reason,omitempty"`
+	// Created and LastUsed are UTC times.
+	Created  time.Time `json:"created"`
+	LastUsed time.Time `json:"last_used,omitempty"`
+	// Generation counts warm generations (0 for a plain cache).
+	Generation int `json:"generation"`
+	// Hits and Misses count warm-cache lookups.
+	Hits   int64 `json:"hits"`
+	Misses int64 `json:"misses"`
+}
+
+// validate refuses a record that could not have been written by dindstore.
+func (rec *Record) validate(key string) error {
+	if rec.Key != key {
+		return fmt.Errorf("%w: record of %q holds key %q", ErrCorruptRecord, key, rec.Key)
+	}
+	switch rec.Kind {
+	case volumes.Loop:
+		if _, err := volumes.ParseFS(string(rec.FS)); err != nil || rec.CapBytes <= 0 {
+			return fmt.Errorf("%w: record of %q: loop cache with fs %q and cap %d", ErrCorruptRecord, key, rec.FS, rec.CapBytes)
+		}
+	case volumes.Dir, volumes.VFS:
+	default:
+		return fmt.Errorf("%w: record of %q: kind %q", ErrCorruptRecord, key, rec.Kind)
+	}
+	return nil
+}
+
+// readRecord reads the record of key, without following links.
+func (r *Root) readRecord(key string) (*Record, error) {
+	b, err := readSmall(r.recordPath(key))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %q (see `dindstore ls`)", ErrNotFound, key)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var rec Record
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrCorruptRecord, r.recordPath(key), err)
+	}
+	if err := rec.validate(key); err != nil {
+		return nil, err
+	}
+	return &rec, nil
+}
+
+// writeRecord writes the record atomically (temp file, fsync, rename).
+func (r *Root) writeRecord(rec *Record) error {
+	rec.Version = recordVersion
+	b, err := jsonMarshal(rec)
+	if err != nil {
+		return err
+	}
+	if err := atomicwriter.WriteFile(r.recordPath(rec.Key), b, 0o600); err != nil {
+		return fmt.Errorf("write record of %q: %w", rec.Key, err)
+	}
+	return nil
+}
+
+// updateRecord reads, changes and writes back the record of key under the
+// records lock.
+func (r *Root) updateRecord(key string, change func(*Record)) error {
+	return r.withRecords(func() error {
+		rec, err := r.readRecord(key)
+		if err != nil {
+			return err
+		}
+		change(rec)
+		return r.writeRecord(rec)
+	})
+}
+
+func jsonMarshal(v any) ([]byte, error) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	return append(b, '\n'), err
+}
+
+// readSmall reads a regular file of at most maxRecordSize bytes, refusing
+// symlinks and anything that is not a regular file.
+func readSmall(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		if errors.Is(err, unix.ELOOP) {
+			return nil, fmt.Errorf("%w: %s is a symlink", ErrCorruptRecord, path)
+		}
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%w: %s is not a regular file", ErrCorruptRecord, path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxRecordSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if len(b) > maxRecordSize {
+		return nil, fmt.Errorf("%w: %s is larger than %d bytes", ErrCorruptRecord, path, maxRecordSize)
+	}
+	return b, nil
+}

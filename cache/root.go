@@ -1,0 +1,92 @@
+package cache
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+)
+
+// DefaultRoot is where dindstore keeps everything when --root and
+// DINDSTORE_ROOT are not given.
+const DefaultRoot = "/var/lib/dindstore"
+
+// subdirs are created below the root, 0700 each.
+var subdirs = []string{"records", "locks", "images", "data", "mounts", "tmp"}
+
+// Root is a validated dindstore root directory.
+type Root struct {
+	path string
+}
+
+// Path returns the root's absolute path.
+func (r *Root) Path() string { return r.path }
+
+// OpenRoot validates the root at path and, with create, makes it (0700) and
+// its subdirectories when missing. A root (or subdirectory) that is a
+// symlink, not a directory, not owned by this user, or group- or
+// world-writable is refused with ErrInvalid: dindstore never follows a link
+// it did not create. Without create, a missing root is ErrNotFound.
+func OpenRoot(path string, create bool) (*Root, error) {
+	if !filepath.IsAbs(path) {
+		return nil, fmt.Errorf("%w: root %q must be an absolute path", ErrInvalid, path)
+	}
+	path = filepath.Clean(path)
+	if err := checkDir(path, create); err != nil {
+		return nil, err
+	}
+	for _, d := range subdirs {
+		if err := checkDir(filepath.Join(path, d), create); err != nil {
+			return nil, err
+		}
+	}
+	return &Root{path: path}, nil
+}
+
+// checkDir makes sure path is a safe directory, creating it when asked.
+func checkDir(path string, create bool) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		if !create {
+			return fmt.Errorf("%w: %s does not exist", ErrNotFound, path)
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return fmt.Errorf("create %s: %w", filepath.Dir(path), err)
+		}
+		if err := os.Mkdir(path, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("create %s: %w", path, err)
+		}
+		if fi, err = os.Lstat(path); err != nil {
+			return err
+		}
+	} else if err != nil {
+		return fmt.Errorf("stat %s: %w", path, err)
+	}
+	return checkSafe(path, fi)
+}
+
+func checkSafe(path string, fi os.FileInfo) error {
+	switch {
+	case fi.Mode()&os.ModeSymlink != 0:
+		return fmt.Errorf("%w: %s is a symlink; dindstore does not follow links in its root, point --root at the real directory", ErrInvalid, path)
+	case !fi.IsDir():
+		return fmt.Errorf("%w: %s is not a directory", ErrInvalid, path)
+	case fi.Mode().Perm()&0o022 != 0:
+		return fmt.Errorf("%w: %s is group- or world-writable (mode %o); run `chmod 0700 %s`", ErrInvalid, path, fi.Mode().Perm(), path)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
+		return fmt.Errorf("%w: %s is owned by uid %d, not by uid %d running dindstore", ErrInvalid, path, st.Uid, os.Geteuid())
+	}
+	return nil
+}
+
+func (r *Root) recordPath(key string) string { return filepath.Join(r.path, "records", key+".json") }
+func (r *Root) lockPath(key string) string   { return filepath.Join(r.path, "locks", key+".lock") }
+func (r *Root) ownerPath(key string) string  { return filepath.Join(r.path, "locks", key+".owner") }
+func (r *Root) imagePath(key string) string  { return filepath.Join(r.path, "images", key+".img") }
+func (r *Root) dataPath(key string) string   { return filepath.Join(r.path, "data", key) }
+func (r *Root) tmpDir() string               { return filepath.Join(r.path, "tmp") }
+
+// MountPath is where the cache with key is mounted while in use.
+func (r *Root) MountPath(key string) string { return filepath.Join(r.path, "mounts", key) }

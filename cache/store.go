@@ -1,0 +1,277 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/dindstore/dindstore/loopdev"
+	"github.com/dindstore/dindstore/volumes"
+)
+
+// DefaultSize is the cap of a new loop cache when no size is given.
+const DefaultSize int64 = 20 << 30
+
+// TagPrefix starts the lo_file_name tag of every loop device dindstore
+// attaches.
+const TagPrefix = "dindstore:"
+
+// Spec is what a caller asks of a cache. Zero fields are unspecified: a new
+// cache gets the defaults (auto, DefaultSize, ext4), an existing one keeps
+// what it has, and only specified fields must agree with it.
+type Spec struct {
+	Kind volumes.Kind
+	Size int64
+	FS   volumes.FS
+}
+
+// Validate checks the spec on its own, before anything is created.
+func (s Spec) Validate() error {
+	if s.Kind != "" {
+		if _, err := volumes.ParseKind(string(s.Kind)); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+	}
+	if s.FS != "" {
+		if _, err := volumes.ParseFS(string(s.FS)); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+	}
+	if s.Size < 0 || s.Size > MaxSize {
+		return fmt.Errorf("%w: size %d out of range", ErrInvalid, s.Size)
+	}
+	if s.Size > 0 && s.Size < s.fs().MinSize() {
+		return fmt.Errorf("%w: size %d bytes is below the %s minimum of %d MiB", ErrInvalid, s.Size, s.fs(), s.fs().MinSize()>>20)
+	}
+	return nil
+}
+
+func (s Spec) fs() volumes.FS {
+	if s.FS == "" {
+		return volumes.Ext4
+	}
+	return s.FS
+}
+
+func (s Spec) size() int64 {
+	if s.Size == 0 {
+		return DefaultSize
+	}
+	return s.Size
+}
+
+// conflicts tells whether the specified fields disagree with a record.
+func (s Spec) conflicts(rec *Record) error {
+	var diffs []string
+	if s.Kind != "" && s.Kind != volumes.Auto && s.Kind != rec.Kind {
+		diffs = append(diffs, fmt.Sprintf("kind %s (it is %s)", s.Kind, rec.Kind))
+	}
+	if rec.Kind == volumes.Loop && s.Size != 0 && s.Size != rec.CapBytes {
+		diffs = append(diffs, fmt.Sprintf("size %d (it is %d; use `dindstore grow`)", s.Size, rec.CapBytes))
+	}
+	if rec.Kind == volumes.Loop && s.FS != "" && s.FS != rec.FS {
+		diffs = append(diffs, fmt.Sprintf("fs %s (it is %s)", s.FS, rec.FS))
+	}
+	if len(diffs) > 0 {
+		return fmt.Errorf("%w: cache %q exists with other options: asked for %v", ErrInvalid, rec.Key, diffs)
+	}
+	return nil
+}
+
+// Create makes the cache key as spec says, or returns the existing record
+// when a cache with that key exists and agrees with spec (an existing cache
+// that disagrees is ErrInvalid). created tells which happened. A cache is
+// complete once its record is written, which is the last step; a failed
+// create removes what it made.
+func (r *Root) Create(ctx context.Context, key string, spec Spec) (rec *Record, created bool, err error) {
+	if err := ValidateKey(key); err != nil {
+		return nil, false, err
+	}
+	if err := spec.Validate(); err != nil {
+		return nil, false, err
+	}
+	if rec, err := r.readRecord(key); !errors.Is(err, ErrNotFound) {
+		if err != nil {
+			return nil, false, err
+		}
+		return rec, false, spec.conflicts(rec)
+	}
+	if spec.Kind == volumes.Loop || spec.Kind == "" || spec.Kind == volumes.Auto {
+		if err := volumes.CheckSparseSize(r.tmpDir(), spec.size()); err != nil {
+			return nil, false, err
+		}
+	}
+	l, err := r.tryLock(key)
+	if err != nil {
+		return nil, false, err
+	}
+	defer l.release()
+	if rec, err := r.readRecord(key); !errors.Is(err, ErrNotFound) {
+		if err != nil {
+			return nil, false, err
+		}
+		return rec, false, spec.conflicts(rec) // made while we waited
+	}
+	if rec, err = r.create(ctx, key, spec); err != nil {
+		_ = os.Remove(r.lockPath(key)) // held: waiters re-open (samePath)
+		return nil, false, err
+	}
+	return rec, true, nil
+}
+
+// create builds a new cache; the caller holds its lock.
+func (r *Root) create(ctx context.Context, key string, spec Spec) (_ *Record, retErr error) {
+	if err := r.removeData(key); err != nil { // leftovers of a create that died
+		return nil, err
+	}
+	rec := &Record{Key: key, Kind: spec.Kind, Created: time.Now().UTC()}
+	if rec.Kind == "" || rec.Kind == volumes.Auto {
+		d := volumes.Decide(r.tmpDir())
+		rec.Kind, rec.KindReason = d.Kind, d.Why
+	}
+	if err := os.Mkdir(r.MountPath(key), 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return nil, fmt.Errorf("create mount point: %w", err)
+	}
+	defer func() {
+		if retErr != nil {
+			_ = r.removeData(key)
+		}
+	}()
+	if err := r.createBacking(ctx, rec, spec); err != nil {
+		return nil, fmt.Errorf("create cache %q: %w", key, err)
+	}
+	rec.StorageDriver = rec.Kind.StorageDriver()
+	return rec, r.writeRecord(rec)
+}
+
+func (r *Root) createBacking(ctx context.Context, rec *Record, spec Spec) error {
+	switch rec.Kind {
+	case volumes.Loop:
+		rec.FS, rec.CapBytes = spec.fs(), spec.size()
+		return volumes.CreateImage(ctx, r.imagePath(rec.Key), rec.CapBytes, rec.FS)
+	case volumes.Dir:
+		if err := os.Mkdir(r.dataPath(rec.Key), 0o700); err != nil {
+			return err
+		}
+		return volumes.CheckDir(r.dataPath(rec.Key))
+	default:
+		return os.Mkdir(r.dataPath(rec.Key), 0o700)
+	}
+}
+
+// removeData removes a cache's backing data and mount point (never its
+// record or lock). Something still mounted there is unmounted first.
+func (r *Root) removeData(key string) error {
+	if err := volumes.Unmount(r.MountPath(key)); err != nil {
+		return err
+	}
+	for _, p := range []string{r.imagePath(key), r.imagePath(key) + ".tmp", r.dataPath(key), r.MountPath(key)} {
+		if err := os.RemoveAll(p); err != nil {
+			return fmt.Errorf("remove %s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// Remove deletes the cache key: refused with ErrLocked while it is in use.
+// The record goes first, so that a removal cut short leaves data without a
+// record (which create clears), never a record without data.
+func (r *Root) Remove(key string) error {
+	if err := ValidateKey(key); err != nil {
+		return err
+	}
+	l, err := r.tryLock(key)
+	if err != nil {
+		return err
+	}
+	defer l.release()
+	if _, err := r.readRecord(key); errors.Is(err, ErrNotFound) {
+		_ = os.Remove(r.lockPath(key)) // the lock file tryLock just made
+		return err
+	} else if err != nil && !errors.Is(err, ErrCorruptRecord) {
+		return err
+	}
+	if err := volumes.Unmount(r.MountPath(key)); err != nil {
+		return err
+	}
+	if err := os.Remove(r.recordPath(key)); err != nil {
+		return fmt.Errorf("remove record of %q: %w", key, err)
+	}
+	if err := r.removeData(key); err != nil {
+		return err
+	}
+	_ = r.removeOwner(key)
+	// Unlink the lock while holding it: a waiter that opened the old file
+	// sees it is gone (samePath) and locks the new one.
+	return os.Remove(r.lockPath(key))
+}
+
+// Grow raises the cap of a loop cache to size bytes. An idle cache is grown
+// offline under its lock; one in use is grown online, which ext4 allows only
+// with CAP_SYS_RESOURCE. Shrinking is refused (volumes.ErrShrink).
+func (r *Root) Grow(ctx context.Context, key string, size int64) error {
+	if err := ValidateKey(key); err != nil {
+		return err
+	}
+	rec, err := r.readRecord(key)
+	if err != nil {
+		return err
+	}
+	if rec.Kind != volumes.Loop {
+		return fmt.Errorf("%w: cache %q is a %s cache, which has no size cap", ErrInvalid, key, rec.Kind)
+	}
+	if size < rec.CapBytes {
+		return fmt.Errorf("%w: cache %q is %d bytes, asked for %d", volumes.ErrShrink, key, rec.CapBytes, size)
+	}
+	if size == rec.CapBytes {
+		return nil
+	}
+	if err := volumes.CheckSparseSize(r.tmpDir(), size); err != nil {
+		return err
+	}
+	if err := r.grow(ctx, rec, size); err != nil {
+		return fmt.Errorf("grow cache %q: %w", key, err)
+	}
+	return r.updateRecord(key, func(rec *Record) { rec.CapBytes = size })
+}
+
+func (r *Root) grow(ctx context.Context, rec *Record, size int64) error {
+	l, err := r.tryLock(rec.Key)
+	if errors.Is(err, ErrLocked) {
+		dev, err := r.mountedDevice(rec.Key)
+		if err != nil {
+			return err
+		}
+		return volumes.GrowMounted(ctx, r.imagePath(rec.Key), size, rec.FS, dev, r.MountPath(rec.Key))
+	}
+	if err != nil {
+		return err
+	}
+	defer l.release()
+	if rec.FS == volumes.Ext4 {
+		return volumes.GrowImage(ctx, r.imagePath(rec.Key), size, rec.FS)
+	}
+	m, err := volumes.MountImage(ctx, r.imagePath(rec.Key), r.MountPath(rec.Key), rec.FS, loopdev.Tag(TagPrefix, rec.Key))
+	if err != nil {
+		return err
+	}
+	err = volumes.GrowMounted(ctx, r.imagePath(rec.Key), size, rec.FS, m.Device, m.Target)
+	if uerr := volumes.Unmount(m.Target); err == nil {
+		err = uerr
+	}
+	return err
+}
+
+// mountedDevice finds the loop device backing the cache's image, by inode.
+func (r *Root) mountedDevice(key string) (string, error) {
+	devs, err := loopdev.FindByFile(r.imagePath(key))
+	if err != nil {
+		return "", err
+	}
+	if len(devs) == 0 {
+		return "", fmt.Errorf("cache %q is locked but its image is not attached", key)
+	}
+	return devs[0].Path, nil
+}

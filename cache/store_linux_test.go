@@ -1,0 +1,129 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/dindstore/dindstore/internal/testutil"
+	"github.com/dindstore/dindstore/loopdev"
+	"github.com/dindstore/dindstore/volumes"
+)
+
+// acquire takes a lease and releases it at cleanup if the test did not.
+func acquire(t *testing.T, r *Root, key string) *Lease {
+	t.Helper()
+	l, err := r.Acquire(context.Background(), key, []string{"test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Release() }) // a no-op once released
+	return l
+}
+
+func TestLifecycleEachKind(t *testing.T) {
+	testutil.RequiresRoot(t)
+	testutil.RequiresTool(t, "mkfs.ext4")
+	for _, kind := range []volumes.Kind{volumes.Loop, volumes.Dir, volumes.VFS} {
+		t.Run(string(kind), func(t *testing.T) { lifecycle(t, kind) })
+	}
+}
+
+func lifecycle(t *testing.T, kind volumes.Kind) {
+	ctx := context.Background()
+	r := newRoot(t)
+	spec := Spec{Kind: kind, Size: 256 << 20}
+	rec, created, err := r.Create(ctx, "k1", spec)
+	if err != nil || !created || rec.Kind != kind {
+		t.Fatalf("Create = %+v, %v, %v", rec, created, err)
+	}
+	if _, created, err := r.Create(ctx, "k1", spec); err != nil || created {
+		t.Fatalf("second Create with the same options = %v, %v", created, err)
+	}
+	if _, _, err := r.Create(ctx, "k1", Spec{Kind: volumes.Loop, Size: 512 << 20}); kind == volumes.Loop && !errors.Is(err, ErrInvalid) {
+		t.Fatalf("Create with another size: %v, want ErrInvalid", err)
+	}
+	l := acquire(t, r, "k1")
+	if err := os.WriteFile(filepath.Join(l.MountPath(), "f"), []byte("kept"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Acquire(ctx, "k1", nil); !errors.Is(err, ErrLocked) {
+		t.Fatalf("second Acquire: %v, want ErrLocked", err)
+	}
+	if err := r.Remove("k1"); !errors.Is(err, ErrLocked) {
+		t.Fatalf("Remove in use: %v, want ErrLocked", err)
+	}
+	entries, err := r.List(ctx)
+	if err != nil || len(entries) != 1 || entries[0].State != StateInUse || entries[0].HolderPID != os.Getpid() {
+		t.Fatalf("List in use = %+v, %v", entries, err)
+	}
+	if err := l.Release(); err != nil {
+		t.Fatal(err)
+	}
+	assertNothingMounted(t, r, "k1")
+	l2 := acquire(t, r, "k1")
+	if b, err := os.ReadFile(filepath.Join(l2.MountPath(), "f")); err != nil || string(b) != "kept" {
+		t.Fatalf("data not kept: %q, %v", b, err)
+	}
+	if err := l2.Release(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Remove("k1"); err != nil {
+		t.Fatal(err)
+	}
+	assertNothingMounted(t, r, "k1")
+	for _, d := range []string{"records", "images", "data", "mounts", "locks"} {
+		if entries, _ := os.ReadDir(filepath.Join(r.Path(), d)); len(entries) > 0 && !(d == "locks" && entries[0].Name() == ".records" && len(entries) == 1) {
+			t.Errorf("%s not empty after rm: %v", d, entries)
+		}
+	}
+}
+
+func assertNothingMounted(t *testing.T, r *Root, key string) {
+	t.Helper()
+	if m, _ := volumes.IsMounted(r.MountPath(key)); m {
+		t.Errorf("%s still mounted", r.MountPath(key))
+	}
+	tag := loopdev.Tag(TagPrefix, key)
+	devs, _ := loopdev.ListTagged(tag)
+	for _, d := range devs {
+		if d.Tag == tag {
+			t.Errorf("loop device %s (%s) still attached", d.Path, d.Tag)
+		}
+	}
+}
+
+func TestGrowIdleLoop(t *testing.T) {
+	testutil.RequiresRoot(t)
+	testutil.RequiresTool(t, "resize2fs")
+	ctx := context.Background()
+	r := newRoot(t)
+	if _, _, err := r.Create(ctx, "g", Spec{Kind: volumes.Loop, Size: 256 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Grow(ctx, "g", 128<<20); !errors.Is(err, volumes.ErrShrink) {
+		t.Fatalf("shrink: %v", err)
+	}
+	if err := r.Grow(ctx, "g", 1<<30); err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := r.List(ctx)
+	if len(entries) != 1 || entries[0].CapBytes != 1<<30 || entries[0].ApparentBytes != 1<<30 {
+		t.Fatalf("after grow: %+v", entries)
+	}
+}
+
+func TestCreateTooBigLeavesNothing(t *testing.T) {
+	testutil.RequiresRoot(t)
+	r := newRoot(t)
+	if _, _, err := r.Create(context.Background(), "big", Spec{Kind: volumes.Loop, Size: MaxSize}); !errors.Is(err, volumes.ErrInvalid) {
+		t.Fatalf("Create 1 EiB: %v, want ErrInvalid", err)
+	}
+	for _, d := range subdirs {
+		if entries, _ := os.ReadDir(filepath.Join(r.Path(), d)); len(entries) > 0 {
+			t.Errorf("%s holds %v after a refused create", d, entries)
+		}
+	}
+}
