@@ -1,0 +1,136 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/dindstore/dindstore/cache"
+	"github.com/dindstore/dindstore/volumes"
+	"github.com/urfave/cli/v2"
+)
+
+// Exit statuses.
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+	// exitInUse is EX_TEMPFAIL from sysexits.h: try again later.
+	exitInUse = 75
+)
+
+var rootFlag = &cli.StringFlag{
+	Name:    "root",
+	Usage:   "directory that holds every cache (root-owned, 0700)",
+	Value:   cache.DefaultRoot,
+	EnvVars: []string{"DINDSTORE_ROOT"},
+}
+
+// errUsage marks command-line mistakes (exit status 2).
+var errUsage = errors.New("usage")
+
+func newApp(stdout, stderr io.Writer) *cli.App {
+	return &cli.App{
+		Name:      "dindstore",
+		Usage:     "storage backends for inner Docker daemons",
+		Writer:    stdout,
+		ErrWriter: stderr,
+		Flags:     []cli.Flag{rootFlag},
+		Commands: []*cli.Command{
+			createCommand, runCommand, lsCommand, growCommand, rmCommand,
+		},
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
+			return fmt.Errorf("%w: %w", errUsage, err)
+		},
+		ExitErrHandler:  func(*cli.Context, error) {}, // run decides the status
+		HideHelpCommand: true,
+	}
+}
+
+// run runs the CLI and returns the process exit status.
+func run(ctx context.Context, args []string) int {
+	app := newApp(os.Stdout, os.Stderr)
+	err := app.RunContext(ctx, hoistKey(app, args))
+	code := exitCode(err)
+	if err != nil && err.Error() != "" {
+		fmt.Fprintf(os.Stderr, "dindstore: %v\n", err)
+	}
+	return code
+}
+
+// exitCode maps an error to the documented exit statuses.
+func exitCode(err error) int {
+	var ec cli.ExitCoder
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &ec):
+		return ec.ExitCode()
+	case errors.Is(err, cache.ErrLocked):
+		return exitInUse
+	case errors.Is(err, errUsage), errors.Is(err, cache.ErrInvalid),
+		errors.Is(err, volumes.ErrInvalid), errors.Is(err, volumes.ErrShrink):
+		return exitUsage
+	}
+	return exitFailure
+}
+
+// hoistKey lets a command's flags follow its KEY, as in
+// `dindstore run KEY --size 20GiB -- CMD`: Go's flag parsing stops at the
+// first argument that is not a flag, so KEY is moved behind the flags (and
+// in front of a `--`). Without `--`, a command line after KEY is left alone.
+func hoistKey(app *cli.App, args []string) []string {
+	i := commandIndex(app, args)
+	if i < 0 || i+1 >= len(args) || strings.HasPrefix(args[i+1], "-") {
+		return args
+	}
+	key, rest := args[i+1], args[i+2:]
+	dash := slices.Index(rest, "--")
+	if dash < 0 {
+		if args[i] == "run" {
+			return args
+		}
+		dash = len(rest)
+	}
+	out := append([]string{}, args[:i+1]...)
+	out = append(out, rest[:dash]...)
+	out = append(out, key)
+	return append(out, rest[dash:]...)
+}
+
+// commandIndex finds the subcommand in args, skipping global flags.
+func commandIndex(app *cli.App, args []string) int {
+	for i := 1; i < len(args); i++ {
+		a := args[i]
+		if a == "--root" || a == "-root" {
+			i++ // its value
+			continue
+		}
+		if strings.HasPrefix(a, "-") {
+			continue
+		}
+		if app.Command(a) != nil {
+			return i
+		}
+		return -1
+	}
+	return -1
+}
+
+// openRoot opens the --root; create makes it when missing.
+func openRoot(c *cli.Context, create bool) (*cache.Root, error) {
+	return cache.OpenRoot(c.String(rootFlag.Name), create)
+}
+
+// oneKey returns the single KEY argument of a command.
+func oneKey(c *cli.Context) (string, error) {
+	if c.NArg() != 1 {
+		return "", fmt.Errorf("%w: %s takes exactly one KEY, got %d arguments", errUsage, c.Command.Name, c.NArg())
+	}
+	key := c.Args().First()
+	return key, cache.ValidateKey(key)
+}

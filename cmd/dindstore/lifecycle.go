@@ -1,0 +1,57 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/dindstore/dindstore/cache"
+	"github.com/urfave/cli/v2"
+)
+
+var growCommand = &cli.Command{
+	Name:      "grow",
+	Usage:     "raise the size cap of a loop cache (shrinking is refused)",
+	ArgsUsage: "KEY",
+	Flags: []cli.Flag{
+		&cli.StringFlag{Name: "size", Required: true, Usage: "new size cap (GiB, G, MiB, or bytes)"},
+	},
+	Action: func(c *cli.Context) error {
+		key, err := oneKey(c)
+		if err != nil {
+			return err
+		}
+		size, err := cache.ParseSize(c.String("size"))
+		if err != nil {
+			return err
+		}
+		root, err := openRoot(c, false)
+		if err != nil {
+			return err
+		}
+		if err := root.Grow(c.Context, key, size); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.App.Writer, "%s grown to %s\n", key, human(size))
+		return nil
+	},
+}
+
+var rmCommand = &cli.Command{
+	Name:      "rm",
+	Usage:     "remove a cache and its data (refused while in use)",
+	ArgsUsage: "KEY",
+	Action: func(c *cli.Context) error {
+		key, err := oneKey(c)
+		if err != nil {
+			return err
+		}
+		root, err := openRoot(c, false)
+		if err != nil {
+			return err
+		}
+		if err := root.Remove(key); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.App.Writer, "%s removed\n", key)
+		return nil
+	},
+}

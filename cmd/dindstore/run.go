@@ -1,0 +1,145 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/dindstore/dindstore/cache"
+	"github.com/dindstore/dindstore/volumes"
+	"github.com/urfave/cli/v2"
+)
+
+// mountPlaceholder in CMD's arguments is replaced by the mount path.
+const mountPlaceholder = "{mount}"
+
+// exitNotFound is the shell's status for a command that could not be run.
+const exitNotFound = 127
+
+var runCommand = &cli.Command{
+	Name:      "run",
+	Usage:     "hold a cache, mount it, and run a command on it (e.g. dockerd --data-root {mount})",
+	ArgsUsage: "KEY [create flags] -- CMD [ARGS...]",
+	Description: "Creates the cache when missing, takes its lock, mounts it, and runs CMD with every\n" +
+		"argument \"{mount}\" replaced by the mount path and DINDSTORE_MOUNT in its environment.\n" +
+		"SIGINT, SIGTERM, SIGHUP and SIGQUIT are passed on to CMD. When CMD exits the cache is\n" +
+		"unmounted and released, and dindstore exits with CMD's status (128+N if killed by signal N).",
+	Flags: createFlags,
+	Action: func(c *cli.Context) error {
+		key, argv, err := runArgs(c)
+		if err != nil {
+			return err
+		}
+		spec, err := specFromFlags(c)
+		if err != nil {
+			return err
+		}
+		root, err := openRoot(c, true)
+		if err != nil {
+			return err
+		}
+		rec, created, err := root.Create(c.Context, key, spec)
+		if err != nil {
+			return err
+		}
+		if created {
+			reportCreate(c, rec, created)
+		}
+		return runLeased(c.Context, root, key, argv)
+	},
+}
+
+// runArgs splits `KEY [--] CMD [ARGS...]`.
+func runArgs(c *cli.Context) (string, []string, error) {
+	args := c.Args().Slice()
+	if len(args) > 1 && args[1] == "--" {
+		args = append(args[:1:1], args[2:]...)
+	}
+	if len(args) < 2 {
+		return "", nil, fmt.Errorf("%w: run needs KEY -- CMD [ARGS...]", errUsage)
+	}
+	return args[0], args[1:], cache.ValidateKey(args[0])
+}
+
+// runLeased holds the cache while argv runs, and returns CMD's exit status
+// as a cli exit error.
+func runLeased(ctx context.Context, root *cache.Root, key string, argv []string) (retErr error) {
+	lease, err := root.Acquire(ctx, key, os.Args)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if rerr := lease.Release(); rerr != nil {
+			fmt.Fprintf(os.Stderr, "dindstore: %v\n", rerr)
+			if retErr == nil {
+				retErr = rerr
+			}
+		}
+	}()
+	if lease.Record().Kind == volumes.VFS {
+		fmt.Fprintf(os.Stderr, "dindstore: cache %s is a vfs cache: run the inner dockerd with --storage-driver vfs\n", key)
+	}
+	status, err := runChild(lease.MountPath(), argv)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "dindstore: %v\n", err)
+	}
+	if status == 0 {
+		return nil
+	}
+	return cli.Exit("", status)
+}
+
+// runChild runs argv with the mount filled in, passing signals on, and
+// returns its exit status. The cache's lock descriptor is close-on-exec, so
+// the child and its descendants never hold it.
+func runChild(mount string, argv []string) (int, error) {
+	args := make([]string, len(argv))
+	for i, a := range argv {
+		args[i] = strings.ReplaceAll(a, mountPlaceholder, mount)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.Env = append(os.Environ(), "DINDSTORE_MOUNT="+mount)
+	// If dindstore dies, the lock goes with it: the child must not go on
+	// writing to a cache that another daemon may then take.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
+	defer signal.Stop(sigs)
+	if err := cmd.Start(); err != nil {
+		return exitNotFound, fmt.Errorf("start %s: %w", args[0], err)
+	}
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		for {
+			select {
+			case s := <-sigs:
+				_ = cmd.Process.Signal(s)
+			case <-done:
+				return
+			}
+		}
+	}()
+	return exitStatus(cmd.Wait())
+}
+
+// exitStatus turns Wait's error into a shell-style exit status.
+func exitStatus(err error) (int, error) {
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		if err != nil {
+			return exitFailure, err
+		}
+		return 0, nil
+	}
+	if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal()), nil
+	}
+	return ee.ExitCode(), nil
+}
