@@ -34,7 +34,7 @@ var rootFlag = &cli.StringFlag{
 var errUsage = errors.New("usage")
 
 func newApp(stdout, stderr io.Writer) *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:      "dindstore",
 		Usage:     "storage backends for inner Docker daemons",
 		Writer:    stdout,
@@ -49,6 +49,10 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		ExitErrHandler:  func(*cli.Context, error) {}, // run decides the status
 		HideHelpCommand: true,
 	}
+	for _, c := range app.Commands {
+		c.OnUsageError = app.OnUsageError
+	}
+	return app
 }
 
 // run runs the CLI and returns the process exit status.

@@ -1,0 +1,263 @@
+package integration
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dindstore/dindstore/cache"
+	"github.com/dindstore/dindstore/loopdev"
+	"github.com/dindstore/dindstore/volumes"
+)
+
+// binary is the dindstore built by TestMain; skipReason is set when the
+// suite cannot run here.
+var binary, skipReason string
+
+func TestMain(m *testing.M) {
+	os.Exit(setup(m))
+}
+
+func setup(m *testing.M) int {
+	switch {
+	case os.Geteuid() != 0:
+		skipReason = "needs root (loop devices, mounts, dockerd); run `sudo make test`"
+	default:
+		for _, tool := range []string{"dockerd", "docker", "containerd", "runc", "mkfs.ext4", "busybox"} {
+			if _, err := exec.LookPath(tool); err != nil {
+				skipReason = tool + " not found; `make deps` installs it"
+			}
+		}
+	}
+	dir, err := os.MkdirTemp("", "dindstore-integration-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	binary = filepath.Join(dir, "dindstore")
+	if out, err := exec.Command("go", "build", "-o", binary, "../cmd/dindstore").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build dindstore: %v\n%s", err, out)
+		return 1
+	}
+	return m.Run()
+}
+
+func requireSuite(t *testing.T) {
+	t.Helper()
+	if skipReason != "" {
+		t.Skip("skipping: " + skipReason)
+	}
+}
+
+// result is what a finished dindstore command did.
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// dindstore runs the CLI to completion.
+func dindstore(t *testing.T, root string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, append([]string{"--root", root}, args...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String()}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("dindstore %v: %v", args, err)
+	}
+	return r
+}
+
+// daemon is a dockerd started through `dindstore run`.
+type daemon struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	sock   string
+	log    string
+	exited chan struct{}
+	err    error
+}
+
+// startDaemon runs `dindstore run KEY [flags] -- dockerd ...` in the
+// background and waits until the daemon answers. The cleanup stops it even
+// when the test fails, and tears down what a killed run left mounted.
+func startDaemon(t *testing.T, root, key string, flags []string, dockerdFlags ...string) *daemon {
+	t.Helper()
+	dir := t.TempDir()
+	d := &daemon{t: t, sock: filepath.Join(dir, "d.sock"), log: filepath.Join(dir, "run.log"), exited: make(chan struct{})}
+	args := append([]string{"--root", root, "run", key}, flags...)
+	args = append(args, "--", "dockerd", "--data-root", "{mount}",
+		"--exec-root", filepath.Join(dir, "exec"), "--pidfile", filepath.Join(dir, "d.pid"),
+		"-H", "unix://"+d.sock, "--bridge=none", "--iptables=false", "--ip-masq=false",
+		"--containerd-namespace", "dindstore-it-"+key, "--containerd-plugins-namespace", "dindstore-itp-"+key)
+	args = append(args, dockerdFlags...)
+	logf, err := os.Create(d.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.cmd = exec.Command(binary, args...)
+	d.cmd.Stdout, d.cmd.Stderr = logf, logf
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { d.err = d.cmd.Wait(); logf.Close(); close(d.exited) }()
+	t.Cleanup(func() { d.stop(); cleanupRoot(t, root) })
+	d.waitReady()
+	return d
+}
+
+func (d *daemon) waitReady() {
+	d.t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-d.exited:
+			d.t.Fatalf("dindstore run exited early (%v):\n%s", d.err, d.logs())
+		default:
+		}
+		if _, err := d.docker("version"); err == nil {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	d.t.Fatalf("dockerd did not answer within 90s:\n%s", d.logs())
+}
+
+func (d *daemon) logs() string {
+	b, _ := os.ReadFile(d.log)
+	if len(b) > 6000 {
+		b = b[len(b)-6000:]
+	}
+	return string(b)
+}
+
+// docker runs the docker CLI against this daemon.
+func (d *daemon) docker(args ...string) (string, error) {
+	return dockerStdin(d.sock, nil, args...)
+}
+
+func dockerStdin(sock string, stdin []byte, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "docker", append([]string{"-H", "unix://" + sock}, args...)...)
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("docker %s: %w: %s", strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
+}
+
+// stop sends SIGTERM to dindstore (which passes it to dockerd) and waits
+// for it to unmount and exit; SIGKILL after 60s. It returns the exit code.
+func (d *daemon) stop() int {
+	select {
+	case <-d.exited:
+	default:
+		_ = d.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-d.exited:
+		case <-time.After(60 * time.Second):
+			d.t.Errorf("dindstore run did not stop within 60s after SIGTERM:\n%s", d.logs())
+			_ = d.cmd.Process.Kill()
+			<-d.exited
+		}
+	}
+	return d.cmd.ProcessState.ExitCode()
+}
+
+// cleanupRoot is the safety net for a failed test: unmount everything below
+// root and detach loop devices backed by its images.
+func cleanupRoot(t *testing.T, root string) {
+	mounts, _ := filepath.Glob(filepath.Join(root, "mounts", "*"))
+	for _, m := range mounts {
+		if err := volumes.Unmount(m); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	}
+	images, _ := filepath.Glob(filepath.Join(root, "images", "*"))
+	for _, img := range images {
+		devs, _ := loopdev.FindByFile(img)
+		for _, dev := range devs {
+			_ = loopdev.DetachIfBacked(dev.Path, dev.BackingDev, dev.BackingInode)
+		}
+	}
+}
+
+// assertNothingLeft checks that no mount below root and no loop device
+// backed by one of its images remains.
+func assertNothingLeft(t *testing.T, root string) {
+	t.Helper()
+	raw, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(raw), " "+root+"/") {
+		t.Errorf("mounts below %s left behind", root)
+	}
+	devs, err := loopdev.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	images, _ := filepath.Glob(filepath.Join(root, "images", "*.img"))
+	for _, img := range images {
+		found, _ := loopdev.FindByFile(img)
+		if len(found) > 0 {
+			t.Errorf("loop device %s still backed by %s", found[0].Path, img)
+		}
+	}
+	for _, d := range devs {
+		if strings.HasPrefix(d.Tag, cache.TagPrefix+"it-") {
+			t.Errorf("loop device %s tagged %s left behind", d.Path, d.Tag)
+		}
+	}
+}
+
+// busyboxTar builds a rootfs tarball around the host's static busybox.
+func busyboxTar(t *testing.T) []byte {
+	t.Helper()
+	path, err := exec.LookPath("busybox")
+	if err != nil {
+		t.Skip("skipping: busybox not found")
+	}
+	bin, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, d := range []string{"bin/", "tmp/", "etc/"} {
+		must(t, tw.WriteHeader(&tar.Header{Name: d, Typeflag: tar.TypeDir, Mode: 0o755}))
+	}
+	must(t, tw.WriteHeader(&tar.Header{Name: "bin/busybox", Mode: 0o755, Size: int64(len(bin))}))
+	_, err = tw.Write(bin)
+	must(t, err)
+	for _, app := range []string{"sh", "echo", "cat", "ls", "sleep", "true"} {
+		must(t, tw.WriteHeader(&tar.Header{Name: "bin/" + app, Typeflag: tar.TypeSymlink, Linkname: "busybox", Mode: 0o777}))
+	}
+	must(t, tw.Close())
+	return buf.Bytes()
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
