@@ -1,0 +1,50 @@
+# dindstore — see README.md. Every target that needs system packages installs
+# the missing ones with apt-get first (`make deps`).
+
+export PATH := /usr/local/go/bin:$(PATH)
+GO       ?= go
+BIN      := bin/dindstore
+# tool:package pairs that `make deps` makes sure of
+DEPS     := mkfs.ext4:e2fsprogs mkfs.xfs:xfsprogs dockerd:docker.io docker:docker.io \
+            containerd:containerd runc:runc busybox:busybox-static
+TESTFLAGS ?= -count=1 -timeout 45m
+
+.PHONY: all build deps test unit demo bench vet clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/dindstore
+
+## deps: install the system packages dindstore and its tests use, if missing
+deps:
+	@missing=""; for pair in $(DEPS); do \
+	  tool=$${pair%%:*}; pkg=$${pair##*:}; \
+	  command -v $$tool >/dev/null 2>&1 || PATH=$$PATH:/usr/sbin:/sbin command -v $$tool >/dev/null 2>&1 || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+## test: every test; the root-only ones (loop devices, mounts, dockerd) run when root
+test: deps vet
+	$(GO) test $(TESTFLAGS) ./...
+
+## unit: the tests that need neither root nor a daemon
+unit:
+	$(GO) test -count=1 ./loopdev ./overlay ./volumes ./cache ./cmd/...
+
+vet:
+	$(GO) vet ./...
+
+## demo: an inner dockerd on a 10 GiB loop cache, a container in it, ls, cleanup
+demo: deps build
+	./scripts/demo.sh $(BIN)
+
+## bench: provision a 100 GiB loop cache with dindstore and by hand; time and host bytes
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./volumes/
+
+clean:
+	rm -rf bin
