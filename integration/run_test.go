@@ -135,3 +135,32 @@ func TestBadInput(t *testing.T) {
 		t.Errorf("symlinked root: created %v in its target", entries)
 	}
 }
+
+// TestRunCommandContract: {mount} and DINDSTORE_MOUNT reach the command, the
+// lock descriptor does not, and the command's exit status comes back.
+func TestRunCommandContract(t *testing.T) {
+	requireSuite(t)
+	root := filepath.Join(t.TempDir(), "root")
+	t.Cleanup(func() { cleanupRoot(t, root) })
+	script := `echo "arg={mount} env=$DINDSTORE_MOUNT"; ls -l /proc/$$/fd; exit 3`
+	r := dindstore(t, root, "run", "it-contract", "--kind", "loop", "--size", "256MiB", "--", "sh", "-c", script)
+	if r.code != 3 {
+		t.Fatalf("exit %d, want the command's 3:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	mount := filepath.Join(root, "mounts", "it-contract")
+	if !strings.Contains(r.stdout, "arg="+mount+" env="+mount) {
+		t.Errorf("mount path not passed: %q", r.stdout)
+	}
+	if strings.Contains(r.stdout, ".lock") {
+		t.Errorf("the lock descriptor leaked into the command:\n%s", r.stdout)
+	}
+	r = dindstore(t, root, "run", "it-contract", "--", "sh", "-c", "kill -TERM $$")
+	if r.code != 128+15 {
+		t.Errorf("command killed by SIGTERM: exit %d, want 143", r.code)
+	}
+	r = dindstore(t, root, "run", "it-contract", "--", "/no/such/command")
+	if r.code != 127 || !strings.Contains(r.stderr, "/no/such/command") {
+		t.Errorf("missing command: exit %d, %q", r.code, r.stderr)
+	}
+	assertNothingLeft(t, root)
+}

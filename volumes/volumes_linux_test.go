@@ -173,3 +173,39 @@ func TestDecideOnHost(t *testing.T) {
 		t.Fatalf("Decide gave %q", d.Kind)
 	}
 }
+
+func TestXFSImage(t *testing.T) {
+	testutil.RequiresRoot(t)
+	testutil.RequiresTool(t, "mkfs.xfs")
+	testutil.RequiresTool(t, "xfs_growfs")
+	dir := t.TempDir()
+	image, target := filepath.Join(dir, "img"), filepath.Join(dir, "mnt")
+	if err := os.Mkdir(target, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := CreateImage(ctx, image, 100<<20, XFS); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("100 MiB xfs: %v, want ErrInvalid", err)
+	}
+	if err := CreateImage(ctx, image, 1<<30, XFS); err != nil {
+		t.Fatal(err)
+	}
+	m, err := MountImage(ctx, image, target, XFS, loopdev.Tag("dindstore-test:", t.Name()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = Unmount(target) })
+	if err := CheckDir(target); err != nil {
+		t.Fatalf("overlay on the xfs image: %v", err)
+	}
+	if err := GrowMounted(ctx, image, 2<<30, XFS, m.Device, target); err != nil {
+		t.Fatal(err)
+	}
+	var fs unix.Statfs_t
+	if err := unix.Statfs(target, &fs); err != nil {
+		t.Fatal(err)
+	}
+	if total := int64(fs.Blocks) * fs.Bsize; total < 1900<<20 {
+		t.Fatalf("xfs is %d bytes after growing to 2 GiB", total)
+	}
+}
