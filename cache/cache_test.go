@@ -147,11 +147,11 @@ func TestLockExclusive(t *testing.T) {
 	if !errors.Is(err, ErrLocked) || !errors.As(err, &held) || held.Owner == nil || held.Owner.PID != os.Getpid() {
 		t.Fatalf("second lock: %v, want ErrLocked naming pid %d", err, os.Getpid())
 	}
-	if ok, o, err := r.Holder("k"); !ok || o == nil || err != nil {
-		t.Fatalf("Holder while held = %v, %v, %v", ok, o, err)
+	if ok, pid, o, err := r.Holder("k"); !ok || pid != os.Getpid() || o == nil || err != nil {
+		t.Fatalf("Holder while held = %v, %d, %v, %v", ok, pid, o, err)
 	}
 	l.release()
-	if ok, _, err := r.Holder("k"); ok || err != nil {
+	if ok, _, _, err := r.Holder("k"); ok || err != nil {
 		t.Fatalf("Holder after release = %v, %v", ok, err)
 	}
 	l2, err := r.tryLock("k")
@@ -181,5 +181,26 @@ func TestSpecValidate(t *testing.T) {
 		if err := s.Validate(); !errors.Is(err, ErrInvalid) {
 			t.Errorf("Validate(%+v) = %v, want ErrInvalid", s, err)
 		}
+	}
+}
+
+func TestHolderIgnoresStaleOwner(t *testing.T) {
+	r := newRoot(t)
+	stale := &Owner{PID: 1 << 22, BootID: "old-boot", Command: []string{"dead"}}
+	if err := r.writeOwner("k", stale); err != nil {
+		t.Fatal(err)
+	}
+	if held, _, _, err := r.Holder("k"); held || err != nil {
+		t.Fatalf("a stale owner record without a lock counts as held: %v, %v", held, err)
+	}
+	l, err := r.tryLock("k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.release()
+	_, err = r.tryLock("k")
+	var he *HeldError
+	if !errors.As(err, &he) || he.PID != os.Getpid() || he.Owner != nil {
+		t.Fatalf("held with a stale owner record: %#v, want our pid and no owner", err)
 	}
 }

@@ -22,17 +22,22 @@ var (
 // HeldError is returned when a cache's lock is held by someone else.
 type HeldError struct {
 	Key string
-	// Owner is the holder's owner record; nil if it could not be read
-	// (the holder is between taking the lock and writing it).
+	// PID is the holding process as the kernel reports it (0 if unknown).
+	PID int
+	// Owner is the holder's owner record; nil if it could not be read (the
+	// holder is between taking the lock and writing it).
 	Owner *Owner
 }
 
 func (e *HeldError) Error() string {
-	if e.Owner == nil {
-		return fmt.Sprintf("cache %q is in use by another process", e.Key)
+	switch {
+	case e.Owner != nil:
+		return fmt.Sprintf("cache %q is in use by pid %d (%s) since %s; wait for it to end, or stop it", e.Key,
+			e.Owner.PID, e.Owner.CommandLine(), e.Owner.Acquired.Format("2006-01-02T15:04:05Z07:00"))
+	case e.PID > 0:
+		return fmt.Sprintf("cache %q is in use by pid %d; wait for it to end, or stop it", e.Key, e.PID)
 	}
-	return fmt.Sprintf("cache %q is in use by pid %d (%s) since %s", e.Key, e.Owner.PID,
-		e.Owner.CommandLine(), e.Owner.Acquired.Format("2006-01-02T15:04:05Z07:00"))
+	return fmt.Sprintf("cache %q is in use by another process", e.Key)
 }
 
 // Unwrap makes errors.Is(err, ErrLocked) true.

@@ -78,15 +78,12 @@ func (r *Root) entry(ctx context.Context, key string) Entry {
 		t := rec.LastUsed
 		e.LastUsed = &t
 	}
-	held, owner, err := r.Holder(key)
+	held, pid, _, err := r.Holder(key)
 	if err != nil {
 		e.Error = err.Error()
 	}
 	if held {
-		e.State = StateInUse
-		if owner != nil {
-			e.HolderPID = owner.PID
-		}
+		e.State, e.HolderPID = StateInUse, pid
 	}
 	if err := r.usage(ctx, rec, held, &e); err != nil {
 		e.Error = err.Error()

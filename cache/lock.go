@@ -35,8 +35,7 @@ func (r *Root) tryLock(key string) (*lock, error) {
 		if err := flock(f, unix.LOCK_EX|unix.LOCK_NB); err != nil {
 			f.Close()
 			if errors.Is(err, unix.EWOULDBLOCK) {
-				owner, _ := r.readOwner(key)
-				return nil, &HeldError{Key: key, Owner: owner}
+				return nil, r.heldError(key)
 			}
 			return nil, fmt.Errorf("lock %s: %w", path, err)
 		}
@@ -81,22 +80,32 @@ func samePath(f *os.File, path string) bool {
 
 // Holder tells whether the cache's lock is held right now, and by whom,
 // without taking it (which could make a concurrent run fail): the kernel's
-// /proc/locks is asked about the lock file's inode. The owner record is
-// returned when it is readable.
-func (r *Root) Holder(key string) (held bool, owner *Owner, err error) {
+// /proc/locks is asked about the lock file's inode. pid is the holder's
+// process as the kernel knows it; owner is its owner record, only when that
+// record names the same live process (a holder may be between taking the
+// lock and writing it, and a dead holder's record may still be there).
+func (r *Root) Holder(key string) (held bool, pid int, owner *Owner, err error) {
 	var st unix.Stat_t
 	if err := unix.Lstat(r.lockPath(key), &st); err != nil {
 		if errors.Is(err, unix.ENOENT) {
-			return false, nil, nil
+			return false, 0, nil, nil
 		}
-		return false, nil, fmt.Errorf("stat lock of %q: %w", key, err)
+		return false, 0, nil, fmt.Errorf("stat lock of %q: %w", key, err)
 	}
-	pids, err := flockHolders(unix.Major(st.Dev), unix.Minor(st.Dev), st.Ino)
+	pids, err := flockHolders(unix.Major(uint64(st.Dev)), unix.Minor(uint64(st.Dev)), st.Ino)
 	if err != nil || len(pids) == 0 {
-		return false, nil, err
+		return false, 0, nil, err
 	}
-	owner, _ = r.readOwner(key)
-	return true, owner, nil
+	if o, err := r.readOwner(key); err == nil && o.PID == pids[0] && o.Alive() {
+		owner = o
+	}
+	return true, pids[0], owner, nil
+}
+
+// heldError describes the holder of a lock we could not take.
+func (r *Root) heldError(key string) error {
+	_, pid, owner, _ := r.Holder(key)
+	return &HeldError{Key: key, PID: pid, Owner: owner}
 }
 
 // writeOwner records who holds the lock of key.

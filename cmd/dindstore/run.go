@@ -69,6 +69,11 @@ func runArgs(c *cli.Context) (string, []string, error) {
 // runLeased holds the cache while argv runs, and returns CMD's exit status
 // as a cli exit error.
 func runLeased(ctx context.Context, root *cache.Root, key string, argv []string) (retErr error) {
+	// Catch signals from here on: one that arrives while the cache is being
+	// mounted must end in a clean release, not in a half-held cache.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
+	defer signal.Stop(sigs)
 	lease, err := root.Acquire(ctx, key, os.Args)
 	if err != nil {
 		return err
@@ -84,7 +89,7 @@ func runLeased(ctx context.Context, root *cache.Root, key string, argv []string)
 	if lease.Record().Kind == volumes.VFS {
 		fmt.Fprintf(os.Stderr, "dindstore: cache %s is a vfs cache: run the inner dockerd with --storage-driver vfs\n", key)
 	}
-	status, err := runChild(lease.MountPath(), argv)
+	status, err := runChild(lease.MountPath(), argv, sigs)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "dindstore: %v\n", err)
 	}
@@ -94,10 +99,11 @@ func runLeased(ctx context.Context, root *cache.Root, key string, argv []string)
 	return cli.Exit("", status)
 }
 
-// runChild runs argv with the mount filled in, passing signals on, and
-// returns its exit status. The cache's lock descriptor is close-on-exec, so
-// the child and its descendants never hold it.
-func runChild(mount string, argv []string) (int, error) {
+// runChild runs argv with the mount filled in, passing the signals from sigs
+// on, and returns its exit status. A signal that came before the start means
+// the command is not started at all. The cache's lock descriptor is
+// close-on-exec, so the child and its descendants never hold it.
+func runChild(mount string, argv []string, sigs chan os.Signal) (int, error) {
 	args := make([]string, len(argv))
 	for i, a := range argv {
 		args[i] = strings.ReplaceAll(a, mountPlaceholder, mount)
@@ -105,12 +111,12 @@ func runChild(mount string, argv []string) (int, error) {
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.Env = append(os.Environ(), "DINDSTORE_MOUNT="+mount)
-	// If dindstore dies, the lock goes with it: the child must not go on
-	// writing to a cache that another daemon may then take.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
-	defer signal.Stop(sigs)
+	cmd.SysProcAttr = childProcAttr()
+	select {
+	case s := <-sigs:
+		return 128 + int(s.(syscall.Signal)), fmt.Errorf("got %v before %s started; not starting it", s, args[0])
+	default:
+	}
 	if err := cmd.Start(); err != nil {
 		return exitNotFound, fmt.Errorf("start %s: %w", args[0], err)
 	}
