@@ -6,8 +6,8 @@ require (
 	github.com/containerd/continuity v0.5.0
 	github.com/docker/go-units v0.5.0
 	github.com/moby/sys/atomicwriter v0.1.0
-	github.com/moby/sys/mount v0.3.5
 	github.com/moby/sys/mountinfo v0.7.3
+	github.com/urfave/cli/v2 v2.27.7
 	golang.org/x/sys v0.49.0
 )
 
@@ -18,7 +18,6 @@ require (
 	github.com/moby/sys/sequential v0.6.0 // indirect
 	github.com/russross/blackfriday/v2 v2.1.0 // indirect
 	github.com/sirupsen/logrus v1.9.3 // indirect
-	github.com/urfave/cli/v2 v2.27.7 // indirect
 	github.com/xrash/smetrics v0.0.0-20240521201337-686a1a2994c1 // indirect
 	golang.org/x/sync v0.8.0 // indirect
 )

@@ -82,12 +82,32 @@ func (r *Root) mount(ctx context.Context, rec *Record) (*volumes.Mounted, error)
 	if err := os.Mkdir(target, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return nil, err
 	}
+	if err := realDir(target); err != nil {
+		return nil, err
+	}
 	switch rec.Kind {
 	case volumes.Loop:
 		return volumes.MountImage(ctx, r.imagePath(rec.Key), target, rec.FS, loopdev.Tag(TagPrefix, rec.Key))
 	default:
+		if err := realDir(r.dataPath(rec.Key)); err != nil {
+			return nil, err
+		}
 		return volumes.Bind(r.dataPath(rec.Key), target)
 	}
+}
+
+// realDir refuses a path that is not a directory, or is a symlink: mount(2)
+// follows links, and dindstore must never mount onto or from a place outside
+// its root.
+func realDir(path string) error {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%w: %s is not a directory (a symlink?); refusing to mount there", ErrInvalid, path)
+	}
+	return nil
 }
 
 // touch sets the cache's last-used time to now.

@@ -127,3 +127,42 @@ func TestCreateTooBigLeavesNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestAcquireRefusesSymlinks: a mount point or data dir swapped for a
+// symlink is refused, and nothing is mounted through it.
+func TestAcquireRefusesSymlinks(t *testing.T) {
+	testutil.RequiresRoot(t)
+	ctx := context.Background()
+	r := newRoot(t)
+	if _, _, err := r.Create(ctx, "s", Spec{Kind: volumes.Dir}); err != nil {
+		t.Fatal(err)
+	}
+	outside := t.TempDir()
+	for _, p := range []string{r.MountPath("s"), r.dataPath("s")} {
+		saved := p + ".saved"
+		if err := os.Rename(p, saved); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(outside, p); err != nil {
+			t.Fatal(err)
+		}
+		if l, err := r.Acquire(ctx, "s", nil); !errors.Is(err, ErrInvalid) {
+			if err == nil {
+				l.Release()
+			}
+			t.Fatalf("Acquire with %s a symlink: %v, want ErrInvalid", p, err)
+		}
+		if m, _ := volumes.IsMounted(outside); m {
+			t.Fatalf("mounted onto %s through a symlink", outside)
+		}
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(saved, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if held, _, _, _ := r.Holder("s"); held {
+		t.Fatal("a refused Acquire kept the lock")
+	}
+}

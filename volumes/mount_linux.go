@@ -3,13 +3,14 @@ package volumes
 import (
 	"context"
 	"fmt"
+	"errors"
 	"os"
+	"sort"
 	"strings"
 	"time"
 	"unsafe"
 
 	"github.com/dindstore/dindstore/loopdev"
-	"github.com/moby/sys/mount"
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 )
@@ -95,8 +96,8 @@ func Unmount(target string) error {
 	if top.FSType == string(Ext4) || top.FSType == string(XFS) {
 		_, _ = Trim(target) // best effort: a failed trim loses no data
 	}
-	if err := mount.RecursiveUnmount(target); err != nil {
-		return fmt.Errorf("unmount %s: %w (is a process still using it? see `fuser -m %s`)", target, err, target)
+	if err := unmountTree(target); err != nil {
+		return err
 	}
 	if loop == nil {
 		return nil
@@ -114,4 +115,44 @@ func releaseLoop(loop *loopdev.Info) error {
 		return err
 	}
 	return loopdev.WaitDetached(loop.Path, loop.BackingDev, loop.BackingInode, 5*time.Second)
+}
+
+// unmountTree unmounts target and every mount below it, deepest first. It
+// never detaches lazily (MNT_DETACH): a filesystem still in use must stay
+// visible and fail the unmount, or the next holder would mount the same
+// image a second time while the first mount still writes to it. EBUSY is
+// retried briefly; symlinks are not followed.
+func unmountTree(target string) error {
+	mounts, err := mountinfo.GetMounts(mountinfo.PrefixFilter(target))
+	if err != nil {
+		return fmt.Errorf("unmount %s: read mountinfo: %w", target, err)
+	}
+	sort.SliceStable(mounts, func(i, j int) bool {
+		if len(mounts[i].Mountpoint) != len(mounts[j].Mountpoint) {
+			return len(mounts[i].Mountpoint) > len(mounts[j].Mountpoint)
+		}
+		return mounts[i].ID > mounts[j].ID // stacked mounts: the top one first
+	})
+	for _, m := range mounts {
+		if err := unmountOne(m.Mountpoint); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// unmountAttempts bounds the EBUSY retries of one unmount (about 2 s).
+const unmountAttempts = 40
+
+func unmountOne(path string) error {
+	for attempt := 0; ; attempt++ {
+		err := unix.Unmount(path, unix.UMOUNT_NOFOLLOW)
+		switch {
+		case err == nil, errors.Is(err, unix.EINVAL), errors.Is(err, unix.ENOENT):
+			return nil // unmounted, or no longer a mount point
+		case !errors.Is(err, unix.EBUSY) || attempt >= unmountAttempts:
+			return fmt.Errorf("unmount %s: %w (is a process still using it? see `fuser -vm %s`)", path, err, path)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

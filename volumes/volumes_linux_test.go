@@ -209,3 +209,27 @@ func TestXFSImage(t *testing.T) {
 		t.Fatalf("xfs is %d bytes after growing to 2 GiB", total)
 	}
 }
+
+// TestUnmountBusyStays: a mount still in use is not detached lazily; it
+// stays mounted and the error says so.
+func TestUnmountBusyStays(t *testing.T) {
+	image, target := newImage(t, 64<<20)
+	mountImage(t, image, target)
+	f, err := os.Create(filepath.Join(target, "open"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Unmount(target); err == nil || !errors.Is(err, unix.EBUSY) {
+		t.Fatalf("unmount while a file is open: %v, want EBUSY", err)
+	}
+	if m, _ := IsMounted(target); !m {
+		t.Fatal("a busy mount was detached")
+	}
+	f.Close()
+	if err := Unmount(target); err != nil {
+		t.Fatal(err)
+	}
+	if found, _ := loopdev.FindByFile(image); len(found) != 0 {
+		t.Fatal("loop device left after unmount")
+	}
+}
