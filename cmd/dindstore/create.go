@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/dindstore/dindstore/cache"
@@ -27,21 +28,36 @@ var createCommand = &cli.Command{
 		if err != nil {
 			return err
 		}
-		spec, err := specFromFlags(c)
-		if err != nil {
-			return err
-		}
-		root, err := openRoot(c, true)
-		if err != nil {
-			return err
-		}
-		rec, created, err := root.Create(c.Context, key, spec)
-		if err != nil {
-			return err
-		}
-		reportCreate(c, rec, created)
-		return nil
+		_, err = ensureCache(c, key, true)
+		return err
 	},
+}
+
+// ensureCache creates the cache key from the create flags when it is
+// missing (checking that given flags agree with it when it exists) and
+// returns the opened root. verbose reports on stdout what was done; without
+// it only a creation is reported, on stderr (stdout belongs to the command
+// that run starts).
+func ensureCache(c *cli.Context, key string, verbose bool) (*cache.Root, error) {
+	spec, err := specFromFlags(c)
+	if err != nil {
+		return nil, err
+	}
+	root, err := openRoot(c, true)
+	if err != nil {
+		return nil, err
+	}
+	rec, created, err := root.Create(c.Context, key, spec)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case verbose:
+		reportCreate(c.App.Writer, c.App.ErrWriter, rec, created)
+	case created:
+		reportCreate(c.App.ErrWriter, c.App.ErrWriter, rec, created)
+	}
+	return root, nil
 }
 
 // specFromFlags reads the create flags. Only flags given on the command line
@@ -68,7 +84,7 @@ func specFromFlags(c *cli.Context) (cache.Spec, error) {
 }
 
 // reportCreate says what create did, and warns loudly about a vfs fallback.
-func reportCreate(c *cli.Context, rec *cache.Record, created bool) {
+func reportCreate(out, warn io.Writer, rec *cache.Record, created bool) {
 	verb := "exists"
 	if created {
 		verb = "created"
@@ -77,9 +93,13 @@ func reportCreate(c *cli.Context, rec *cache.Record, created bool) {
 	if rec.Kind == volumes.Loop {
 		desc = fmt.Sprintf("loop, %s, %s cap", rec.FS, units.BytesSize(float64(rec.CapBytes)))
 	}
-	fmt.Fprintf(c.App.Writer, "%s %s (%s)\n", rec.Key, verb, desc)
+	fmt.Fprintf(out, "%s %s (%s)\n", rec.Key, verb, desc)
+	if created && len(rec.KindReason) > 0 {
+		fmt.Fprintf(warn, "WARNING: --kind auto could not use loop for cache %s and chose %s. Why: %s\n",
+			rec.Key, rec.Kind, strings.Join(rec.KindReason, "; "))
+	}
 	if created && rec.Kind == volumes.VFS {
-		fmt.Fprintf(c.App.ErrWriter, "WARNING: cache %s fell back to vfs: the inner dockerd must run with --storage-driver vfs, "+
-			"which copies every layer in full (slow, disk-hungry). Why: %s\n", rec.Key, strings.Join(rec.KindReason, "; "))
+		fmt.Fprintf(warn, "WARNING: cache %s is vfs: the inner dockerd must run with --storage-driver vfs, "+
+			"which copies every layer in full (slow, disk-hungry)\n", rec.Key)
 	}
 }

@@ -35,20 +35,9 @@ var runCommand = &cli.Command{
 		if err != nil {
 			return err
 		}
-		spec, err := specFromFlags(c)
+		root, err := ensureCache(c, key, false)
 		if err != nil {
 			return err
-		}
-		root, err := openRoot(c, true)
-		if err != nil {
-			return err
-		}
-		rec, created, err := root.Create(c.Context, key, spec)
-		if err != nil {
-			return err
-		}
-		if created {
-			reportCreate(c, rec, created)
 		}
 		return runLeased(c.Context, root, key, argv)
 	},
