@@ -2,8 +2,8 @@ package volumes
 
 import (
 	"context"
-	"fmt"
 	"errors"
+	"fmt"
 	"os"
 	"sort"
 	"strings"
