@@ -9,7 +9,7 @@ DEPS     := mkfs.ext4:e2fsprogs mkfs.xfs:xfsprogs dockerd:docker.io docker:docke
             containerd:containerd runc:runc busybox:busybox-static
 TESTFLAGS ?= -count=1 -timeout 45m
 
-.PHONY: all build deps test unit demo bench vet clean
+.PHONY: all build deps test unit demo bench vet fmt-check clean
 
 all: build
 
@@ -28,7 +28,7 @@ deps:
 	fi
 
 ## test: every test; the root-only ones (loop devices, mounts, dockerd) run when root
-test: deps vet
+test: deps vet fmt-check
 	$(GO) test $(TESTFLAGS) ./...
 
 ## unit: the tests that need neither root nor a daemon
@@ -37,6 +37,9 @@ unit:
 
 vet:
 	$(GO) vet ./...
+
+fmt-check:
+	@out=$$(gofmt -l .); [ -z "$$out" ] || { echo "gofmt needed:"; echo "$$out"; exit 1; }
 
 ## demo: an inner dockerd on a 10 GiB loop cache, a container in it, ls, cleanup
 demo: deps build

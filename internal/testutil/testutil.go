@@ -1,5 +1,3 @@
-// Package testutil holds the helpers dindstore's tests share: gates for tests
-// that need root or system tools.
 package testutil
 
 import (
