@@ -77,19 +77,17 @@ func mkfs(ctx context.Context, image string, fs FS) error {
 	if err != nil {
 		return err
 	}
-	_, err = run(ctx, "mkfs.ext4", ext4Args(v, kernelHasExt4Feature, image)...)
+	_, err = run(ctx, "mkfs.ext4", ext4Args(v, runningKernel(), image)...)
 	return err
 }
 
-// kernelHasExt4Feature reports whether the running kernel lists an ext4
-// feature. When the kernel lists none at all (ext4 not loaded yet), every
-// feature is assumed to be there.
-func kernelHasExt4Feature(name string) bool {
-	if _, err := os.Stat("/sys/fs/ext4/features"); err != nil {
-		return true
+// runningKernel is the version of the running kernel.
+func runningKernel() kernelVersion {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return kernelVersion{}
 	}
-	_, err := os.Stat(filepath.Join("/sys/fs/ext4/features", name))
-	return err == nil
+	return parseKernelVersion(unix.ByteSliceToString(u.Release[:]))
 }
 
 // CheckImage runs the filesystem's own check before a mount: e2fsck -p for
