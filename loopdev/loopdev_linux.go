@@ -42,15 +42,9 @@ func Attach(backing string, p Params) (*Device, error) {
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return nil, fmt.Errorf("loopdev: %s is not a regular file", backing)
 	}
-	ctl, err := lockControl()
-	if err != nil {
-		return nil, err
-	}
-	defer ctl.Close() // closing the descriptor releases the flock
-
 	var lastErr error
 	for attempt := 0; attempt < maxAttempts; attempt++ {
-		dev, err := attachFree(ctl, f, &st, p)
+		dev, err := attachLocked(f, &st, p)
 		if err == nil {
 			return dev, nil
 		}
@@ -58,7 +52,7 @@ func Attach(backing string, p Params) (*Device, error) {
 			return nil, fmt.Errorf("loopdev: attach %s: %w", backing, err)
 		}
 		lastErr = err
-		backoff(attempt)
+		backoff(attempt) // without the lock, so that others go on meanwhile
 	}
 	return nil, fmt.Errorf("loopdev: attach %s: gave up after %d tries (last: %v): %w",
 		backing, maxAttempts, lastErr, ErrNoLoopDevice)
@@ -72,17 +66,24 @@ func lockControl() (*os.File, error) {
 		return nil, fmt.Errorf("loopdev: open %s (is the loop module loaded?): %v: %w",
 			loopControl, err, ErrNoLoopDevice)
 	}
-	for {
+	for err = unix.EINTR; err == unix.EINTR; {
 		err = unix.Flock(int(ctl.Fd()), unix.LOCK_EX)
-		if err != unix.EINTR {
-			break
-		}
 	}
 	if err != nil {
 		ctl.Close()
 		return nil, fmt.Errorf("loopdev: lock %s: %w", loopControl, err)
 	}
 	return ctl, nil
+}
+
+// attachLocked makes one try under the /dev/loop-control lock.
+func attachLocked(backing *os.File, st *unix.Stat_t, p Params) (*Device, error) {
+	ctl, err := lockControl()
+	if err != nil {
+		return nil, err
+	}
+	defer ctl.Close() // closing the descriptor releases the flock
+	return attachFree(ctl, backing, st, p)
 }
 
 // attachFree asks for a free device and binds the backing file to it.
@@ -131,17 +132,21 @@ func attachFree(ctl *os.File, backing *os.File, st *unix.Stat_t, p Params) (_ *D
 	return &Device{Info: *info, file: dev}, nil
 }
 
+// loopConfigure is LOOP_CONFIGURE; tests replace it to drive the fallback
+// that kernels before 5.8 take.
+var loopConfigure = unix.IoctlLoopConfigure
+
 // configure binds fd to the backing file with LOOP_CONFIGURE, falling back to
 // LOOP_SET_FD + LOOP_SET_STATUS64 on kernels that do not know it.
 func configure(fd, backingFd int, p Params) error {
 	info := statusInfo(p)
 	cfg := unix.LoopConfig{Fd: uint32(backingFd), Info: info}
-	err := unix.IoctlLoopConfigure(fd, &cfg)
+	err := loopConfigure(fd, &cfg)
 	if err == unix.EINVAL && p.DirectIO {
 		// Some kernels refuse the whole configuration when direct I/O
 		// cannot be had; try without it and ask for it afterwards.
 		cfg.Info.Flags &^= unix.LO_FLAGS_DIRECT_IO
-		if err = unix.IoctlLoopConfigure(fd, &cfg); err == nil {
+		if err = loopConfigure(fd, &cfg); err == nil {
 			_ = unix.IoctlSetInt(fd, unix.LOOP_SET_DIRECT_IO, 1)
 			return nil
 		}
