@@ -162,15 +162,22 @@ func (r *Root) createBacking(ctx context.Context, rec *Record, spec Spec) error 
 }
 
 // removeData removes a cache's backing data and mount point (never its
-// record or lock). Something still mounted there is unmounted first.
+// record or lock). Whatever is mounted on the mount point or below the data
+// directory is unmounted first, and the mount point is removed only when
+// empty, so a removal can never reach into a mounted filesystem.
 func (r *Root) removeData(key string) error {
-	if err := volumes.Unmount(r.MountPath(key)); err != nil {
-		return err
+	for _, p := range []string{r.MountPath(key), r.dataPath(key)} {
+		if err := volumes.Unmount(p); err != nil {
+			return err
+		}
 	}
-	for _, p := range []string{r.imagePath(key), r.imagePath(key) + ".tmp", r.dataPath(key), r.MountPath(key)} {
+	for _, p := range []string{r.imagePath(key), r.imagePath(key) + ".tmp", r.dataPath(key)} {
 		if err := os.RemoveAll(p); err != nil {
 			return fmt.Errorf("remove %s: %w", p, err)
 		}
+	}
+	if err := os.Remove(r.MountPath(key)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove mount point (it should be empty once unmounted): %w", err)
 	}
 	return nil
 }

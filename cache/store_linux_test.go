@@ -10,6 +10,7 @@ import (
 	"github.com/dindstore/dindstore/internal/testutil"
 	"github.com/dindstore/dindstore/loopdev"
 	"github.com/dindstore/dindstore/volumes"
+	"golang.org/x/sys/unix"
 )
 
 // acquire takes a lease and releases it at cleanup if the test did not.
@@ -164,5 +165,38 @@ func TestAcquireRefusesSymlinks(t *testing.T) {
 	}
 	if held, _, _, _ := r.Holder("s"); held {
 		t.Fatal("a refused Acquire kept the lock")
+	}
+}
+
+// TestRemoveUnmountsBelowData: a mount left inside a dir cache's data (an
+// inner daemon's, say) is unmounted by rm, never deleted through.
+func TestRemoveUnmountsBelowData(t *testing.T) {
+	testutil.RequiresRoot(t)
+	ctx := context.Background()
+	r := newRoot(t)
+	if _, _, err := r.Create(ctx, "d", Spec{Kind: volumes.Dir}); err != nil {
+		t.Fatal(err)
+	}
+	sub := filepath.Join(r.dataPath("d"), "sub")
+	if err := os.Mkdir(sub, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	outside := t.TempDir()
+	keep := filepath.Join(outside, "keep")
+	if err := os.WriteFile(keep, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount(outside, sub, "", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(sub, unix.MNT_DETACH) })
+	if err := r.Remove("d"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(keep); err != nil {
+		t.Fatalf("rm deleted through a mount inside the cache: %v", err)
+	}
+	if m, _ := volumes.IsMounted(sub); m {
+		t.Fatal("mount inside the cache left behind")
 	}
 }

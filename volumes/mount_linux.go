@@ -76,25 +76,24 @@ func Trim(target string) (uint64, error) {
 	return r.length, nil
 }
 
-// Unmount trims and unmounts whatever is mounted at target, submounts first
-// (an inner daemon that died may leave its overlay mounts behind), and, for a
-// loop device, waits until autoclear has detached it. Nothing mounted at
-// target is not an error.
+// Unmount trims and unmounts whatever is mounted at target and below it,
+// submounts first (an inner daemon that died may leave its overlay mounts
+// behind), and, for a loop device, waits until autoclear has detached it.
+// Nothing mounted there is not an error.
 func Unmount(target string) error {
 	infos, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(target))
 	if err != nil {
 		return fmt.Errorf("unmount %s: read mountinfo: %w", target, err)
 	}
-	if len(infos) == 0 {
-		return nil
-	}
-	top := infos[len(infos)-1]
 	var loop *loopdev.Info
-	if strings.HasPrefix(top.Source, "/dev/loop") {
-		loop, _ = loopdev.Status(top.Source)
-	}
-	if top.FSType == string(Ext4) || top.FSType == string(XFS) {
-		_, _ = Trim(target) // best effort: a failed trim loses no data
+	if len(infos) > 0 {
+		top := infos[len(infos)-1]
+		if strings.HasPrefix(top.Source, "/dev/loop") {
+			loop, _ = loopdev.Status(top.Source)
+		}
+		if top.FSType == string(Ext4) || top.FSType == string(XFS) {
+			_, _ = Trim(target) // best effort: a failed trim loses no data
+		}
 	}
 	if err := unmountTree(target); err != nil {
 		return err
