@@ -39,6 +39,16 @@ func mountImage(t *testing.T, image, target string) *Mounted {
 	return m
 }
 
+// fsBytes is the size of the filesystem mounted at target.
+func fsBytes(t *testing.T, target string) int64 {
+	t.Helper()
+	var fs unix.Statfs_t
+	if err := unix.Statfs(target, &fs); err != nil {
+		t.Fatal(err)
+	}
+	return int64(fs.Blocks) * fs.Bsize
+}
+
 func allocated(t *testing.T, path string) int64 {
 	t.Helper()
 	var st unix.Stat_t
@@ -93,11 +103,7 @@ func TestGrowOnline(t *testing.T) {
 	if err := GrowMounted(ctx, image, 1<<30, Ext4, m.Device, target); err != nil {
 		t.Fatal(err)
 	}
-	var fs unix.Statfs_t
-	if err := unix.Statfs(target, &fs); err != nil {
-		t.Fatal(err)
-	}
-	if total := int64(fs.Blocks) * fs.Bsize; total < 900<<20 {
+	if total := fsBytes(t, target); total < 900<<20 {
 		t.Fatalf("filesystem is %d bytes after growing to 1 GiB", total)
 	}
 }
@@ -112,11 +118,7 @@ func TestGrowOffline(t *testing.T) {
 		t.Fatal(err)
 	}
 	mountImage(t, image, target)
-	var fs unix.Statfs_t
-	if err := unix.Statfs(target, &fs); err != nil {
-		t.Fatal(err)
-	}
-	if total := int64(fs.Blocks) * fs.Bsize; total < 900<<20 {
+	if total := fsBytes(t, target); total < 900<<20 {
 		t.Fatalf("filesystem is %d bytes after growing to 1 GiB", total)
 	}
 }
@@ -201,11 +203,7 @@ func TestXFSImage(t *testing.T) {
 	if err := GrowMounted(ctx, image, 2<<30, XFS, m.Device, target); err != nil {
 		t.Fatal(err)
 	}
-	var fs unix.Statfs_t
-	if err := unix.Statfs(target, &fs); err != nil {
-		t.Fatal(err)
-	}
-	if total := int64(fs.Blocks) * fs.Bsize; total < 1900<<20 {
+	if total := fsBytes(t, target); total < 1900<<20 {
 		t.Fatalf("xfs is %d bytes after growing to 2 GiB", total)
 	}
 }
