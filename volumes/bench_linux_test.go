@@ -72,7 +72,9 @@ func provisionByHand(b *testing.B, image, target string, size int64) {
 	b.Cleanup(func() { _ = Unmount(target) })
 }
 
+// allocatedBytes is what the file at path takes on the host (st_blocks×512).
 func allocatedBytes(b testing.TB, path string) int64 {
+	b.Helper()
 	var st unix.Stat_t
 	if err := unix.Stat(path, &st); err != nil {
 		b.Fatal(err)

@@ -49,18 +49,9 @@ func fsBytes(t *testing.T, target string) int64 {
 	return int64(fs.Blocks) * fs.Bsize
 }
 
-func allocated(t *testing.T, path string) int64 {
-	t.Helper()
-	var st unix.Stat_t
-	if err := unix.Stat(path, &st); err != nil {
-		t.Fatal(err)
-	}
-	return st.Blocks * 512
-}
-
 func TestImageSparseMountUnmount(t *testing.T) {
 	image, target := newImage(t, 20<<30)
-	if a := allocated(t, image); a > 16<<20 {
+	if a := allocatedBytes(t, image); a > 16<<20 {
 		t.Errorf("a fresh 20 GiB image allocates %d bytes on the host, want at most 16 MiB", a)
 	}
 	if _, err := os.Stat(image + ".tmp"); !os.IsNotExist(err) {
