@@ -71,9 +71,18 @@ func (r *Root) readRecord(key string) (*Record, error) {
 	if err != nil {
 		return nil, err
 	}
+	rec, err := parseRecord(key, b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", r.recordPath(key), err)
+	}
+	return rec, nil
+}
+
+// parseRecord decodes and validates the record of key.
+func parseRecord(key string, b []byte) (*Record, error) {
 	var rec Record
 	if err := json.Unmarshal(b, &rec); err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrCorruptRecord, r.recordPath(key), err)
+		return nil, fmt.Errorf("%w: %v", ErrCorruptRecord, err)
 	}
 	if err := rec.validate(key); err != nil {
 		return nil, err
