@@ -74,6 +74,8 @@ func (r *Root) Acquire(ctx context.Context, key string, command []string) (_ *Le
 }
 
 // mount mounts the cache at its mount point, after clearing a stale mount.
+// Mount point and data directory are pinned by descriptor (see pinDir), and
+// an image must be a regular file owned by this user.
 func (r *Root) mount(ctx context.Context, rec *Record) (*volumes.Mounted, error) {
 	target := r.MountPath(rec.Key)
 	if err := volumes.Unmount(target); err != nil {
@@ -82,32 +84,44 @@ func (r *Root) mount(ctx context.Context, rec *Record) (*volumes.Mounted, error)
 	if err := os.Mkdir(target, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return nil, err
 	}
-	if err := realDir(target); err != nil {
+	dir, pinned, err := r.pinDir(target)
+	if err != nil {
 		return nil, err
 	}
-	switch rec.Kind {
-	case volumes.Loop:
-		return volumes.MountImage(ctx, r.imagePath(rec.Key), target, rec.FS, loopdev.Tag(TagPrefix, rec.Key))
-	default:
-		if err := realDir(r.dataPath(rec.Key)); err != nil {
-			return nil, err
-		}
-		return volumes.Bind(r.dataPath(rec.Key), target)
+	defer dir.Close()
+	m, err := r.mountAt(ctx, rec, pinned)
+	if err != nil {
+		return nil, fmt.Errorf("at %s: %w", target, err)
 	}
+	m.Target = target
+	return m, nil
 }
 
-// realDir refuses a path that is not a directory, or is a symlink: mount(2)
-// follows links, and dindstore must never mount onto or from a place outside
-// its root.
-func realDir(path string) error {
-	fi, err := os.Lstat(path)
+// mountAt mounts the cache's backing at the pinned target.
+func (r *Root) mountAt(ctx context.Context, rec *Record, target string) (*volumes.Mounted, error) {
+	if rec.Kind == volumes.Loop {
+		if err := r.checkImage(rec.Key); err != nil {
+			return nil, err
+		}
+		return volumes.MountImage(ctx, r.imagePath(rec.Key), target, rec.FS, loopdev.Tag(TagPrefix, rec.Key))
+	}
+	src, pinned, err := r.pinDir(r.dataPath(rec.Key))
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	return volumes.Bind(pinned, target)
+}
+
+// checkImage refuses an image that is not a regular file owned by this user
+// (or is reached through a symlink).
+func (r *Root) checkImage(key string) error {
+	f, err := r.open(r.imagePath(key), os.O_RDONLY, 0)
 	if err != nil {
 		return err
 	}
-	if !fi.IsDir() {
-		return fmt.Errorf("%w: %s is not a directory (a symlink?); refusing to mount there", ErrInvalid, path)
-	}
-	return nil
+	defer f.Close()
+	return checkOwnedRegular(f)
 }
 
 // touch sets the cache's last-used time to now.

@@ -28,9 +28,9 @@ const lockAttempts = 8
 func (r *Root) tryLock(key string) (*lock, error) {
 	path := r.lockPath(key)
 	for i := 0; i < lockAttempts; i++ {
-		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		f, err := r.openLockFile(path)
 		if err != nil {
-			return nil, fmt.Errorf("open lock %s: %w", path, err)
+			return nil, err
 		}
 		if err := flock(f, unix.LOCK_EX|unix.LOCK_NB); err != nil {
 			f.Close()
@@ -47,11 +47,25 @@ func (r *Root) tryLock(key string) (*lock, error) {
 	return nil, fmt.Errorf("lock %s: the lock file kept changing under us", path)
 }
 
-// lockWait takes an exclusive flock on path, waiting for it.
-func lockWait(path string) (*lock, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+// openLockFile opens (creating) a lock file below the root, refusing a
+// symlink, a FIFO or a file of another user in its place.
+func (r *Root) openLockFile(path string) (*os.File, error) {
+	f, err := r.open(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("open lock %s: %w", path, err)
+		return nil, fmt.Errorf("open lock: %w", err)
+	}
+	if err := checkOwnedRegular(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("open lock: %w", err)
+	}
+	return f, nil
+}
+
+// lockWait takes an exclusive flock on path, waiting for it.
+func (r *Root) lockWait(path string) (*lock, error) {
+	f, err := r.openLockFile(path)
+	if err != nil {
+		return nil, err
 	}
 	if err := flock(f, unix.LOCK_EX); err != nil {
 		f.Close()
@@ -122,7 +136,7 @@ func (r *Root) writeOwner(key string, o *Owner) error {
 
 // readOwner reads the owner record of key.
 func (r *Root) readOwner(key string) (*Owner, error) {
-	b, err := readSmall(r.ownerPath(key))
+	b, err := r.readSmall(r.ownerPath(key))
 	if err != nil {
 		return nil, err
 	}
@@ -141,7 +155,7 @@ func (r *Root) removeOwner(key string) error {
 // withRecords runs fn holding the root-wide lock that serialises
 // read-modify-write of records (a holder's release and a concurrent grow).
 func (r *Root) withRecords(fn func() error) error {
-	l, err := lockWait(filepath.Join(r.path, "locks", ".records"))
+	l, err := r.lockWait(filepath.Join(r.path, "locks", ".records"))
 	if err != nil {
 		return err
 	}

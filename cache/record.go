@@ -64,7 +64,7 @@ func (rec *Record) validate(key string) error {
 
 // readRecord reads the record of key, without following links.
 func (r *Root) readRecord(key string) (*Record, error) {
-	b, err := readSmall(r.recordPath(key))
+	b, err := r.readSmall(r.recordPath(key))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("%w: %q (see `dindstore ls`)", ErrNotFound, key)
 	}
@@ -121,23 +121,20 @@ func jsonMarshal(v any) ([]byte, error) {
 	return append(b, '\n'), err
 }
 
-// readSmall reads a regular file of at most maxRecordSize bytes, refusing
-// symlinks and anything that is not a regular file.
-func readSmall(path string) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+// readSmall reads a record-sized file below the root: a regular file owned
+// by this user, of at most maxRecordSize bytes, reached without following a
+// link. Anything else is ErrCorruptRecord.
+func (r *Root) readSmall(path string) ([]byte, error) {
+	f, err := r.open(path, os.O_RDONLY|unix.O_NONBLOCK, 0)
+	if errors.Is(err, ErrInvalid) {
+		return nil, fmt.Errorf("%w: %w", ErrCorruptRecord, err)
+	}
 	if err != nil {
-		if errors.Is(err, unix.ELOOP) {
-			return nil, fmt.Errorf("%w: %s is a symlink", ErrCorruptRecord, path)
-		}
 		return nil, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%w: %s is not a regular file", ErrCorruptRecord, path)
+	if err := checkOwnedRegular(f); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCorruptRecord, err)
 	}
 	b, err := io.ReadAll(io.LimitReader(f, maxRecordSize+1))
 	if err != nil {
