@@ -18,8 +18,18 @@ type Lease struct {
 	lock     *lock
 	record   *Record
 	mount    *volumes.Mounted
+	stale    *Owner
+	repaired []Finding
 	released bool
 }
+
+// TookOver is the owner record of a holder that died holding the cache, when
+// this lease took the cache over from it; nil otherwise.
+func (l *Lease) TookOver() *Owner { return l.stale }
+
+// Repaired lists what had to be cleared before the cache could be mounted
+// (a dead holder's mount, loop device or owner record).
+func (l *Lease) Repaired() []Finding { return l.repaired }
 
 // Record returns the cache's record as it was when the lease began.
 func (l *Lease) Record() *Record { return l.record }
@@ -56,6 +66,10 @@ func (r *Root) Acquire(ctx context.Context, key string, command []string) (_ *Le
 			l.release()
 		}
 	}()
+	lease.stale, _ = r.readOwner(key)
+	if lease.repaired, err = r.repairLocked(key, false); err != nil {
+		return nil, fmt.Errorf("clear what an earlier holder of %q left: %w", key, err)
+	}
 	owner, err := CurrentOwner(os.Getpid(), command)
 	if err != nil {
 		return nil, fmt.Errorf("describe this process as owner: %w", err)
@@ -73,14 +87,11 @@ func (r *Root) Acquire(ctx context.Context, key string, command []string) (_ *Le
 	return lease, nil
 }
 
-// mount mounts the cache at its mount point, after clearing a stale mount.
-// Mount point and data directory are pinned by descriptor (see pinDir), and
-// an image must be a regular file owned by this user.
+// mount mounts the cache at its mount point, which the caller has cleared
+// (repairLocked). Mount point and data directory are pinned by descriptor
+// (see pinDir), and an image must be a regular file owned by this user.
 func (r *Root) mount(ctx context.Context, rec *Record) (*volumes.Mounted, error) {
 	target := r.MountPath(rec.Key)
-	if err := volumes.Unmount(target); err != nil {
-		return nil, fmt.Errorf("clear a mount left by an earlier holder: %w", err)
-	}
 	if err := os.Mkdir(target, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return nil, err
 	}

@@ -123,6 +123,9 @@ func (r *Root) Create(ctx context.Context, key string, spec Spec) (rec *Record, 
 
 // create builds a new cache; the caller holds its lock.
 func (r *Root) create(ctx context.Context, key string, spec Spec) (_ *Record, retErr error) {
+	if _, err := r.repairLocked(key, false); err != nil {
+		return nil, err
+	}
 	if err := r.removeData(key); err != nil { // leftovers of a create that died
 		return nil, err
 	}
@@ -200,7 +203,7 @@ func (r *Root) Remove(key string) error {
 	} else if err != nil && !errors.Is(err, ErrCorruptRecord) {
 		return err
 	}
-	if err := volumes.Unmount(r.MountPath(key)); err != nil {
+	if _, err := r.repairLocked(key, false); err != nil {
 		return err
 	}
 	if err := os.Remove(r.recordPath(key)); err != nil {
@@ -257,6 +260,9 @@ func (r *Root) grow(ctx context.Context, rec *Record, size int64) error {
 		return err
 	}
 	defer l.release()
+	if _, err := r.repairLocked(rec.Key, false); err != nil {
+		return err
+	}
 	if rec.FS == volumes.Ext4 {
 		return volumes.GrowImage(ctx, r.imagePath(rec.Key), size, rec.FS)
 	}

@@ -67,6 +67,12 @@ type result struct {
 // dindstore runs the CLI to completion.
 func dindstore(t *testing.T, root string, args ...string) result {
 	t.Helper()
+	return dindstoreTB(t, root, args...)
+}
+
+// dindstoreTB is dindstore for tests and benchmarks.
+func dindstoreTB(t testing.TB, root string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binary, append([]string{"--root", root}, args...)...)
@@ -77,7 +83,7 @@ func dindstore(t *testing.T, root string, args ...string) result {
 	if ee, ok := err.(*exec.ExitError); ok {
 		r.code = ee.ExitCode()
 	} else if err != nil {
-		t.Fatalf("dindstore %v: %v", args, err)
+		t.Errorf("dindstore %v: %v", args, err) // Errorf: may run off the test's goroutine
 	}
 	return r
 }
@@ -184,7 +190,7 @@ func (d *daemon) stop() int {
 
 // cleanupRoot is the safety net for a failed test: unmount everything below
 // root and detach loop devices backed by its images.
-func cleanupRoot(t *testing.T, root string) {
+func cleanupRoot(t testing.TB, root string) {
 	mounts, _ := filepath.Glob(filepath.Join(root, "mounts", "*"))
 	for _, m := range mounts {
 		if err := volumes.Unmount(m); err != nil {

@@ -38,19 +38,20 @@ var lsCommand = &cli.Command{
 			}
 		}
 		if c.Bool("json") {
-			return writeJSON(c.App.Writer, entries)
+			return writeJSONList(c.App.Writer, entries)
 		}
 		return writeTable(c.App.Writer, entries)
 	},
 }
 
-func writeJSON(w io.Writer, entries []cache.Entry) error {
-	if entries == nil {
-		entries = []cache.Entry{}
+// writeJSONList prints a list as indented JSON; an empty list is [] not null.
+func writeJSONList[T any](w io.Writer, list []T) error {
+	if list == nil {
+		list = []T{}
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	return enc.Encode(entries)
+	return enc.Encode(list)
 }
 
 func writeTable(w io.Writer, entries []cache.Entry) error {

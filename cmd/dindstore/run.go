@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/dindstore/dindstore/cache"
 	"github.com/dindstore/dindstore/volumes"
@@ -75,6 +76,15 @@ func runLeased(ctx context.Context, root *cache.Root, key string, argv []string)
 			}
 		}
 	}()
+	if o := lease.TookOver(); o != nil {
+		fmt.Fprintf(os.Stderr, "dindstore: took over cache %s from a holder that is gone (pid %d, %s, since %s)\n",
+			key, o.PID, o.CommandLine(), o.Acquired.Format(time.RFC3339))
+	}
+	for _, f := range lease.Repaired() {
+		if f.What != cache.FindStaleOwner {
+			fmt.Fprintf(os.Stderr, "dindstore: cleared %s %s left by the earlier holder\n", f.What, f.Path)
+		}
+	}
 	if lease.Record().Kind == volumes.VFS {
 		fmt.Fprintf(os.Stderr, "dindstore: cache %s is a vfs cache: run the inner dockerd with --storage-driver vfs\n", key)
 	}

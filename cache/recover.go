@@ -1,0 +1,210 @@
+package cache
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/dindstore/dindstore/loopdev"
+	"github.com/dindstore/dindstore/volumes"
+	"github.com/moby/sys/mountinfo"
+)
+
+// What recover finds.
+const (
+	FindInUse        = "in-use"        // a live holder has the cache: adopted as is
+	FindStaleOwner   = "stale-owner"   // an owner record whose holder is gone
+	FindStaleMount   = "stale-mount"   // a mount of an unheld cache
+	FindOrphanLoop   = "orphan-loop"   // a loop device on an unheld cache's image
+	FindHalfCreated  = "half-created"  // data of a cache whose record was never written
+	FindMissingImage = "missing-image" // a loop cache's record without its image
+	FindTempFile     = "temp-file"     // a temporary file left by a write or probe that died
+)
+
+// Finding is one thing Recover found, and what it did about it.
+type Finding struct {
+	Key  string `json:"key,omitempty"`
+	What string `json:"what"`
+	Path string `json:"path"`
+	// Action is what was done ("unmounted", "detached", "removed", "kept"),
+	// or would be done in a dry run.
+	Action string `json:"action"`
+	// Note says more (who holds the cache, who held it).
+	Note string `json:"note,omitempty"`
+	// Error is set when the action failed.
+	Error string `json:"error,omitempty"`
+}
+
+// tempAge is how old a temporary file must be before recover removes it:
+// younger ones may belong to a write in progress.
+const tempAge = 10 * time.Minute
+
+// Recover rebuilds the picture from disk alone (records, mountinfo, loop
+// device status, lock files and owner records) and repairs it: a cache with
+// a live holder is left as it is; an unheld cache loses its stale owner
+// record, mounts and loop devices; data without a record (a create that
+// died) is removed. A cache's data is never removed because its holder died.
+// With dryRun nothing is changed and the findings say what would be done.
+func (r *Root) Recover(dryRun bool) ([]Finding, error) {
+	keys, err := r.knownKeys()
+	if err != nil {
+		return nil, err
+	}
+	var out []Finding
+	for _, key := range keys {
+		out = append(out, r.recoverKey(key, dryRun)...)
+	}
+	out = append(out, r.recoverTemp(dryRun)...)
+	return out, nil
+}
+
+// knownKeys lists every key that has anything below the root.
+func (r *Root) knownKeys() ([]string, error) {
+	seen := map[string]bool{}
+	for _, d := range []string{"records", "locks", "images", "data", "mounts"} {
+		entries, err := os.ReadDir(filepath.Join(r.path, d))
+		if err != nil {
+			return nil, fmt.Errorf("recover: %w", err)
+		}
+		for _, e := range entries {
+			key := e.Name()
+			for _, suffix := range []string{".json", ".lock", ".owner", ".img.tmp", ".img"} {
+				key = strings.TrimSuffix(key, suffix)
+			}
+			if ValidateKey(key) == nil {
+				seen[key] = true
+			}
+		}
+	}
+	keys := make([]string, 0, len(seen))
+	for k := range seen {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys, nil
+}
+
+// recoverKey repairs one key under its lock; a held key is only reported.
+func (r *Root) recoverKey(key string, dryRun bool) []Finding {
+	l, err := r.tryLock(key)
+	var held *HeldError
+	if errors.As(err, &held) {
+		return []Finding{{Key: key, What: FindInUse, Path: r.MountPath(key),
+			Action: "kept", Note: held.Error()}}
+	}
+	if err != nil {
+		return []Finding{{Key: key, What: "lock", Path: r.lockPath(key), Action: "none", Error: err.Error()}}
+	}
+	defer l.release()
+	findings, _ := r.repairLocked(key, dryRun) // errors are in the findings
+	rec, err := r.readRecord(key)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		findings = append(findings, r.removeHalfCreated(key, dryRun)...)
+	case err == nil && rec.Kind == volumes.Loop:
+		if _, err := os.Lstat(r.imagePath(key)); errors.Is(err, os.ErrNotExist) {
+			findings = append(findings, Finding{Key: key, What: FindMissingImage, Path: r.imagePath(key), Action: "kept"})
+		}
+	}
+	return findings
+}
+
+// repairLocked clears what an unheld cache should not have: a stale owner
+// record, mounts, loop devices on its image. The caller holds the lock.
+// It is the cheap check every state-changing operation makes first; the
+// error is the first repair that failed.
+func (r *Root) repairLocked(key string, dryRun bool) (out []Finding, firstErr error) {
+	act := func(f Finding, do func() error) {
+		if !dryRun {
+			if err := do(); err != nil {
+				f.Error = err.Error()
+				if firstErr == nil {
+					firstErr = err
+				}
+			}
+		}
+		out = append(out, f)
+	}
+	if o, err := r.readOwner(key); err == nil || !errors.Is(err, os.ErrNotExist) {
+		f := Finding{Key: key, What: FindStaleOwner, Path: r.ownerPath(key), Action: "removed"}
+		if o != nil {
+			f.Note = fmt.Sprintf("holder pid %d (%s) is gone", o.PID, o.CommandLine())
+		}
+		act(f, func() error { return r.removeOwner(key) })
+	}
+	for _, p := range []string{r.MountPath(key), r.dataPath(key)} {
+		if mounted, _ := mountinfo.GetMounts(mountinfo.PrefixFilter(p)); len(mounted) > 0 {
+			act(Finding{Key: key, What: FindStaleMount, Path: p, Action: "unmounted"}, func() error { return volumes.Unmount(p) })
+		}
+	}
+	if devs, err := loopdev.FindByFile(r.imagePath(key)); err == nil {
+		for _, d := range devs {
+			act(Finding{Key: key, What: FindOrphanLoop, Path: d.Path, Action: "detached"}, func() error {
+				return loopdev.DetachIfBacked(d.Path, d.BackingDev, d.BackingInode)
+			})
+		}
+	}
+	return out, firstErr
+}
+
+// removeHalfCreated removes the data of a key that has no record: a create
+// that died before its last step. The caller holds the lock.
+func (r *Root) removeHalfCreated(key string, dryRun bool) []Finding {
+	var out []Finding
+	for _, p := range []string{r.imagePath(key), r.imagePath(key) + ".tmp", r.dataPath(key), r.MountPath(key)} {
+		if _, err := os.Lstat(p); err == nil {
+			out = append(out, Finding{Key: key, What: FindHalfCreated, Path: p, Action: "removed"})
+		}
+	}
+	if dryRun {
+		return out
+	}
+	if err := r.removeData(key); err != nil && len(out) > 0 {
+		out[len(out)-1].Error = err.Error()
+		return out
+	}
+	_ = r.removeOwner(key)
+	_ = os.Remove(r.lockPath(key)) // held: a waiter re-opens (samePath)
+	return out
+}
+
+// recoverTemp removes old temporary files of atomic writes and probes, and
+// anything a dead probe left mounted in tmp/.
+func (r *Root) recoverTemp(dryRun bool) []Finding {
+	var out []Finding
+	for _, d := range []string{"records", "locks", "tmp"} {
+		entries, _ := os.ReadDir(filepath.Join(r.path, d))
+		for _, e := range entries {
+			p := filepath.Join(r.path, d, e.Name())
+			info, err := e.Info()
+			if err != nil || !isTempName(d, e.Name()) || time.Since(info.ModTime()) < tempAge {
+				continue
+			}
+			f := Finding{What: FindTempFile, Path: p, Action: "removed"}
+			if !dryRun {
+				if err := removeTemp(p); err != nil {
+					f.Error = err.Error()
+				}
+			}
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// isTempName tells the temporary files dindstore makes: everything in tmp/,
+// and the ".tmp-" files atomic writes leave in records/ and locks/.
+func isTempName(dir, name string) bool {
+	return dir == "tmp" || strings.HasPrefix(name, ".tmp-")
+}
+
+func removeTemp(p string) error {
+	if err := volumes.Unmount(p); err != nil {
+		return err
+	}
+	return os.RemoveAll(p)
+}

@@ -1,0 +1,127 @@
+package cache
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/dindstore/dindstore/internal/testutil"
+	"github.com/dindstore/dindstore/loopdev"
+	"github.com/dindstore/dindstore/volumes"
+)
+
+// crash simulates a holder killed with SIGKILL: the kernel drops its lock,
+// but its mount, loop device and owner record stay.
+func crash(t *testing.T, l *Lease) {
+	t.Helper()
+	l.released = true // the cleanup of acquire() must not release it properly
+	if err := l.lock.release(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func findingsOf(fs []Finding, what string) []Finding {
+	var out []Finding
+	for _, f := range fs {
+		if f.What == what {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func TestRecoverAfterCrash(t *testing.T) {
+	testutil.RequiresRoot(t)
+	testutil.RequiresTool(t, "mkfs.ext4")
+	ctx := context.Background()
+	r := newRoot(t)
+	t.Cleanup(func() { _ = volumes.Unmount(r.MountPath("c")) })
+	if _, _, err := r.Create(ctx, "c", Spec{Kind: volumes.Loop, Size: 128 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	l := acquire(t, r, "c")
+	if err := os.WriteFile(filepath.Join(l.MountPath(), "f"), []byte("kept"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	crash(t, l)
+
+	dry, err := r.Recover(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(findingsOf(dry, FindStaleMount)) != 1 || len(findingsOf(dry, FindStaleOwner)) != 1 {
+		t.Fatalf("dry run findings: %+v", dry)
+	}
+	if m, _ := volumes.IsMounted(r.MountPath("c")); !m {
+		t.Fatal("a dry run unmounted")
+	}
+	got, err := r.Recover(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range got {
+		if f.Error != "" {
+			t.Errorf("repair failed: %+v", f)
+		}
+	}
+	assertNothingMounted(t, r, "c")
+	if _, err := os.Lstat(r.ownerPath("c")); !os.IsNotExist(err) {
+		t.Error("stale owner record kept")
+	}
+	l2 := acquire(t, r, "c")
+	if b, err := os.ReadFile(filepath.Join(l2.MountPath(), "f")); err != nil || string(b) != "kept" {
+		t.Fatalf("data after recovery: %q, %v", b, err)
+	}
+}
+
+func TestRecoverKeepsLiveHolder(t *testing.T) {
+	testutil.RequiresRoot(t)
+	ctx := context.Background()
+	r := newRoot(t)
+	if _, _, err := r.Create(ctx, "live", Spec{Kind: volumes.Dir}); err != nil {
+		t.Fatal(err)
+	}
+	acquire(t, r, "live")
+	got, err := r.Recover(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].What != FindInUse || got[0].Action != "kept" {
+		t.Fatalf("findings: %+v", got)
+	}
+	if m, _ := volumes.IsMounted(r.MountPath("live")); !m {
+		t.Fatal("recover unmounted a live holder's cache")
+	}
+}
+
+func TestRecoverHalfCreated(t *testing.T) {
+	testutil.RequiresRoot(t)
+	r := newRoot(t)
+	for _, p := range []string{r.imagePath("half") + ".tmp", r.imagePath("half2")} {
+		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(r.dataPath("half3"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.Recover(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(findingsOf(got, FindHalfCreated)); n != 3 {
+		t.Fatalf("half-created findings: %d, want 3: %+v", n, got)
+	}
+	for _, d := range []string{"images", "data", "locks"} {
+		entries, _ := os.ReadDir(filepath.Join(r.Path(), d))
+		for _, e := range entries {
+			if e.Name() != ".records" {
+				t.Errorf("left in %s: %s", d, e.Name())
+			}
+		}
+	}
+	if devs, _ := loopdev.ListTagged(TagPrefix + "half"); len(devs) > 0 {
+		t.Errorf("loop devices: %v", devs)
+	}
+}
