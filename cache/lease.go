@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/dindstore/dindstore/internal/fault"
 	"github.com/dindstore/dindstore/loopdev"
 	"github.com/dindstore/dindstore/volumes"
 )
@@ -80,7 +81,11 @@ func (r *Root) Acquire(ctx context.Context, key string, command []string) (_ *Le
 	if lease.mount, err = r.mount(ctx, rec); err != nil {
 		return nil, fmt.Errorf("mount cache %q: %w", key, err)
 	}
-	if err := r.touch(key); err != nil {
+	err = fault.Point("after-mount")
+	if err == nil {
+		err = r.touch(key)
+	}
+	if err != nil {
 		_ = volumes.Unmount(lease.mount.Target)
 		return nil, err
 	}

@@ -23,6 +23,7 @@ const (
 	FindHalfCreated  = "half-created"  // data of a cache whose record was never written
 	FindMissingImage = "missing-image" // a loop cache's record without its image
 	FindTempFile     = "temp-file"     // a temporary file left by a write or probe that died
+	FindGrowCut      = "grow-cut"      // a grow that died between extending the file and recording the cap
 )
 
 // Finding is one thing Recover found, and what it did about it.
@@ -106,11 +107,43 @@ func (r *Root) recoverKey(key string, dryRun bool) []Finding {
 	case errors.Is(err, ErrNotFound):
 		findings = append(findings, r.removeHalfCreated(key, dryRun)...)
 	case err == nil && rec.Kind == volumes.Loop:
-		if _, err := os.Lstat(r.imagePath(key)); errors.Is(err, os.ErrNotExist) {
-			findings = append(findings, Finding{Key: key, What: FindMissingImage, Path: r.imagePath(key), Action: "kept"})
-		}
+		findings = append(findings, r.checkImageSize(rec, dryRun)...)
 	}
 	return findings
+}
+
+// checkImageSize finds a loop image whose size disagrees with its record: a
+// grow cut short. If the filesystem was resized already, the grow is
+// completed (the record takes the new cap); if not, it is undone (the file
+// gets its recorded size back).
+func (r *Root) checkImageSize(rec *Record, dryRun bool) []Finding {
+	image := r.imagePath(rec.Key)
+	st, err := os.Lstat(image)
+	if errors.Is(err, os.ErrNotExist) {
+		return []Finding{{Key: rec.Key, What: FindMissingImage, Path: image, Action: "kept"}}
+	}
+	if err != nil || st.Size() == rec.CapBytes {
+		return nil
+	}
+	fsBytes, err := volumes.FSSize(image, rec.FS)
+	if err != nil {
+		return []Finding{{Key: rec.Key, What: FindGrowCut, Path: image, Action: "none", Error: err.Error()}}
+	}
+	f := Finding{Key: rec.Key, What: FindGrowCut, Path: image}
+	var do func() error
+	if fsBytes > rec.CapBytes {
+		f.Action, f.Note = "completed", fmt.Sprintf("cap %d -> %d", rec.CapBytes, fsBytes)
+		do = func() error { return r.updateRecord(rec.Key, func(rec *Record) { rec.CapBytes = fsBytes }) }
+	} else {
+		f.Action, f.Note = "undone", fmt.Sprintf("image %d -> %d bytes", st.Size(), rec.CapBytes)
+		do = func() error { return os.Truncate(image, rec.CapBytes) }
+	}
+	if !dryRun {
+		if err := do(); err != nil {
+			f.Error = err.Error()
+		}
+	}
+	return []Finding{f}
 }
 
 // repairLocked clears what an unheld cache should not have: a stale owner

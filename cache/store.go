@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/dindstore/dindstore/internal/fault"
 	"github.com/dindstore/dindstore/loopdev"
 	"github.com/dindstore/dindstore/volumes"
 )
@@ -146,7 +147,14 @@ func (r *Root) create(ctx context.Context, key string, spec Spec) (_ *Record, re
 		return nil, fmt.Errorf("create cache %q: %w", key, err)
 	}
 	rec.StorageDriver = rec.Kind.StorageDriver()
-	return rec, r.writeRecord(rec)
+	if err := r.writeRecord(rec); err != nil {
+		return nil, err
+	}
+	if err := fault.Point("after-record"); err != nil {
+		_ = os.Remove(r.recordPath(key)) // record first, then the data (deferred)
+		return nil, err
+	}
+	return rec, nil
 }
 
 func (r *Root) createBacking(ctx context.Context, rec *Record, spec Spec) error {
@@ -208,6 +216,9 @@ func (r *Root) Remove(key string) error {
 	}
 	if err := os.Remove(r.recordPath(key)); err != nil {
 		return fmt.Errorf("remove record of %q: %w", key, err)
+	}
+	if err := fault.Point("during-rm"); err != nil {
+		return err // the record is gone: recover or the next create clears the data
 	}
 	if err := r.removeData(key); err != nil {
 		return err

@@ -18,9 +18,9 @@ import (
 	"github.com/dindstore/dindstore/volumes"
 )
 
-// binary is the dindstore built by TestMain; skipReason is set when the
-// suite cannot run here.
-var binary, skipReason string
+// binary is the dindstore built by TestMain, faultBinary the same built
+// with -tags faults; skipReason is set when the suite cannot run here.
+var binary, faultBinary, skipReason string
 
 func TestMain(m *testing.M) {
 	os.Exit(setup(m))
@@ -43,10 +43,13 @@ func setup(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	binary = filepath.Join(dir, "dindstore")
-	if out, err := exec.Command("go", "build", "-o", binary, "../cmd/dindstore").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build dindstore: %v\n%s", err, out)
-		return 1
+	binary, faultBinary = filepath.Join(dir, "dindstore"), filepath.Join(dir, "dindstore-faults")
+	for _, b := range [][]string{{"-o", binary}, {"-tags", "faults", "-o", faultBinary}} {
+		args := append(append([]string{"build"}, b...), "../cmd/dindstore")
+		if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "go %v: %v\n%s", args, err, out)
+			return 1
+		}
 	}
 	return m.Run()
 }
@@ -73,9 +76,17 @@ func dindstore(t *testing.T, root string, args ...string) result {
 // dindstoreTB is dindstore for tests and benchmarks.
 func dindstoreTB(t testing.TB, root string, args ...string) result {
 	t.Helper()
+	return runBinary(t, binary, nil, root, args...)
+}
+
+// runBinary runs a dindstore binary to completion with extra environment.
+// A process killed by a signal has code -1.
+func runBinary(t testing.TB, bin string, env []string, root string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, append([]string{"--root", root}, args...)...)
+	cmd := exec.CommandContext(ctx, bin, append([]string{"--root", root}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

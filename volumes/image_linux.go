@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/dindstore/dindstore/internal/fault"
 	"github.com/dindstore/dindstore/loopdev"
 	"golang.org/x/sys/unix"
 )
@@ -55,7 +56,13 @@ func CreateImage(ctx context.Context, path string, size int64, fs FS) (retErr er
 	if err != nil {
 		return fmt.Errorf("truncate image %s to %d bytes: %w", tmp, size, err)
 	}
+	if err := fault.Point("after-truncate"); err != nil {
+		return err
+	}
 	if err := mkfs(ctx, tmp, fs); err != nil {
+		return err
+	}
+	if err := fault.Point("after-mkfs"); err != nil {
 		return err
 	}
 	if err := os.Rename(tmp, path); err != nil {
@@ -156,6 +163,10 @@ func GrowImage(ctx context.Context, image string, size int64, fs FS) error {
 	}
 	if err := os.Truncate(image, size); err != nil {
 		return fmt.Errorf("grow: truncate %s to %d bytes: %w", image, size, err)
+	}
+	if err := fault.Point("during-grow"); err != nil {
+		_ = os.Truncate(image, old)
+		return err
 	}
 	if _, err := run(ctx, "e2fsck", "-f", "-p", image); err != nil {
 		var exit *exec.ExitError

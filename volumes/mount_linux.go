@@ -10,6 +10,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/dindstore/dindstore/internal/fault"
 	"github.com/dindstore/dindstore/loopdev"
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
@@ -34,6 +35,9 @@ func MountImage(ctx context.Context, image, target string, fs FS, tag string) (*
 	// Once mounted, the mount holds the device; closing ours leaves it to
 	// autoclear. If the mount fails, closing detaches it at once.
 	defer dev.Close()
+	if err := fault.Point("after-attach"); err != nil {
+		return nil, err
+	}
 	data := ""
 	if fs == Ext4 {
 		// The image was made sparse: its inode tables read as zeros, so the

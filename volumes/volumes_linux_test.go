@@ -222,3 +222,19 @@ func TestUnmountBusyStays(t *testing.T) {
 		t.Fatal("loop device left after unmount")
 	}
 }
+
+func TestFSSize(t *testing.T) {
+	image, _ := newImage(t, 256<<20)
+	if n, err := FSSize(image, Ext4); err != nil || n != 256<<20 {
+		t.Fatalf("FSSize = %d, %v; want %d", n, err, 256<<20)
+	}
+	if err := GrowImage(context.Background(), image, 1<<30, Ext4); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := FSSize(image, Ext4); err != nil || n != 1<<30 {
+		t.Fatalf("FSSize after grow = %d, %v", n, err)
+	}
+	if _, err := FSSize(image, XFS); !errors.Is(err, ErrCheckFailed) {
+		t.Fatalf("ext4 read as xfs: %v", err)
+	}
+}

@@ -1,0 +1,114 @@
+package integration
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/dindstore/dindstore/internal/fault"
+)
+
+// faultOps says which command reaches each failure point, and whether the
+// victim cache must exist before it runs.
+var faultOps = map[string]struct {
+	args    []string
+	prepare bool
+}{
+	"after-truncate": {[]string{"create", "victim", "--kind", "loop", "--size", "256MiB"}, false},
+	"after-mkfs":     {[]string{"create", "victim", "--kind", "loop", "--size", "256MiB"}, false},
+	"after-record":   {[]string{"create", "victim", "--kind", "loop", "--size", "256MiB"}, false},
+	"after-attach":   {[]string{"run", "victim", "--", "true"}, true},
+	"after-mount":    {[]string{"run", "victim", "--", "true"}, true},
+	"during-grow":    {[]string{"grow", "victim", "--size", "512MiB"}, true},
+	"during-rm":      {[]string{"rm", "victim"}, true},
+}
+
+// TestFaultPoints kills dindstore (or makes it fail) at every failure point,
+// runs recover, and checks: nothing mounted or attached, the victim cache
+// absent or complete and usable, and a cache made before untouched.
+func TestFaultPoints(t *testing.T) {
+	requireSuite(t)
+	if len(faultOps) != len(fault.Names) {
+		t.Fatalf("faultOps covers %d points, fault.Names lists %d", len(faultOps), len(fault.Names))
+	}
+	for _, point := range fault.Names {
+		for _, mode := range []string{"kill", "error"} {
+			t.Run(point+"/"+mode, func(t *testing.T) { faultPoint(t, point, mode) })
+		}
+	}
+}
+
+func faultPoint(t *testing.T, point, mode string) {
+	op := faultOps[point]
+	root := filepath.Join(t.TempDir(), "root")
+	t.Cleanup(func() { cleanupRoot(t, root) })
+	mustRun(t, root, "run", "other", "--kind", "loop", "--size", "256MiB", "--", "sh", "-c", "echo precious > {mount}/f")
+	if op.prepare {
+		mustRun(t, root, "run", "victim", "--kind", "loop", "--size", "256MiB", "--", "sh", "-c", "echo mine > {mount}/f")
+	}
+	r := runBinary(t, faultBinary, []string{fault.Env + "=" + point + ":" + mode}, root, op.args...)
+	switch {
+	case mode == "kill" && r.code != -1:
+		t.Fatalf("%v at %s: exit %d, want killed: %s", op.args, point, r.code, r.stderr)
+	case mode == "error" && (r.code != 1 || !strings.Contains(r.stderr, "injected failure")):
+		t.Fatalf("%v at %s: exit %d, want 1 with the injected error: %s", op.args, point, r.code, r.stderr)
+	}
+	rec := dindstore(t, root, "recover", "--json")
+	if rec.code != 0 {
+		t.Fatalf("recover: exit %d: %s%s", rec.code, rec.stdout, rec.stderr)
+	}
+	t.Logf("recover found: %s", compactJSON(rec.stdout))
+	// A failure returned as an error must clean up after itself; only rm,
+	// whose record is already gone, leaves its data for recover.
+	if mode == "error" && point != "during-rm" && compactJSON(rec.stdout) != "[]" {
+		t.Errorf("an error at %s left something for recover: %s", point, rec.stdout)
+	}
+	assertNothingLeft(t, root)
+	checkVictim(t, root, op.prepare)
+	if out := mustRun(t, root, "run", "other", "--", "cat", "{mount}/f"); strings.TrimSpace(out) != "precious" {
+		t.Fatalf("the other cache changed: %q", out)
+	}
+	assertNothingLeft(t, root)
+}
+
+// checkVictim: the victim is either gone without a trace or complete and
+// usable (and then holds its data when it had any).
+func checkVictim(t *testing.T, root string, hadData bool) {
+	t.Helper()
+	var entries []map[string]any
+	if err := json.Unmarshal([]byte(dindstore(t, root, "ls", "--json").stdout), &entries); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e["key"] != "victim" {
+			continue
+		}
+		if e["error"] != nil || e["apparent_bytes"] != e["cap_bytes"] {
+			t.Fatalf("victim listed but not whole: %v", e)
+		}
+		out := mustRun(t, root, "run", "victim", "--", "sh", "-c", "cat {mount}/f 2>/dev/null; echo usable")
+		if !strings.Contains(out, "usable") || (hadData && !strings.Contains(out, "mine")) {
+			t.Fatalf("victim not usable or lost its data: %q", out)
+		}
+		return
+	}
+	for _, d := range []string{"images", "data", "mounts"} {
+		if left, _ := filepath.Glob(filepath.Join(root, d, "victim*")); len(left) > 0 {
+			t.Fatalf("victim is gone from the records but left %v", left)
+		}
+	}
+}
+
+func mustRun(t *testing.T, root string, args ...string) string {
+	t.Helper()
+	r := dindstore(t, root, args...)
+	if r.code != 0 {
+		t.Fatalf("dindstore %v: exit %d: %s", args, r.code, r.stderr)
+	}
+	return r.stdout
+}
+
+func compactJSON(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}

@@ -1,0 +1,17 @@
+// Package fault holds dindstore's named failure points. In a normal build
+// Point is an empty function the compiler removes. Built with `-tags faults`
+// (tests only), the environment variable DINDSTORE_FAULT=NAME[:MODE] makes
+// the point NAME either kill the process at once with SIGKILL, as an OOM
+// kill or a reboot would (MODE kill, the default), or return ErrInjected
+// (MODE error).
+//
+// The points, in the order the operations reach them:
+//
+//	after-truncate  create: the sparse image file exists, not yet formatted
+//	after-mkfs      create: the image is formatted, still under its temp name
+//	after-record    create: the record is written (the cache is complete)
+//	after-attach    run: the image is on a loop device, not yet mounted
+//	after-mount     run: the cache is mounted, the command not yet started
+//	during-grow     grow: the image file is longer, the filesystem not yet resized
+//	during-rm       rm: the record is gone, the data not yet
+package fault

@@ -1,0 +1,15 @@
+package fault
+
+import "errors"
+
+// ErrInjected is what a failure point in error mode returns.
+var ErrInjected = errors.New("injected failure")
+
+// Env is the environment variable that arms a point in a -tags faults build.
+const Env = "DINDSTORE_FAULT"
+
+// Names lists every failure point, for tests that visit them all.
+var Names = []string{
+	"after-truncate", "after-mkfs", "after-record",
+	"after-attach", "after-mount", "during-grow", "during-rm",
+}
