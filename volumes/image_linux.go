@@ -176,6 +176,12 @@ func GrowImage(ctx context.Context, image string, size int64, fs FS) error {
 		}
 	}
 	if _, err := run(ctx, "resize2fs", image); err != nil {
+		// resize2fs writes the superblock last: while it still gives the
+		// old size, nothing lives past it and the file can shrink back.
+		if n, serr := FSSize(image, fs); serr == nil && n <= old {
+			_ = os.Truncate(image, old)
+			return fmt.Errorf("grow: resize2fs failed, the image is back to %d bytes: %w", old, err)
+		}
 		return fmt.Errorf("grow: the image file is %d bytes but its filesystem was not resized; run `dindstore grow` again: %w", size, err)
 	}
 	return nil
