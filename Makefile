@@ -45,9 +45,9 @@ fmt-check:
 demo: deps build
 	./scripts/demo.sh $(BIN)
 
-## bench: provision a 100 GiB loop cache with dindstore and by hand; time and host bytes
+## bench: provisioning (dindstore vs by hand), trim vs discard, 32 parallel runs
 bench: deps
-	$(GO) test -run '^$$' -bench . -benchtime 3x ./volumes/
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./volumes/ ./integration/
 
 clean:
 	rm -rf bin

@@ -53,7 +53,18 @@ func TestOpenRootRefuses(t *testing.T) {
 	if err := os.WriteFile(file, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []string{link, open, file, "relative/root"} {
+	foreign := filepath.Join(dir, "foreign")
+	if err := os.Mkdir(foreign, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	refused := []string{link, open, file, "relative/root"}
+	if os.Geteuid() == 0 {
+		if err := os.Chown(foreign, 1000, 1000); err != nil {
+			t.Fatal(err)
+		}
+		refused = append(refused, foreign)
+	}
+	for _, p := range refused {
 		if _, err := OpenRoot(p, true); !errors.Is(err, ErrInvalid) {
 			t.Errorf("OpenRoot(%s) = %v, want ErrInvalid", p, err)
 		}
