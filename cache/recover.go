@@ -125,7 +125,8 @@ func (r *Root) checkImageSize(rec *Record, dryRun bool) []Finding {
 	if err != nil || st.Size() == rec.CapBytes {
 		return nil
 	}
-	fsBytes, err := volumes.FSSize(image, rec.FS)
+	stats, err := volumes.ReadStats(image, rec.FS)
+	fsBytes := stats.SizeBytes
 	if err != nil {
 		return []Finding{{Key: rec.Key, What: FindGrowCut, Path: image, Action: "none", Error: err.Error()}}
 	}

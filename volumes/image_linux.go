@@ -178,7 +178,7 @@ func GrowImage(ctx context.Context, image string, size int64, fs FS) error {
 	if _, err := run(ctx, "resize2fs", image); err != nil {
 		// resize2fs writes the superblock last: while it still gives the
 		// old size, nothing lives past it and the file can shrink back.
-		if n, serr := FSSize(image, fs); serr == nil && n <= old {
+		if st, serr := ReadStats(image, fs); serr == nil && st.SizeBytes <= old {
 			_ = os.Truncate(image, old)
 			return fmt.Errorf("grow: resize2fs failed, the image is back to %d bytes: %w", old, err)
 		}

@@ -7,13 +7,28 @@ import (
 	"os"
 )
 
-// FSSize reads the size in bytes of the filesystem in an image from its
-// superblock, without mounting it. Recovery uses it to tell a grow that was
-// cut short (file extended, filesystem not yet) from one that completed.
-func FSSize(image string, fs FS) (int64, error) {
+// Stats are a filesystem's size and use, read from its superblock or from
+// statfs.
+type Stats struct {
+	// SizeBytes is the filesystem's size.
+	SizeBytes int64
+	// UsedBytes is what is in use inside it: size minus free blocks. Read
+	// from a superblock it includes the metadata (journal, inode tables)
+	// that statfs leaves out of its count.
+	UsedBytes int64
+	// Inodes and InodesFree count inodes.
+	Inodes, InodesFree uint64
+}
+
+// ReadStats reads the size and use of the filesystem in an unmounted image
+// from its superblock, without mounting it. (While mounted, the kernel
+// updates the on-disk counters lazily: use statfs on the mount instead.)
+// Recovery uses the size to tell a grow that was cut short from one that
+// completed.
+func ReadStats(image string, fs FS) (Stats, error) {
 	f, err := os.Open(image)
 	if err != nil {
-		return 0, err
+		return Stats{}, err
 	}
 	defer f.Close()
 	sb := make([]byte, 1024)
@@ -22,31 +37,43 @@ func FSSize(image string, fs FS) (int64, error) {
 		off = 1024 // the ext4 superblock starts 1024 bytes in
 	}
 	if _, err := f.ReadAt(sb, off); err != nil && err != io.EOF {
-		return 0, fmt.Errorf("read superblock of %s: %w", image, err)
+		return Stats{}, fmt.Errorf("read superblock of %s: %w", image, err)
 	}
-	return parseFSSize(sb, fs)
+	if fs == XFS {
+		return parseXFS(sb)
+	}
+	return parseExt4(sb)
 }
 
-// parseFSSize decodes the block count and block size of a superblock.
-func parseFSSize(sb []byte, fs FS) (int64, error) {
-	if fs == XFS {
-		if string(sb[:4]) != "XFSB" {
-			return 0, fmt.Errorf("%w: no xfs superblock", ErrCheckFailed)
-		}
-		bsize := int64(binary.BigEndian.Uint32(sb[4:8]))
-		return int64(binary.BigEndian.Uint64(sb[8:16])) * bsize, nil
+// parseXFS decodes the counters of an xfs superblock (big-endian).
+func parseXFS(sb []byte) (Stats, error) {
+	if string(sb[:4]) != "XFSB" {
+		return Stats{}, fmt.Errorf("%w: no xfs superblock", ErrCheckFailed)
 	}
-	if binary.LittleEndian.Uint16(sb[0x38:0x3a]) != 0xEF53 {
-		return 0, fmt.Errorf("%w: no ext4 superblock", ErrCheckFailed)
+	be := binary.BigEndian
+	bsize := int64(be.Uint32(sb[4:8]))
+	blocks, free := int64(be.Uint64(sb[8:16])), int64(be.Uint64(sb[0x90:0x98]))
+	return Stats{SizeBytes: blocks * bsize, UsedBytes: (blocks - free) * bsize,
+		Inodes: be.Uint64(sb[0x80:0x88]), InodesFree: be.Uint64(sb[0x88:0x90])}, nil
+}
+
+// parseExt4 decodes the counters of an ext4 superblock (little-endian).
+func parseExt4(sb []byte) (Stats, error) {
+	le := binary.LittleEndian
+	if le.Uint16(sb[0x38:0x3a]) != 0xEF53 {
+		return Stats{}, fmt.Errorf("%w: no ext4 superblock", ErrCheckFailed)
 	}
-	blocks := uint64(binary.LittleEndian.Uint32(sb[0x4:0x8]))
+	blocks, free := uint64(le.Uint32(sb[0x4:0x8])), uint64(le.Uint32(sb[0xc:0x10]))
 	const incompat64bit = 0x80
-	if binary.LittleEndian.Uint32(sb[0x60:0x64])&incompat64bit != 0 {
-		blocks |= uint64(binary.LittleEndian.Uint32(sb[0x150:0x154])) << 32
+	if le.Uint32(sb[0x60:0x64])&incompat64bit != 0 {
+		blocks |= uint64(le.Uint32(sb[0x150:0x154])) << 32
+		free |= uint64(le.Uint32(sb[0x158:0x15c])) << 32
 	}
-	logBlock := binary.LittleEndian.Uint32(sb[0x18:0x1c])
-	if logBlock > 6 {
-		return 0, fmt.Errorf("%w: ext4 block size 2^%d KiB", ErrCheckFailed, logBlock)
+	logBlock := le.Uint32(sb[0x18:0x1c])
+	if logBlock > 6 || free > blocks {
+		return Stats{}, fmt.Errorf("%w: implausible ext4 superblock", ErrCheckFailed)
 	}
-	return int64(blocks) << (10 + logBlock), nil
+	shift := 10 + logBlock
+	return Stats{SizeBytes: int64(blocks << shift), UsedBytes: int64((blocks - free) << shift),
+		Inodes: uint64(le.Uint32(sb[0:4])), InodesFree: uint64(le.Uint32(sb[0x10:0x14]))}, nil
 }
