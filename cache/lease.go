@@ -156,8 +156,15 @@ func (l *Lease) Release() error {
 	}
 	l.released = true
 	key := l.record.Key
+	usage, _ := statUsage(l.mount.Target) // before the unmount; best effort
 	err := volumes.Unmount(l.mount.Target)
-	if terr := l.root.touch(key); err == nil {
+	now := time.Now().UTC()
+	if terr := l.root.updateRecord(key, func(rec *Record) {
+		rec.LastUsed = now
+		if usage != nil && rec.Kind == volumes.Loop {
+			rec.Usage = usage
+		}
+	}); err == nil {
 		err = terr
 	}
 	if oerr := l.root.removeOwner(key); err == nil {

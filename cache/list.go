@@ -1,11 +1,12 @@
 package cache
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,6 +21,14 @@ const (
 	StateInUse = "in-use"
 )
 
+// Where an entry's used bytes and inodes come from.
+const (
+	UsageStatfs     = "statfs"     // the mounted filesystem, now
+	UsageRelease    = "release"    // statfs at the last release (the cache is idle since)
+	UsageSuperblock = "superblock" // the unmounted image's superblock (includes metadata)
+	UsageWalk       = "walk"       // a walk of a dir or vfs cache (--deep)
+)
+
 // Entry is one cache as `dindstore ls` shows it.
 type Entry struct {
 	Key  string       `json:"key"`
@@ -27,11 +36,18 @@ type Entry struct {
 	FS   volumes.FS   `json:"fs,omitempty"`
 	// CapBytes is the size cap (0 for uncapped kinds).
 	CapBytes int64 `json:"cap_bytes"`
-	// ApparentBytes is the image's st_size; for dir and vfs caches, the
-	// walked usage of the directory (taken only while the cache is idle).
+	// ApparentBytes is the image's st_size (loop caches).
 	ApparentBytes int64 `json:"apparent_bytes"`
-	// AllocatedBytes is what the cache takes on the host (st_blocks×512).
+	// AllocatedBytes is what the image takes on the host (st_blocks×512);
+	// for dir and vfs caches, the walked usage (--deep only).
 	AllocatedBytes int64 `json:"allocated_bytes"`
+	// UsedBytes and Inodes describe the filesystem inside; UsageSource
+	// says where they come from.
+	UsedBytes   int64  `json:"used_bytes"`
+	FSBytes     int64  `json:"fs_bytes"`
+	Inodes      uint64 `json:"inodes"`
+	InodesUsed  uint64 `json:"inodes_used"`
+	UsageSource string `json:"usage_source,omitempty"`
 	// State is idle or in-use.
 	State string `json:"state"`
 	// HolderPID is the pid holding the cache, 0 when idle.
@@ -40,18 +56,33 @@ type Entry struct {
 	// cache is first used.
 	Created  time.Time  `json:"created"`
 	LastUsed *time.Time `json:"last_used"`
+	// Hits and Misses count warm-cache lookups.
+	Hits   int64 `json:"hits"`
+	Misses int64 `json:"misses"`
 	// StorageDriver is the driver the inner daemon must use.
 	StorageDriver string `json:"storage_driver"`
 	// Error is set when the cache's record or data could not be read.
 	Error string `json:"error,omitempty"`
 }
 
+// ListOptions tune List.
+type ListOptions struct {
+	// Deep walks dir and vfs caches for their disk usage (continuity's
+	// DiskUsage, hard links counted once). Off by default: the default view
+	// only stats and statfs, so that hundreds of caches list at once.
+	Deep bool
+}
+
 // List returns one entry per cache, sorted by key. It never takes a lock,
 // so it cannot make a concurrent run fail.
-func (r *Root) List(ctx context.Context) ([]Entry, error) {
+func (r *Root) List(ctx context.Context, opts ListOptions) ([]Entry, error) {
 	names, err := os.ReadDir(filepath.Join(r.path, "records"))
 	if err != nil {
 		return nil, fmt.Errorf("list records: %w", err)
+	}
+	flocks, err := readFlocks()
+	if err != nil {
+		return nil, fmt.Errorf("read /proc/locks: %w", err)
 	}
 	var out []Entry
 	for _, n := range names {
@@ -59,13 +90,15 @@ func (r *Root) List(ctx context.Context) ([]Entry, error) {
 		if !ok || ValidateKey(key) != nil {
 			continue // temp files of atomic writes, strangers
 		}
-		out = append(out, r.entry(ctx, key))
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		out = append(out, r.entry(ctx, key, flocks, opts))
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
-	return out, nil
+	return out, nil // ReadDir sorts by name: by key
 }
 
-func (r *Root) entry(ctx context.Context, key string) Entry {
+func (r *Root) entry(ctx context.Context, key string, flocks map[fileID]int, opts ListOptions) Entry {
 	e := Entry{Key: key, State: StateIdle}
 	rec, err := r.readRecord(key)
 	if err != nil {
@@ -73,43 +106,158 @@ func (r *Root) entry(ctx context.Context, key string) Entry {
 		return e
 	}
 	e.Kind, e.FS, e.CapBytes, e.Created = rec.Kind, rec.FS, rec.CapBytes, rec.Created
-	e.StorageDriver = rec.StorageDriver
+	e.StorageDriver, e.Hits, e.Misses = rec.StorageDriver, rec.Hits, rec.Misses
 	if !rec.LastUsed.IsZero() {
 		t := rec.LastUsed
 		e.LastUsed = &t
 	}
-	held, pid, _, err := r.Holder(key)
+	held, pid, _, err := r.holder(key, flocks)
 	if err != nil {
 		e.Error = err.Error()
 	}
 	if held {
 		e.State, e.HolderPID = StateInUse, pid
 	}
-	if err := r.usage(ctx, rec, held, &e); err != nil {
+	if err := r.usage(ctx, rec, held, opts, &e); err != nil {
 		e.Error = err.Error()
 	}
 	return e
 }
 
-// usage fills the sizes: st_size and st_blocks of a loop image; a walk of
-// an idle dir or vfs cache (a cache in use holds the inner daemon's mounts,
-// which a walk must not enter).
-func (r *Root) usage(ctx context.Context, rec *Record, held bool, e *Entry) error {
-	if rec.Kind == volumes.Loop {
-		var st unix.Stat_t
-		if err := unix.Lstat(r.imagePath(rec.Key), &st); err != nil {
-			return fmt.Errorf("stat image: %w", err)
+// usage fills the sizes of an entry without walking any tree, unless
+// opts.Deep asks for a walk of a dir or vfs cache.
+func (r *Root) usage(ctx context.Context, rec *Record, held bool, opts ListOptions, e *Entry) error {
+	if rec.Kind != volumes.Loop {
+		if !opts.Deep {
+			return nil
 		}
-		e.ApparentBytes, e.AllocatedBytes = st.Size, st.Blocks*512
+		// The data directory, not the mount: the inner daemon's own mounts
+		// hang below the mount, never below the data directory.
+		u, err := fs.DiskUsage(ctx, r.dataPath(rec.Key))
+		if err != nil {
+			return fmt.Errorf("disk usage: %w", err)
+		}
+		e.AllocatedBytes, e.UsedBytes, e.InodesUsed, e.UsageSource = u.Size, u.Size, uint64(u.Inodes), UsageWalk
 		return nil
 	}
-	if held {
-		return nil
+	var st unix.Stat_t
+	if err := unix.Lstat(r.imagePath(rec.Key), &st); err != nil {
+		return fmt.Errorf("stat image: %w", err)
 	}
-	u, err := fs.DiskUsage(ctx, r.dataPath(rec.Key))
-	if err != nil {
-		return fmt.Errorf("disk usage: %w", err)
+	e.ApparentBytes, e.AllocatedBytes = st.Size, st.Blocks*512
+	return r.loopUsage(rec, held, e)
+}
+
+// loopUsage fills used bytes and inodes of a loop cache: statfs while it is
+// mounted, the figures of its last release while idle, else its superblock.
+func (r *Root) loopUsage(rec *Record, held bool, e *Entry) error {
+	var u *Usage
+	switch {
+	case held:
+		u, e.UsageSource = r.mountedUsage(rec.Key), UsageStatfs
+	case rec.Usage != nil:
+		u, e.UsageSource = rec.Usage, UsageRelease
 	}
-	e.ApparentBytes, e.AllocatedBytes = u.Size, u.Size
+	if u == nil {
+		st, err := volumes.ReadStats(r.imagePath(rec.Key), rec.FS)
+		if err != nil {
+			return err
+		}
+		u = &Usage{FSBytes: st.SizeBytes, UsedBytes: st.UsedBytes, Inodes: st.Inodes, InodesUsed: st.Inodes - st.InodesFree}
+		e.UsageSource = UsageSuperblock
+	}
+	e.UsedBytes, e.FSBytes, e.Inodes, e.InodesUsed = u.UsedBytes, u.FSBytes, u.Inodes, u.InodesUsed
 	return nil
+}
+
+// mountedUsage is a statfs of the cache's mount, nil when it is not (yet)
+// mounted.
+func (r *Root) mountedUsage(key string) *Usage {
+	if m, err := volumes.IsMounted(r.MountPath(key)); err != nil || !m {
+		return nil
+	}
+	u, _ := statUsage(r.MountPath(key))
+	return u
+}
+
+// Summary totals a list and gives the host filesystem's room.
+type Summary struct {
+	Caches         int    `json:"caches"`
+	InUse          int    `json:"in_use"`
+	CapBytes       int64  `json:"cap_bytes"`
+	ApparentBytes  int64  `json:"apparent_bytes"`
+	AllocatedBytes int64  `json:"allocated_bytes"`
+	UsedBytes      int64  `json:"used_bytes"`
+	HostFreeBytes  int64  `json:"host_free_bytes"`
+	HostBytes      int64  `json:"host_bytes"`
+	HostFreeInodes uint64 `json:"host_free_inodes"`
+	HostInodes     uint64 `json:"host_inodes"`
+}
+
+// Summarize totals entries and reads the host filesystem's free room.
+func (r *Root) Summarize(entries []Entry) (Summary, error) {
+	var s Summary
+	for _, e := range entries {
+		s.Caches++
+		if e.State == StateInUse {
+			s.InUse++
+		}
+		s.CapBytes += e.CapBytes
+		s.ApparentBytes += e.ApparentBytes
+		s.AllocatedBytes += e.AllocatedBytes
+		s.UsedBytes += e.UsedBytes
+	}
+	var err error
+	s.HostFreeBytes, s.HostBytes, s.HostFreeInodes, s.HostInodes, err = r.hostStat()
+	return s, err
+}
+
+// sortKeys are the columns entries can be sorted by.
+var sortKeys = map[string]func(a, b Entry) int{
+	"key":       func(a, b Entry) int { return cmp.Compare(a.Key, b.Key) },
+	"kind":      func(a, b Entry) int { return cmp.Compare(a.Kind, b.Kind) },
+	"cap":       func(a, b Entry) int { return cmp.Compare(a.CapBytes, b.CapBytes) },
+	"apparent":  func(a, b Entry) int { return cmp.Compare(a.ApparentBytes, b.ApparentBytes) },
+	"allocated": func(a, b Entry) int { return cmp.Compare(a.AllocatedBytes, b.AllocatedBytes) },
+	"used":      func(a, b Entry) int { return cmp.Compare(a.UsedBytes, b.UsedBytes) },
+	"inodes":    func(a, b Entry) int { return cmp.Compare(a.InodesUsed, b.InodesUsed) },
+	"state":     func(a, b Entry) int { return cmp.Compare(a.State, b.State) },
+	"holder":    func(a, b Entry) int { return cmp.Compare(a.HolderPID, b.HolderPID) },
+	"created":   func(a, b Entry) int { return a.Created.Compare(b.Created) },
+	"last-used": func(a, b Entry) int { return lastUsed(a).Compare(lastUsed(b)) },
+	"hits":      func(a, b Entry) int { return cmp.Compare(a.Hits, b.Hits) },
+}
+
+// SortColumns lists the columns SortEntries accepts.
+func SortColumns() []string {
+	cols := make([]string, 0, len(sortKeys))
+	for k := range sortKeys {
+		cols = append(cols, k)
+	}
+	slices.Sort(cols)
+	return cols
+}
+
+// SortEntries sorts by a column (ties by key), descending with reverse.
+func SortEntries(entries []Entry, column string, reverse bool) error {
+	by, ok := sortKeys[column]
+	if !ok {
+		return fmt.Errorf("%w: cannot sort by %q: want one of %s", ErrInvalid, column, strings.Join(SortColumns(), ", "))
+	}
+	slices.SortStableFunc(entries, func(a, b Entry) int {
+		c := cmp.Or(by(a, b), cmp.Compare(a.Key, b.Key))
+		if reverse {
+			return -c
+		}
+		return c
+	})
+	return nil
+}
+
+// lastUsed is when the cache was last used, or created if never.
+func lastUsed(e Entry) time.Time {
+	if e.LastUsed != nil {
+		return *e.LastUsed
+	}
+	return e.Created
 }

@@ -92,6 +92,12 @@ func samePath(f *os.File, path string) bool {
 	return a.Dev == b.Dev && a.Ino == b.Ino
 }
 
+// fileID names a file as /proc/locks does.
+type fileID struct {
+	major, minor uint32
+	ino          uint64
+}
+
 // Holder tells whether the cache's lock is held right now, and by whom,
 // without taking it (which could make a concurrent run fail): the kernel's
 // /proc/locks is asked about the lock file's inode. pid is the holder's
@@ -99,6 +105,15 @@ func samePath(f *os.File, path string) bool {
 // record names the same live process (a holder may be between taking the
 // lock and writing it, and a dead holder's record may still be there).
 func (r *Root) Holder(key string) (held bool, pid int, owner *Owner, err error) {
+	flocks, err := readFlocks()
+	if err != nil {
+		return false, 0, nil, err
+	}
+	return r.holder(key, flocks)
+}
+
+// holder is Holder with /proc/locks already read.
+func (r *Root) holder(key string, flocks map[fileID]int) (held bool, pid int, owner *Owner, err error) {
 	var st unix.Stat_t
 	if err := unix.Lstat(r.lockPath(key), &st); err != nil {
 		if errors.Is(err, unix.ENOENT) {
@@ -106,14 +121,14 @@ func (r *Root) Holder(key string) (held bool, pid int, owner *Owner, err error) 
 		}
 		return false, 0, nil, fmt.Errorf("stat lock of %q: %w", key, err)
 	}
-	pids, err := flockHolders(unix.Major(uint64(st.Dev)), unix.Minor(uint64(st.Dev)), st.Ino)
-	if err != nil || len(pids) == 0 {
-		return false, 0, nil, err
+	pid, held = flocks[fileID{unix.Major(uint64(st.Dev)), unix.Minor(uint64(st.Dev)), st.Ino}]
+	if !held {
+		return false, 0, nil, nil
 	}
-	if o, err := r.readOwner(key); err == nil && o.PID == pids[0] && o.Alive() {
+	if o, err := r.readOwner(key); err == nil && o.PID == pid && o.Alive() {
 		owner = o
 	}
-	return true, pids[0], owner, nil
+	return true, pid, owner, nil
 }
 
 // heldError describes the holder of a lock we could not take.

@@ -3,6 +3,7 @@ package cache
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -44,26 +45,35 @@ func parseStartTime(stat string) (uint64, error) {
 	return strconv.ParseUint(fields[19], 10, 64)
 }
 
-// flockHolders returns the pids holding a flock on the file with the given
-// device numbers and inode, from /proc/locks, without taking the lock.
-func flockHolders(major, minor uint32, ino uint64) ([]int, error) {
+// readFlocks maps every flock-locked file (device numbers and inode) to the
+// pid holding it, from /proc/locks, without taking any lock.
+func readFlocks() (map[fileID]int, error) {
 	f, err := os.Open("/proc/locks")
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	want := fmt.Sprintf("%02x:%02x:%d", major, minor, ino)
-	var pids []int
-	sc := bufio.NewScanner(f)
+	return parseFlocks(f)
+}
+
+// parseFlocks reads /proc/locks lines such as
+// "1: FLOCK  ADVISORY  WRITE 1234 fd:00:5678 0 EOF"; waiters ("->") and
+// other lock kinds are skipped.
+func parseFlocks(r io.Reader) (map[fileID]int, error) {
+	out := map[fileID]int{}
+	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
-		// "1: FLOCK  ADVISORY  WRITE 1234 fd:00:5678 0 EOF"; waiters carry "->".
-		if len(fields) < 6 || fields[1] != "FLOCK" || fields[5] != want {
+		if len(fields) < 6 || fields[1] != "FLOCK" {
+			continue
+		}
+		var id fileID
+		if _, err := fmt.Sscanf(fields[5], "%x:%x:%d", &id.major, &id.minor, &id.ino); err != nil {
 			continue
 		}
 		if pid, err := strconv.Atoi(fields[4]); err == nil {
-			pids = append(pids, pid)
+			out[id] = pid
 		}
 	}
-	return pids, sc.Err()
+	return out, sc.Err()
 }

@@ -10,4 +10,4 @@ func bootID() string { return "" }
 
 func processStartTime(int) (uint64, error) { return 0, errNoProc }
 
-func flockHolders(uint32, uint32, uint64) ([]int, error) { return nil, errNoProc }
+func readFlocks() (map[fileID]int, error) { return nil, errNoProc }

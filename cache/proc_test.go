@@ -4,6 +4,7 @@ package cache
 
 import (
 	"os"
+	"strings"
 	"testing"
 )
 
@@ -34,5 +35,27 @@ func TestCurrentOwnerAlive(t *testing.T) {
 	o.BootID = "another-boot"
 	if o.Alive() {
 		t.Fatal("a pid from another boot counts as alive")
+	}
+}
+
+func TestParseFlocks(t *testing.T) {
+	const fixture = `1: FLOCK  ADVISORY  WRITE 1234 fd:00:5678 0 EOF
+1: -> FLOCK  ADVISORY  WRITE 999 fd:00:5678 0 EOF
+2: POSIX  ADVISORY  WRITE 42 08:01:77 0 EOF
+3: FLOCK  ADVISORY  WRITE 77 103:2:12 0 EOF
+4: OFDLCK ADVISORY  READ  -1 00:05:99 0 EOF
+`
+	got, err := parseFlocks(strings.NewReader(fixture))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[fileID]int{{0xfd, 0, 5678}: 1234, {0x103, 2, 12}: 77}
+	if len(got) != len(want) {
+		t.Fatalf("parseFlocks = %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%v: pid %d, want %d", k, got[k], v)
+		}
 	}
 }

@@ -43,6 +43,18 @@ type Record struct {
 	// Hits and Misses count warm-cache lookups.
 	Hits   int64 `json:"hits"`
 	Misses int64 `json:"misses"`
+	// Usage is the filesystem's use as statfs saw it at the last release,
+	// so that an idle cache reports it without being mounted.
+	Usage *Usage `json:"usage,omitempty"`
+}
+
+// Usage is a statfs of a cache's filesystem.
+type Usage struct {
+	FSBytes    int64     `json:"fs_bytes"`
+	UsedBytes  int64     `json:"used_bytes"`
+	Inodes     uint64    `json:"inodes"`
+	InodesUsed uint64    `json:"inodes_used"`
+	At         time.Time `json:"at"`
 }
 
 // validate refuses a record that could not have been written by dindstore.

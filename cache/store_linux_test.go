@@ -56,7 +56,7 @@ func lifecycle(t *testing.T, kind volumes.Kind) {
 	if err := r.Remove("k1"); !errors.Is(err, ErrLocked) {
 		t.Fatalf("Remove in use: %v, want ErrLocked", err)
 	}
-	entries, err := r.List(ctx)
+	entries, err := r.List(ctx, ListOptions{})
 	if err != nil || len(entries) != 1 || entries[0].State != StateInUse || entries[0].HolderPID != os.Getpid() {
 		t.Fatalf("List in use = %+v, %v", entries, err)
 	}
@@ -110,7 +110,7 @@ func TestGrowIdleLoop(t *testing.T) {
 	if err := r.Grow(ctx, "g", 1<<30); err != nil {
 		t.Fatal(err)
 	}
-	entries, _ := r.List(ctx)
+	entries, _ := r.List(ctx, ListOptions{})
 	if len(entries) != 1 || entries[0].CapBytes != 1<<30 || entries[0].ApparentBytes != 1<<30 {
 		t.Fatalf("after grow: %+v", entries)
 	}

@@ -41,7 +41,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		ErrWriter: stderr,
 		Flags:     []cli.Flag{rootFlag},
 		Commands: []*cli.Command{
-			createCommand, runCommand, lsCommand, growCommand, rmCommand, recoverCommand,
+			createCommand, runCommand, lsCommand, dfCommand, growCommand, rmCommand, recoverCommand,
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return fmt.Errorf("%w: %w", errUsage, err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -14,34 +15,76 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
+var listFlags = []cli.Flag{
+	&cli.BoolFlag{Name: "json", Usage: "print JSON (exact bytes, RFC 3339 times)"},
+	&cli.StringFlag{Name: "sort", Value: "key", Usage: "sort by: " + strings.Join(cache.SortColumns(), ", ")},
+	&cli.BoolFlag{Name: "reverse", Aliases: []string{"r"}, Usage: "sort in descending order"},
+	&cli.BoolFlag{Name: "deep", Usage: "also walk dir and vfs caches for their disk usage (slow)"},
+}
+
 var lsCommand = &cli.Command{
 	Name:    "ls",
 	Aliases: []string{"list"},
-	Usage:   "list caches with their sizes and state",
-	Flags: []cli.Flag{
-		&cli.BoolFlag{Name: "json", Usage: "print JSON (exact bytes, RFC 3339 times)"},
-	},
-	Action: func(c *cli.Context) error {
-		if c.NArg() != 0 {
-			return fmt.Errorf("%w: ls takes no arguments", errUsage)
+	Usage:   "list caches with their sizes and state (--json: a list of caches)",
+	Flags:   listFlags,
+	Action:  func(c *cli.Context) error { return listAction(c, false) },
+}
+
+var dfCommand = &cli.Command{
+	Name:   "df",
+	Usage:  "like ls; --json adds the totals and the host filesystem's free room",
+	Flags:  listFlags,
+	Action: func(c *cli.Context) error { return listAction(c, true) },
+}
+
+// dfJSON is `df --json`.
+type dfJSON struct {
+	Caches  []cache.Entry `json:"caches"`
+	Summary cache.Summary `json:"summary"`
+}
+
+func listAction(c *cli.Context, df bool) error {
+	if c.NArg() != 0 {
+		return fmt.Errorf("%w: %s takes no arguments", errUsage, c.Command.Name)
+	}
+	root, err := openRoot(c, false)
+	if errors.Is(err, cache.ErrNotFound) {
+		return printList(c, df, nil, cache.Summary{}) // no root yet: no caches
+	}
+	if err != nil {
+		return err
+	}
+	entries, err := root.List(c.Context, cache.ListOptions{Deep: c.Bool("deep")})
+	if err != nil {
+		return err
+	}
+	if err := cache.SortEntries(entries, c.String("sort"), c.Bool("reverse")); err != nil {
+		return err
+	}
+	sum, err := root.Summarize(entries)
+	if err != nil {
+		return err
+	}
+	return printList(c, df, entries, sum)
+}
+
+func printList(c *cli.Context, df bool, entries []cache.Entry, sum cache.Summary) error {
+	switch {
+	case c.Bool("json") && df:
+		if entries == nil {
+			entries = []cache.Entry{}
 		}
-		root, err := openRoot(c, false)
-		var entries []cache.Entry
-		switch {
-		case errors.Is(err, cache.ErrNotFound):
-			// no root yet: no caches
-		case err != nil:
-			return err
-		default:
-			if entries, err = root.List(c.Context); err != nil {
-				return err
-			}
-		}
-		if c.Bool("json") {
-			return writeJSONList(c.App.Writer, entries)
-		}
-		return writeTable(c.App.Writer, entries)
-	},
+		return writeJSON(c.App.Writer, dfJSON{Caches: entries, Summary: sum})
+	case c.Bool("json"):
+		return writeJSONList(c.App.Writer, entries)
+	}
+	return writeTable(c.App.Writer, entries, sum)
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
 
 // writeJSONList prints a list as indented JSON; an empty list is [] not null.
@@ -49,27 +92,49 @@ func writeJSONList[T any](w io.Writer, list []T) error {
 	if list == nil {
 		list = []T{}
 	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(list)
+	return writeJSON(w, list)
 }
 
-func writeTable(w io.Writer, entries []cache.Entry) error {
+func writeTable(w io.Writer, entries []cache.Entry, sum cache.Summary) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "KEY\tKIND\tCAP\tAPPARENT\tALLOCATED\tSTATE\tHOLDER\tLAST USED")
+	fmt.Fprintln(tw, "KEY\tKIND\tCAP\tAPPARENT\tALLOCATED\tUSED\tINODES\tSTATE\tHOLDER\tCREATED\tLAST USED\tHITS")
 	for _, e := range entries {
-		holder := "-"
-		if e.HolderPID > 0 {
-			holder = strconv.Itoa(e.HolderPID)
-		}
-		state := e.State
-		if e.Error != "" {
-			state = "error: " + e.Error
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Key, e.Kind, human(e.CapBytes),
-			human(e.ApparentBytes), human(e.AllocatedBytes), state, holder, ago(e.LastUsed))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", e.Key, e.Kind, human(e.CapBytes),
+			human(e.ApparentBytes), human(e.AllocatedBytes), human(e.UsedBytes), inodes(e),
+			state(e), holder(e), ago(&e.Created), ago(e.LastUsed), e.Hits)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(w, "%d caches (%d in use): cap %s, allocated %s on the host, %s used inside\n"+
+		"host filesystem: %s free of %s, %d of %d inodes free\n",
+		sum.Caches, sum.InUse, human(sum.CapBytes), human(sum.AllocatedBytes), human(sum.UsedBytes),
+		human(sum.HostFreeBytes), human(sum.HostBytes), sum.HostFreeInodes, sum.HostInodes)
+	return err
+}
+
+func state(e cache.Entry) string {
+	if e.Error != "" {
+		return "error: " + e.Error
+	}
+	return e.State
+}
+
+func holder(e cache.Entry) string {
+	if e.HolderPID > 0 {
+		return strconv.Itoa(e.HolderPID)
+	}
+	return "-"
+}
+
+func inodes(e cache.Entry) string {
+	switch {
+	case e.Inodes > 0:
+		return fmt.Sprintf("%d/%d", e.InodesUsed, e.Inodes)
+	case e.InodesUsed > 0:
+		return strconv.FormatUint(e.InodesUsed, 10)
+	}
+	return "-"
 }
 
 func human(n int64) string {
@@ -80,7 +145,7 @@ func human(n int64) string {
 }
 
 func ago(t *time.Time) string {
-	if t == nil {
+	if t == nil || t.IsZero() {
 		return "never"
 	}
 	return units.HumanDuration(time.Since(*t)) + " ago"
