@@ -2,7 +2,11 @@ package cache
 
 import (
 	"fmt"
+	"math"
 	"regexp"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/docker/go-units"
 )
@@ -32,6 +36,44 @@ func ParseSize(s string) (int64, error) {
 	}
 	if n <= 0 || n > MaxSize {
 		return 0, fmt.Errorf("%w: size %q: must be more than 0 and at most 1 EiB", ErrInvalid, s)
+	}
+	return n, nil
+}
+
+// ParseAge parses an age such as 72h, 90m, 3d or 2w (Go durations, plus d
+// for days and w for weeks). Negative or malformed ages are ErrInvalid.
+func ParseAge(s string) (time.Duration, error) {
+	mult := time.Duration(0)
+	switch {
+	case strings.HasSuffix(s, "d"):
+		mult = 24 * time.Hour
+	case strings.HasSuffix(s, "w"):
+		mult = 7 * 24 * time.Hour
+	}
+	var d time.Duration
+	var err error
+	if mult > 0 {
+		var n float64
+		n, err = strconv.ParseFloat(s[:len(s)-1], 64)
+		d = time.Duration(n * float64(mult))
+		if err == nil && (n < 0 || n > 1e5 || math.IsNaN(n)) {
+			err = fmt.Errorf("out of range")
+		}
+	} else {
+		d, err = time.ParseDuration(s)
+	}
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("%w: age %q: want a duration such as 72h, 90m, 3d or 2w", ErrInvalid, s)
+	}
+	return d, nil
+}
+
+// ParsePercent parses a percentage such as 20% or 20 (0 up to, not
+// including, 100).
+func ParsePercent(s string) (float64, error) {
+	n, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(s), "%"), 64)
+	if err != nil || n < 0 || n >= 100 || math.IsNaN(n) {
+		return 0, fmt.Errorf("%w: percentage %q: want a number from 0 up to (not including) 100, such as 20%%", ErrInvalid, s)
 	}
 	return n, nil
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestValidateKey(t *testing.T) {
@@ -36,6 +37,34 @@ func TestParseSize(t *testing.T) {
 	for _, s := range []string{"0", "-1", "10XB", "", "G", "abc", "1.5.5G", "2EiB", "99999999999999999999999G"} {
 		if _, err := ParseSize(s); !errors.Is(err, ErrInvalid) {
 			t.Errorf("ParseSize(%q) = %v, want ErrInvalid", s, err)
+		}
+	}
+}
+
+func TestParseAge(t *testing.T) {
+	cases := map[string]time.Duration{"72h": 72 * time.Hour, "90m": 90 * time.Minute, "3d": 72 * time.Hour,
+		"2w": 14 * 24 * time.Hour, "0s": 0, "1.5d": 36 * time.Hour}
+	for s, want := range cases {
+		if got, err := ParseAge(s); err != nil || got != want {
+			t.Errorf("ParseAge(%q) = %v, %v; want %v", s, got, err, want)
+		}
+	}
+	for _, s := range []string{"yesterday", "", "-1h", "-2d", "d", "3x", "NaNd", "1e9d"} {
+		if _, err := ParseAge(s); !errors.Is(err, ErrInvalid) {
+			t.Errorf("ParseAge(%q) = %v, want ErrInvalid", s, err)
+		}
+	}
+}
+
+func TestParsePercent(t *testing.T) {
+	for s, want := range map[string]float64{"20%": 20, "20": 20, "0": 0, "99.5%": 99.5} {
+		if got, err := ParsePercent(s); err != nil || got != want {
+			t.Errorf("ParsePercent(%q) = %v, %v", s, got, err)
+		}
+	}
+	for _, s := range []string{"150%", "100%", "-1%", "lots", "", "NaN"} {
+		if _, err := ParsePercent(s); !errors.Is(err, ErrInvalid) {
+			t.Errorf("ParsePercent(%q) = %v, want ErrInvalid", s, err)
 		}
 	}
 }

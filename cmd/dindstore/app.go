@@ -12,6 +12,7 @@ import (
 	"github.com/dindstore/dindstore/cache"
 	"github.com/dindstore/dindstore/volumes"
 	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v2/altsrc"
 )
 
 // Exit statuses.
@@ -30,6 +31,41 @@ var rootFlag = &cli.StringFlag{
 	EnvVars: []string{"DINDSTORE_ROOT"},
 }
 
+// defaultConfig is read when it exists and --config is not given.
+const defaultConfig = "/etc/dindstore/config.toml"
+
+var configFlag = &cli.StringFlag{
+	Name:    "config",
+	Usage:   "TOML file with defaults for any flag, by its name (root, older-than, max-total, ...)",
+	EnvVars: []string{"DINDSTORE_CONFIG"},
+}
+
+// globalFlags are the app's flags; root may come from the config file.
+var globalFlags = []cli.Flag{altsrc.NewStringFlag(rootFlag), configFlag}
+
+// configSource fills flags from the config file: --config (or
+// DINDSTORE_CONFIG), else /etc/dindstore/config.toml when it exists. Flags
+// given on the command line or in the environment win.
+func configSource(flags []cli.Flag) cli.BeforeFunc {
+	return func(c *cli.Context) error {
+		path := c.String(configFlag.Name)
+		if path == "" {
+			if _, err := os.Stat(defaultConfig); err != nil {
+				return nil
+			}
+			path = defaultConfig
+		}
+		src, err := altsrc.NewTomlSourceFromFile(path)
+		if err != nil {
+			return fmt.Errorf("%w: cannot read the config file %s: %v", errUsage, path, err)
+		}
+		if err := altsrc.ApplyInputSourceValues(c, src, flags); err != nil {
+			return fmt.Errorf("%w: config file %s: %v", errUsage, path, err)
+		}
+		return nil
+	}
+}
+
 // errUsage marks command-line mistakes (exit status 2).
 var errUsage = errors.New("usage")
 
@@ -39,9 +75,11 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Usage:     "storage backends for inner Docker daemons",
 		Writer:    stdout,
 		ErrWriter: stderr,
-		Flags:     []cli.Flag{rootFlag},
+		Flags:     globalFlags,
+		Before:    configSource(globalFlags),
 		Commands: []*cli.Command{
 			createCommand, runCommand, lsCommand, dfCommand, growCommand, rmCommand, recoverCommand,
+			pruneCommand,
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return fmt.Errorf("%w: %w", errUsage, err)
@@ -110,7 +148,7 @@ func hoistKey(app *cli.App, args []string) []string {
 func commandIndex(app *cli.App, args []string) int {
 	for i := 1; i < len(args); i++ {
 		a := args[i]
-		if a == "--root" || a == "-root" {
+		if a == "--root" || a == "-root" || a == "--config" || a == "-config" {
 			i++ // its value
 			continue
 		}
