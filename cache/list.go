@@ -142,7 +142,7 @@ func (r *Root) usage(ctx context.Context, rec *Record, held bool, opts ListOptio
 	}
 	var st unix.Stat_t
 	if err := unix.Lstat(r.imagePath(rec.Key), &st); err != nil {
-		return fmt.Errorf("stat image: %w", err)
+		return fmt.Errorf("stat image of %q: %w", rec.Key, err)
 	}
 	e.ApparentBytes, e.AllocatedBytes = st.Size, st.Blocks*512
 	return r.loopUsage(rec, held, e)

@@ -63,7 +63,7 @@ func IsMounted(target string) (bool, error) {
 	return mountinfo.Mounted(target)
 }
 
-// Trim discards the free blocks of the filesystem mounted at target
+// Trim syncs the filesystem mounted at target and discards its free blocks
 // (FITRIM), so that a loop image gives the host back what was deleted inside
 // it. It returns the bytes the filesystem reports as trimmed.
 func Trim(target string) (uint64, error) {
@@ -72,6 +72,11 @@ func Trim(target string) (uint64, error) {
 		return 0, fmt.Errorf("trim %s: %w", target, err)
 	}
 	defer d.Close()
+	// ext4 trims only blocks whose freeing is committed: sync first, or
+	// what was deleted just before (an inner daemon's last cleanup) stays.
+	if err := unix.Syncfs(int(d.Fd())); err != nil {
+		return 0, fmt.Errorf("trim %s: syncfs: %w", target, err)
+	}
 	r := fstrimRange{length: ^uint64(0)}
 	_, _, errno := unix.Syscall(unix.SYS_IOCTL, d.Fd(), fitrim, uintptr(unsafe.Pointer(&r)))
 	if errno != 0 {

@@ -256,3 +256,27 @@ func TestReadStats(t *testing.T) {
 		t.Fatalf("after unmount: %+v, %v; statfs said used %d, free inodes %d", st, err, want, fs.Ffree)
 	}
 }
+
+// TestUnmountGivesBackJustDeleted: data deleted just before the unmount
+// (no sync in between) goes back to the host too.
+func TestUnmountGivesBackJustDeleted(t *testing.T) {
+	image, target := newImage(t, 512<<20)
+	mountImage(t, image, target)
+	p := filepath.Join(target, "blob")
+	if err := os.WriteFile(p, make([]byte, 64<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	unix.Sync()
+	if a := allocatedBytes(t, image); a < 64<<20 {
+		t.Fatalf("only %d bytes allocated after writing 64 MiB", a)
+	}
+	if err := os.Remove(p); err != nil {
+		t.Fatal(err)
+	}
+	if err := Unmount(target); err != nil {
+		t.Fatal(err)
+	}
+	if a := allocatedBytes(t, image); a > 8<<20 {
+		t.Fatalf("%d bytes still allocated after deleting and unmounting", a)
+	}
+}

@@ -1,0 +1,60 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/dindstore/dindstore/loopdev"
+	"github.com/dindstore/dindstore/volumes"
+	"github.com/moby/sys/mountinfo"
+)
+
+// Inspection is everything dindstore knows of one cache.
+type Inspection struct {
+	Entry  Entry   `json:"cache"`
+	Record *Record `json:"record"`
+	// Owner is the live holder's owner record.
+	Owner *Owner `json:"owner,omitempty"`
+	// Loop lists the loop devices backed by the image.
+	Loop []loopdev.Info `json:"loop_devices,omitempty"`
+	// Mounts lists the cache's mount and those below it.
+	Mounts []*mountinfo.Info `json:"mounts,omitempty"`
+	// Daemons are the inner dockerds running on the cache.
+	Daemons []Daemon `json:"daemons,omitempty"`
+}
+
+// Inspect gathers the record, the list entry, the holder, the loop device,
+// the mounts and the inner daemons of a cache, without changing anything.
+func (r *Root) Inspect(ctx context.Context, key string) (*Inspection, error) {
+	if err := ValidateKey(key); err != nil {
+		return nil, err
+	}
+	rec, err := r.readRecord(key)
+	if err != nil {
+		return nil, err
+	}
+	flocks, err := readFlocks()
+	if err != nil {
+		return nil, err
+	}
+	in := &Inspection{Record: rec, Entry: r.entry(ctx, key, flocks, ListOptions{})}
+	_, _, in.Owner, _ = r.holder(key, flocks)
+	if rec.Kind == volumes.Loop {
+		if in.Loop, err = loopdev.FindByFile(r.imagePath(key)); err != nil && !errors.Is(err, loopdev.ErrNotSupported) {
+			return nil, fmt.Errorf("inspect %q: %w", key, err)
+		}
+	}
+	if in.Mounts, err = mountinfo.GetMounts(mountinfo.PrefixFilter(r.MountPath(key))); err != nil {
+		return nil, fmt.Errorf("inspect %q: %w", key, err)
+	}
+	in.Daemons = InnerDaemons(r.MountPath(key))
+	return in, nil
+}
+
+// Daemon is a dockerd whose data root is a cache's mount.
+type Daemon struct {
+	PID int `json:"pid"`
+	// Hosts are its -H / --host addresses.
+	Hosts []string `json:"hosts"`
+}
