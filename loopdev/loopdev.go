@@ -42,6 +42,10 @@ type Info struct {
 	// BackingDev and BackingInode identify the backing file.
 	BackingDev   uint64
 	BackingInode uint64
+	// BackingFile is the backing file's path as the kernel last knew it
+	// (sysfs backing_file; it ends in " (deleted)" once unlinked). Set by
+	// List; a hint for reports, never an identity: use dev and inode.
+	BackingFile string
 	// Tag is the lo_file_name the device was attached with.
 	Tag string
 	// Autoclear is true when the kernel detaches the device on last close.

@@ -341,7 +341,8 @@ func List() ([]Info, error) {
 			continue
 		}
 		// Unbound devices have no backing_file; skip them without opening.
-		if _, err := os.Stat(filepath.Join(n, "loop", "backing_file")); err != nil {
+		backing, err := os.ReadFile(filepath.Join(n, "loop", "backing_file"))
+		if err != nil {
 			continue
 		}
 		path, err := ensureNode(num)
@@ -352,6 +353,7 @@ func List() ([]Info, error) {
 		if err != nil {
 			continue // detached meanwhile
 		}
+		info.BackingFile = strings.TrimSuffix(string(backing), "\n")
 		out = append(out, *info)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Number < out[j].Number })

@@ -79,7 +79,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Before:    configSource(globalFlags),
 		Commands: []*cli.Command{
 			createCommand, runCommand, lsCommand, dfCommand, growCommand, rmCommand, recoverCommand,
-			pruneCommand, trimCommand, inspectCommand,
+			pruneCommand, trimCommand, inspectCommand, gcCommand, metricsCommand, serveCommand,
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return fmt.Errorf("%w: %w", errUsage, err)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"text/tabwriter"
 
+	"github.com/dindstore/dindstore/cache"
 	"github.com/urfave/cli/v2"
 )
 
@@ -19,38 +20,55 @@ var recoverCommand = &cli.Command{
 		&cli.BoolFlag{Name: "json", Usage: "print the findings as JSON"},
 	},
 	Action: func(c *cli.Context) error {
-		if c.NArg() != 0 {
-			return fmt.Errorf("%w: recover takes no arguments", errUsage)
-		}
-		root, err := openRoot(c, true)
-		if err != nil {
-			return err
-		}
-		findings, err := root.Recover(c.Bool("dry-run"))
-		if err != nil {
-			return err
-		}
-		if c.Bool("json") {
-			return writeJSONList(c.App.Writer, findings)
-		}
-		tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "KEY\tFOUND\tPATH\tACTION\tNOTE")
-		failed := 0
-		for _, f := range findings {
-			note := f.Note
-			if f.Error != "" {
-				note, failed = "FAILED: "+f.Error, failed+1
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", dash(f.Key), f.What, f.Path, f.Action, dash(note))
-		}
-		if err := tw.Flush(); err != nil {
-			return err
-		}
-		if failed > 0 {
-			return fmt.Errorf("%d repairs failed; see the NOTE column", failed)
-		}
-		return nil
+		return findingsAction(c, (*cache.Root).Recover)
 	},
+}
+
+var gcCommand = &cli.Command{
+	Name:  "gc",
+	Usage: "remove what dindstore left behind, and nothing it did not make",
+	Description: "Everything recover repairs, plus records whose image is gone and dindstore's own loop\n" +
+		"devices on image files of this root that no cache has anymore. A loop device, mount or\n" +
+		"file that dindstore did not make is never touched.",
+	Flags: recoverCommand.Flags,
+	Action: func(c *cli.Context) error {
+		return findingsAction(c, (*cache.Root).GC)
+	},
+}
+
+// findingsAction runs recover or gc and prints what it found and did.
+func findingsAction(c *cli.Context, run func(*cache.Root, bool) ([]cache.Finding, error)) error {
+	if c.NArg() != 0 {
+		return fmt.Errorf("%w: %s takes no arguments", errUsage, c.Command.Name)
+	}
+	root, err := openRoot(c, true)
+	if err != nil {
+		return err
+	}
+	findings, err := run(root, c.Bool("dry-run"))
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return writeJSONList(c.App.Writer, findings)
+	}
+	tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "KEY\tFOUND\tPATH\tACTION\tNOTE")
+	failed := 0
+	for _, f := range findings {
+		note := f.Note
+		if f.Error != "" {
+			note, failed = "FAILED: "+f.Error, failed+1
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", dash(f.Key), f.What, f.Path, f.Action, dash(note))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d repairs failed; see the NOTE column", failed)
+	}
+	return nil
 }
 
 func dash(s string) string {

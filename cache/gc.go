@@ -1,0 +1,131 @@
+package cache
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/dindstore/dindstore/loopdev"
+	"github.com/dindstore/dindstore/volumes"
+	"github.com/moby/sys/mountinfo"
+)
+
+// FindStrayLoop is a dindstore-tagged loop device on a file in this root's
+// images/ that no cache's image is (anymore).
+const FindStrayLoop = "stray-loop"
+
+// GC removes what dindstore left behind and nothing else: everything
+// Recover repairs, plus records whose image is gone and dindstore's loop
+// devices on image files of this root that no cache has anymore (with the
+// mounts of those devices below the root). A loop device, mount or file
+// that dindstore did not make is never touched. With dryRun nothing changes.
+func (r *Root) GC(dryRun bool) ([]Finding, error) {
+	found, err := r.Recover(dryRun)
+	if err != nil {
+		return nil, err
+	}
+	for i, f := range found {
+		if f.What == FindMissingImage {
+			found[i] = r.removeRecordWithoutImage(f, dryRun)
+		}
+	}
+	found = append(found, r.strayLoops(dryRun)...)
+	if !dryRun {
+		var n int64
+		for _, f := range found {
+			if f.Error == "" && f.Action != "kept" && f.Action != "none" {
+				n++
+			}
+		}
+		if n > 0 {
+			_ = r.addCounters(func(c *Counters) { c.GCRemoved += n })
+		}
+	}
+	return found, nil
+}
+
+// removeRecordWithoutImage removes the record (and lock) of a loop cache
+// whose image is gone, under the cache's lock.
+func (r *Root) removeRecordWithoutImage(f Finding, dryRun bool) Finding {
+	f.Action, f.Path = "removed", r.recordPath(f.Key)
+	if dryRun {
+		return f
+	}
+	l, err := r.tryLock(f.Key)
+	if err != nil {
+		f.Action, f.Error = "kept", err.Error()
+		return f
+	}
+	defer l.release()
+	if _, err := os.Lstat(r.imagePath(f.Key)); !errors.Is(err, os.ErrNotExist) {
+		f.Action = "kept" // it came back meanwhile
+		return f
+	}
+	if err := os.Remove(r.recordPath(f.Key)); err != nil {
+		f.Error = err.Error()
+		return f
+	}
+	_ = r.removeOwner(f.Key)
+	_ = os.Remove(r.lockPath(f.Key))
+	return f
+}
+
+// strayLoops finds loop devices tagged by dindstore whose backing file lies
+// in this root's images/ but is no cache's current image (deleted or
+// replaced), unmounts their mounts below the root and detaches them. A
+// device mounted outside the root is reported and left alone.
+func (r *Root) strayLoops(dryRun bool) []Finding {
+	devs, err := loopdev.ListTagged(TagPrefix)
+	if err != nil {
+		return nil
+	}
+	images := filepath.Join(r.path, "images") + "/"
+	var out []Finding
+	for _, d := range devs {
+		if !strings.HasPrefix(d.BackingFile, images) || r.isCurrentImage(d) {
+			continue
+		}
+		out = append(out, r.detachStray(d, dryRun))
+	}
+	return out
+}
+
+// isCurrentImage reports whether the device is backed by the image file
+// now at its backing path (by device and inode).
+func (r *Root) isCurrentImage(d loopdev.Info) bool {
+	found, err := loopdev.FindByFile(strings.TrimSuffix(d.BackingFile, " (deleted)"))
+	if err != nil {
+		return false
+	}
+	for _, f := range found {
+		if f.Path == d.Path {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *Root) detachStray(d loopdev.Info, dryRun bool) Finding {
+	f := Finding{What: FindStrayLoop, Path: d.Path, Action: "detached", Note: d.BackingFile}
+	mounts, _ := mountinfo.GetMounts(func(m *mountinfo.Info) (skip, stop bool) { return m.Source != d.Path, false })
+	for _, m := range mounts {
+		if !strings.HasPrefix(m.Mountpoint, r.path+"/") {
+			f.Action, f.Note = "kept", "mounted outside the root at "+m.Mountpoint
+			return f
+		}
+	}
+	if dryRun {
+		return f
+	}
+	for _, m := range mounts {
+		if err := volumes.Unmount(m.Mountpoint); err != nil {
+			f.Error = err.Error()
+			return f
+		}
+	}
+	if err := loopdev.DetachIfBacked(d.Path, d.BackingDev, d.BackingInode); err != nil {
+		f.Error = err.Error()
+	}
+	return f
+}
