@@ -33,7 +33,7 @@ test: deps vet fmt-check
 
 ## unit: the tests that need neither root nor a daemon
 unit:
-	$(GO) test -count=1 ./loopdev ./overlay ./volumes ./cache ./cmd/...
+	$(GO) test -count=1 ./loopdev ./overlay ./volumes ./cache ./metrics ./cmd/...
 
 vet:
 	$(GO) vet ./...
@@ -45,9 +45,9 @@ fmt-check:
 demo: deps build
 	./scripts/demo.sh $(BIN)
 
-## bench: provisioning (dindstore vs by hand), trim vs discard, 32 parallel runs
+## bench: provisioning (dindstore vs by hand), trim vs discard, ls of 500 caches, 32 parallel runs
 bench: deps
-	$(GO) test -run '^$$' -bench . -benchtime 3x ./volumes/ ./integration/
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./volumes/ ./cache/ ./integration/
 
 clean:
 	rm -rf bin
