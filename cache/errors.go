@@ -17,6 +17,9 @@ var (
 	// ErrCorruptRecord means a record or owner record could not be read
 	// back (truncated, tampered with, or for another key).
 	ErrCorruptRecord = errors.New("corrupt record")
+	// ErrDriverMismatch means the storage driver the cache is pinned to
+	// does not work where it is mounted now.
+	ErrDriverMismatch = errors.New("storage driver mismatch")
 )
 
 // HeldError is returned when a cache's lock is held by someone else.

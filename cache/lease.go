@@ -21,8 +21,13 @@ type Lease struct {
 	mount    *volumes.Mounted
 	stale    *Owner
 	repaired []Finding
+	driver   string
 	released bool
 }
+
+// StorageDriver is the driver the inner daemon must use on this cache
+// (overlay2, or vfs for a vfs cache), as probed on the mount.
+func (l *Lease) StorageDriver() string { return l.driver }
 
 // TookOver is the owner record of a holder that died holding the cache, when
 // this lease took the cache over from it; nil otherwise.
@@ -80,6 +85,13 @@ func (r *Root) Acquire(ctx context.Context, key string, command []string) (_ *Le
 	}
 	if lease.mount, err = r.mount(ctx, rec); err != nil {
 		return nil, fmt.Errorf("mount cache %q: %w", key, err)
+	}
+	if lease.driver, err = r.pinDriver(rec, lease.mount.Target); err == nil {
+		err = r.recordDriver(key, lease.driver)
+	}
+	if err != nil {
+		_ = volumes.Unmount(lease.mount.Target)
+		return nil, err
 	}
 	err = fault.Point("after-mount")
 	if err == nil {

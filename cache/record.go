@@ -31,8 +31,11 @@ type Record struct {
 	FS volumes.FS `json:"fs,omitempty"`
 	// CapBytes is a loop image's size cap; 0 for uncapped kinds.
 	CapBytes int64 `json:"cap_bytes"`
-	// StorageDriver is the graph driver the inner daemon must use.
+	// StorageDriver is the graph driver the inner daemon must use, as the
+	// last probe on the mounted cache decided (see pinDriver).
 	StorageDriver string `json:"storage_driver"`
+	// DriverChecked is when that probe ran.
+	DriverChecked time.Time `json:"driver_checked,omitempty"`
 	// KindReason says why auto chose a kind other than loop.
 	KindReason []string `json:"kind_reason,omitempty"`
 	// Created and LastUsed are UTC times.

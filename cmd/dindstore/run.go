@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/dindstore/dindstore/cache"
-	"github.com/dindstore/dindstore/volumes"
+	"github.com/dindstore/dindstore/overlay"
 	"github.com/urfave/cli/v2"
 )
 
@@ -28,7 +28,9 @@ var runCommand = &cli.Command{
 	ArgsUsage: "KEY [create flags] -- CMD [ARGS...]",
 	Description: "Creates the cache when missing, takes its lock, mounts it, and runs CMD with every\n" +
 		"argument \"{mount}\" replaced by the mount path and DINDSTORE_MOUNT in its environment.\n" +
-		"SIGINT, SIGTERM, SIGHUP and SIGQUIT are passed on to CMD. When CMD exits the cache is\n" +
+		"A dockerd command gets --storage-driver pinned to what the cache supports (overlay2, or vfs\n" +
+		"for a vfs cache) and DOCKER_DRIVER is set to the same; a --storage-driver that disagrees is\n" +
+		"refused. SIGINT, SIGTERM, SIGHUP and SIGQUIT are passed on to CMD. When CMD exits the cache is\n" +
 		"unmounted and released, and dindstore exits with CMD's status (128+N if killed by signal N).",
 	Flags: createFlags,
 	Action: func(c *cli.Context) error {
@@ -85,10 +87,15 @@ func runLeased(ctx context.Context, root *cache.Root, key string, argv []string)
 			fmt.Fprintf(os.Stderr, "dindstore: cleared %s %s left by the earlier holder\n", f.What, f.Path)
 		}
 	}
-	if lease.Record().Kind == volumes.VFS {
-		fmt.Fprintf(os.Stderr, "dindstore: cache %s is a vfs cache: run the inner dockerd with --storage-driver vfs\n", key)
+	argv, err = overlay.PinArgs(argv, lease.StorageDriver(), false)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errUsage, err)
 	}
-	status, err := runChild(lease.MountPath(), argv, sigs)
+	env, warning := overlay.PinEnv(os.Environ(), lease.StorageDriver())
+	if warning != "" {
+		fmt.Fprintf(os.Stderr, "dindstore: WARNING: %s\n", warning)
+	}
+	status, err := runChild(lease.MountPath(), argv, env, sigs)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "dindstore: %v\n", err)
 	}
@@ -102,14 +109,14 @@ func runLeased(ctx context.Context, root *cache.Root, key string, argv []string)
 // on, and returns its exit status. A signal that came before the start means
 // the command is not started at all. The cache's lock descriptor is
 // close-on-exec, so the child and its descendants never hold it.
-func runChild(mount string, argv []string, sigs chan os.Signal) (int, error) {
+func runChild(mount string, argv, env []string, sigs chan os.Signal) (int, error) {
 	args := make([]string, len(argv))
 	for i, a := range argv {
 		args[i] = strings.ReplaceAll(a, mountPlaceholder, mount)
 	}
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.Env = append(os.Environ(), "DINDSTORE_MOUNT="+mount)
+	cmd.Env = append(env, "DINDSTORE_MOUNT="+mount)
 	cmd.SysProcAttr = childProcAttr()
 	select {
 	case s := <-sigs:
