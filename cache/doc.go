@@ -13,6 +13,7 @@
 //	data/<key>/          the directory of a dir or vfs cache
 //	mounts/<key>/        where the cache is mounted while in use
 //	tmp/                 scratch space for probes
+//	logs/<key>.log       what a detached holder (prepare, launch) says
 //
 // The lock file sits beside the cache, never inside it, so that removing or
 // recreating a cache cannot drop a held lock.

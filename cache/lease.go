@@ -22,8 +22,19 @@ type Lease struct {
 	stale    *Owner
 	repaired []Finding
 	driver   string
+	owner    *Owner
 	released bool
 }
+
+// SetContainer records in the owner record the container this lease lives
+// for, and when it started.
+func (l *Lease) SetContainer(id string, started time.Time) error {
+	l.owner.ContainerID, l.owner.ContainerStarted = id, started.UTC()
+	return l.root.writeOwner(l.record.Key, l.owner)
+}
+
+// Key is the cache's key.
+func (l *Lease) Key() string { return l.record.Key }
 
 // StorageDriver is the driver the inner daemon must use on this cache
 // (overlay2, or vfs for a vfs cache), as probed on the mount.
@@ -49,11 +60,19 @@ func (l *Lease) Device() string { return l.mount.Device }
 // DirectIO reports whether the loop device does direct I/O.
 func (l *Lease) DirectIO() bool { return l.mount.DirectIO }
 
+// Holder modes, as recorded in owner records.
+const (
+	ModeRun     = "run"
+	ModePrepare = "prepare"
+	ModeLaunch  = "launch"
+)
+
 // Acquire takes the lock of an existing cache without waiting (ErrLocked,
 // naming the holder, when another process has it), records this process as
-// its owner, and mounts it. A mount left behind by a holder that died is
-// torn down first. On failure nothing stays locked or mounted.
-func (r *Root) Acquire(ctx context.Context, key string, command []string) (_ *Lease, retErr error) {
+// its owner (holding it in mode, with command), and mounts it. A mount left
+// behind by a holder that died is torn down first. On failure nothing stays
+// locked or mounted.
+func (r *Root) Acquire(ctx context.Context, key, mode string, command []string) (_ *Lease, retErr error) {
 	if err := ValidateKey(key); err != nil {
 		return nil, err
 	}
@@ -80,6 +99,8 @@ func (r *Root) Acquire(ctx context.Context, key string, command []string) (_ *Le
 	if err != nil {
 		return nil, fmt.Errorf("describe this process as owner: %w", err)
 	}
+	owner.Mode = mode
+	lease.owner = owner
 	if err := r.writeOwner(key, owner); err != nil {
 		return nil, err
 	}

@@ -21,8 +21,14 @@ type Owner struct {
 	StartTime uint64 `json:"start_time"`
 	// Command is the holder's command line.
 	Command []string `json:"command"`
-	// ContainerID is the container whose lease this is, when there is one.
-	ContainerID string `json:"container_id,omitempty"`
+	// Mode is how the cache is held: run, prepare (a hook's holder) or
+	// launch (a holder waiting on a container).
+	Mode string `json:"mode,omitempty"`
+	// ContainerID and ContainerStarted name the container whose lease this
+	// is, with its start time: a container gone, or restarted with another
+	// start time, makes the lease stale.
+	ContainerID      string    `json:"container_id,omitempty"`
+	ContainerStarted time.Time `json:"container_started,omitempty"`
 	// Acquired is when the lock was taken.
 	Acquired time.Time `json:"acquired"`
 }

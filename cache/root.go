@@ -13,7 +13,7 @@ import (
 const DefaultRoot = "/var/lib/dindstore"
 
 // subdirs are created below the root, 0700 each.
-var subdirs = []string{"records", "locks", "images", "data", "mounts", "tmp"}
+var subdirs = []string{"records", "locks", "images", "data", "mounts", "tmp", "logs"}
 
 // Root is a validated dindstore root directory.
 type Root struct {
@@ -37,7 +37,8 @@ func OpenRoot(path string, create bool) (*Root, error) {
 		return nil, err
 	}
 	for _, d := range subdirs {
-		if err := checkDir(filepath.Join(path, d), create); err != nil {
+		// A root made by an older dindstore may lack a newer subdirectory.
+		if err := checkDir(filepath.Join(path, d), true); err != nil {
 			return nil, err
 		}
 	}
@@ -87,6 +88,9 @@ func (r *Root) ownerPath(key string) string  { return filepath.Join(r.path, "loc
 func (r *Root) imagePath(key string) string  { return filepath.Join(r.path, "images", key+".img") }
 func (r *Root) dataPath(key string) string   { return filepath.Join(r.path, "data", key) }
 func (r *Root) tmpDir() string               { return filepath.Join(r.path, "tmp") }
+
+// LogPath is where a detached holder of key writes what it has to say.
+func (r *Root) LogPath(key string) string { return filepath.Join(r.path, "logs", key+".log") }
 
 // MountPath is where the cache with key is mounted while in use.
 func (r *Root) MountPath(key string) string { return filepath.Join(r.path, "mounts", key) }

@@ -80,6 +80,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Commands: []*cli.Command{
 			createCommand, runCommand, lsCommand, dfCommand, growCommand, rmCommand, recoverCommand,
 			pruneCommand, trimCommand, inspectCommand, gcCommand, metricsCommand, serveCommand,
+			prepareCommand, releaseCommand, launchCommand, holdCommand,
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return fmt.Errorf("%w: %w", errUsage, err)

@@ -66,7 +66,7 @@ func runLeased(ctx context.Context, root *cache.Root, key string, argv []string)
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
 	defer signal.Stop(sigs)
-	lease, err := root.Acquire(ctx, key, os.Args)
+	lease, err := root.Acquire(ctx, key, cache.ModeRun, os.Args)
 	if err != nil {
 		return err
 	}

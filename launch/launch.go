@@ -1,0 +1,212 @@
+package launch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/client"
+	"github.com/docker/go-connections/nat"
+)
+
+// DefaultTarget is where docker:dind keeps its data.
+const DefaultTarget = "/var/lib/docker"
+
+// Labels put on every container dindstore launches.
+const (
+	LabelKey  = "io.dindstore.key"
+	LabelRoot = "io.dindstore.root"
+)
+
+// ErrInvalid marks a spec that cannot be launched (checked before anything
+// is created).
+var ErrInvalid = errors.New("invalid launch")
+
+// Spec is what to start.
+type Spec struct {
+	// Image is the dind image; Name an optional container name.
+	Image, Name string
+	// Runtime is an OCI runtime that nests without --privileged (e.g.
+	// sysbox-runc); with it the container is not privileged.
+	Runtime string
+	// Target is where the cache is mounted in the container.
+	Target string
+	// Network, Aliases, Env, Volumes and Publish pass through as `docker
+	// run` takes them (--network, --network-alias, -e, -v, -p).
+	Network          string
+	Aliases, Env     []string
+	Volumes, Publish []string
+	// Args go to the image's entrypoint.
+	Args []string
+	// Labels are added to the container's.
+	Labels map[string]string
+	// Keep leaves the container behind when it ends (it is removed otherwise).
+	Keep bool
+}
+
+// Validate checks the spec before anything is created.
+func (s *Spec) Validate() error {
+	if s.Image == "" {
+		return fmt.Errorf("%w: --image is required", ErrInvalid)
+	}
+	if s.Target == "" {
+		s.Target = DefaultTarget
+	}
+	if !strings.HasPrefix(s.Target, "/") {
+		return fmt.Errorf("%w: --target %q must be an absolute path", ErrInvalid, s.Target)
+	}
+	if len(s.Aliases) > 0 && s.Network == "" {
+		return fmt.Errorf("%w: --network-alias needs --network", ErrInvalid)
+	}
+	if _, _, err := nat.ParsePortSpecs(s.Publish); err != nil {
+		return fmt.Errorf("%w: --publish: %v", ErrInvalid, err)
+	}
+	return nil
+}
+
+// Container is a started dind container.
+type Container struct {
+	ID      string
+	Started time.Time
+	// PID is the container's init process on the host.
+	PID  int
+	api  client.APIClient
+	keep bool
+}
+
+// NewClient connects to the engine from the environment (DOCKER_HOST, ...)
+// with API version negotiation.
+func NewClient() (*client.Client, error) {
+	c, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		return nil, fmt.Errorf("connect to the Docker engine: %w", err)
+	}
+	return c, nil
+}
+
+// Start creates and starts the container with the cache at mountPath bound
+// at spec.Target. On failure nothing is left behind.
+func Start(ctx context.Context, api client.APIClient, spec Spec, mountPath string) (_ *Container, retErr error) {
+	cfg, host, net, err := configs(spec, mountPath)
+	if err != nil {
+		return nil, err
+	}
+	created, err := api.ContainerCreate(ctx, cfg, host, net, nil, spec.Name)
+	if err != nil {
+		return nil, fmt.Errorf("create container from %s: %w", spec.Image, err)
+	}
+	c := &Container{ID: created.ID, api: api, keep: spec.Keep}
+	defer func() {
+		if retErr != nil {
+			_ = api.ContainerRemove(context.Background(), c.ID, container.RemoveOptions{Force: true})
+		}
+	}()
+	if err := api.ContainerStart(ctx, c.ID, container.StartOptions{}); err != nil {
+		return nil, explain(err, spec)
+	}
+	info, err := api.ContainerInspect(ctx, c.ID)
+	if err != nil {
+		return nil, err
+	}
+	c.PID = info.State.Pid
+	c.Started, _ = time.Parse(time.RFC3339Nano, info.State.StartedAt)
+	return c, nil
+}
+
+// configs builds the engine's container, host and network configuration.
+func configs(spec Spec, mountPath string) (*container.Config, *container.HostConfig, *network.NetworkingConfig, error) {
+	exposed, bindings, err := nat.ParsePortSpecs(spec.Publish)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("%w: --publish: %v", ErrInvalid, err)
+	}
+	cfg := &container.Config{Image: spec.Image, Env: spec.Env, Labels: spec.Labels, ExposedPorts: exposed}
+	if len(spec.Args) > 0 {
+		cfg.Cmd = spec.Args
+	}
+	host := &container.HostConfig{
+		Privileged:   spec.Runtime == "",
+		Runtime:      spec.Runtime,
+		Binds:        spec.Volumes,
+		PortBindings: bindings,
+		NetworkMode:  container.NetworkMode(spec.Network),
+		Mounts:       []mount.Mount{{Type: mount.TypeBind, Source: mountPath, Target: spec.Target}},
+	}
+	var net *network.NetworkingConfig
+	if spec.Network != "" && len(spec.Aliases) > 0 {
+		net = &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
+			spec.Network: {Aliases: spec.Aliases},
+		}}
+	}
+	return cfg, host, net, nil
+}
+
+// Wait returns a channel closed when the container is no longer running
+// (it exited, was stopped, or was removed).
+func (c *Container) Wait(ctx context.Context) <-chan struct{} {
+	done := make(chan struct{})
+	status, errs := c.api.ContainerWait(ctx, c.ID, container.WaitConditionNotRunning)
+	go func() {
+		defer close(done)
+		select {
+		case <-status:
+		case <-errs:
+		}
+	}()
+	return done
+}
+
+// Stop stops the container (10 s grace) and removes it unless it is kept.
+func (c *Container) Stop(ctx context.Context) error {
+	grace := 10
+	err := c.api.ContainerStop(ctx, c.ID, container.StopOptions{Timeout: &grace})
+	if err != nil && !client.IsErrNotFound(err) {
+		return fmt.Errorf("stop container %s: %w", short(c.ID), err)
+	}
+	if c.keep {
+		return nil
+	}
+	if err := c.api.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil && !client.IsErrNotFound(err) {
+		return fmt.Errorf("remove container %s: %w", short(c.ID), err)
+	}
+	return nil
+}
+
+// Logs returns the last lines of the container's output.
+func (c *Container) Logs(ctx context.Context, lines int) string {
+	rc, err := c.api.ContainerLogs(ctx, c.ID, container.LogsOptions{ShowStdout: true, ShowStderr: true, Tail: fmt.Sprint(lines)})
+	if err != nil {
+		return fmt.Sprintf("(no logs: %v)", err)
+	}
+	defer rc.Close()
+	b, _ := io.ReadAll(io.LimitReader(rc, 64<<10))
+	return stripStreamHeaders(b)
+}
+
+func short(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+// stripStreamHeaders drops the 8-byte frame headers of a non-TTY log stream.
+func stripStreamHeaders(b []byte) string {
+	var out strings.Builder
+	for len(b) >= 8 && (b[0] == 1 || b[0] == 2) && b[1] == 0 && b[2] == 0 && b[3] == 0 {
+		n := int(b[4])<<24 | int(b[5])<<16 | int(b[6])<<8 | int(b[7])
+		b = b[8:]
+		if n > len(b) {
+			n = len(b)
+		}
+		out.Write(b[:n])
+		b = b[n:]
+	}
+	out.Write(b)
+	return out.String()
+}

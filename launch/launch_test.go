@@ -1,0 +1,57 @@
+package launch
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestParseMissing(t *testing.T) {
+	status := "Name:\tx\nCapBnd:\t000001fffeffffff\n"
+	got := parseMissing(status, 40)
+	if !slices.Equal(got, []string{"CAP_SYS_RESOURCE"}) {
+		t.Fatalf("parseMissing = %v", got)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	for _, s := range []Spec{{}, {Image: "x", Target: "rel"}, {Image: "x", Aliases: []string{"a"}}, {Image: "x", Publish: []string{"notaport:x:y:z"}}} {
+		if err := s.Validate(); !errors.Is(err, ErrInvalid) {
+			t.Errorf("Validate(%+v) = %v, want ErrInvalid", s, err)
+		}
+	}
+	s := Spec{Image: "x"}
+	if err := s.Validate(); err != nil || s.Target != DefaultTarget {
+		t.Fatalf("Validate = %v, target %q", err, s.Target)
+	}
+}
+
+func TestConfigs(t *testing.T) {
+	cfg, host, net, err := configs(Spec{Image: "dind", Network: "n", Aliases: []string{"docker"}, Publish: []string{"2375:2375"},
+		Target: "/var/lib/docker", Args: []string{"--tls=false"}}, "/m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !host.Privileged || host.Mounts[0].Source != "/m" || host.Mounts[0].Target != "/var/lib/docker" || cfg.Cmd[0] != "--tls=false" {
+		t.Fatalf("configs: %+v %+v", cfg, host)
+	}
+	if net.EndpointsConfig["n"].Aliases[0] != "docker" || len(host.PortBindings) != 1 {
+		t.Fatalf("network config: %+v, ports %+v", net, host.PortBindings)
+	}
+	_, host, _, _ = configs(Spec{Image: "dind", Runtime: "sysbox-runc"}, "/m")
+	if host.Privileged || host.Runtime != "sysbox-runc" {
+		t.Fatal("a runtime that nests must not be privileged")
+	}
+}
+
+func TestStripStreamHeaders(t *testing.T) {
+	b := append([]byte{1, 0, 0, 0, 0, 0, 0, 3}, []byte("abc")...)
+	b = append(b, append([]byte{2, 0, 0, 0, 0, 0, 0, 2}, []byte("de")...)...)
+	if got := stripStreamHeaders(b); got != "abcde" {
+		t.Fatalf("got %q", got)
+	}
+	if got := stripStreamHeaders([]byte("plain")); !strings.Contains(got, "plain") {
+		t.Fatalf("got %q", got)
+	}
+}
