@@ -45,6 +45,7 @@ func setup(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
+	defer os.Remove(dindTar)
 	binary, faultBinary = filepath.Join(dir, "dindstore"), filepath.Join(dir, "dindstore-faults")
 	for _, b := range [][]string{{"-o", binary}, {"-tags", "faults", "-o", faultBinary}} {
 		args := append(append([]string{"build"}, b...), "../cmd/dindstore")
@@ -274,7 +275,7 @@ func busyboxTar(t *testing.T) []byte {
 	return buf.Bytes()
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)

@@ -60,10 +60,10 @@ func explain(err error, spec Spec) error {
 	case spec.Runtime == "" && strings.Contains(msg, "unable to apply caps"):
 		missing := missingCaps()
 		return fmt.Errorf("the engine could not start the privileged dind container: --privileged asks for every "+
-			"capability, and this host's capability bounding set lacks %s. Run on a host with the full set, or "+
-			"register a runtime that drops those capabilities (dockerd --add-runtime) or that nests without "+
-			"--privileged (sysbox-runc), and pass it with --runtime. The engine said: %w",
-			strings.Join(missing, ", "), err)
+			"capability, and this host's capability bounding set lacks %s. Run on a host with the full set; or make "+
+			"the engine's default runtime a runc wrapper that drops those capabilities (dockerd --add-runtime NAME=PATH "+
+			"--default-runtime NAME); or use a runtime that nests without --privileged (sysbox-runc) with --runtime. "+
+			"The engine said: %w", strings.Join(missing, ", "), err)
 	case spec.Runtime != "" && strings.Contains(msg, "unknown or invalid runtime"):
 		return fmt.Errorf("the engine has no runtime %q: register it in the engine's daemon.json (\"runtimes\") "+
 			"or with dockerd --add-runtime: %w", spec.Runtime, err)

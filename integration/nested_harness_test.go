@@ -1,0 +1,201 @@
+//go:build linux
+
+package integration
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// dindImage is the registry-free dind image the nested tests use.
+const dindImage = "dindstore-test/dind:local"
+
+// outer is a dockerd started by a test to run dind containers.
+type outer struct {
+	sock string
+	cmd  *exec.Cmd
+	log  string
+}
+
+// startOuter starts an outer dockerd with private paths, no bridge and no
+// iptables. With wrapRuntime, its default runtime is a runc wrapper that
+// drops the capabilities this host's bounding set lacks: --privileged asks
+// for all of them, and plain runc fails with "unable to apply caps" here.
+func startOuter(t testing.TB, wrapRuntime bool) *outer {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "dindstore-outer-")
+	must(t, err)
+	o := &outer{sock: filepath.Join(dir, "d.sock"), log: filepath.Join(dir, "dockerd.log")}
+	args := []string{"--data-root", filepath.Join(dir, "data"), "--exec-root", filepath.Join(dir, "exec"),
+		"--pidfile", filepath.Join(dir, "d.pid"), "-H", "unix://" + o.sock, "--bridge=none", "--iptables=false",
+		"--ip-masq=false", "--containerd-namespace", "dindstore-outer", "--containerd-plugins-namespace", "dindstore-outer-p"}
+	if wrapRuntime {
+		wrapper := writeRuncWrapper(t, dir)
+		args = append(args, "--add-runtime", "dindstore-test-runc="+wrapper, "--default-runtime", "dindstore-test-runc")
+	}
+	logf, err := os.Create(o.log)
+	must(t, err)
+	o.cmd = exec.Command("dockerd", args...)
+	o.cmd.Stdout, o.cmd.Stderr = logf, logf
+	must(t, o.cmd.Start())
+	t.Cleanup(func() { o.stop(t); logf.Close(); _ = os.RemoveAll(dir) })
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if _, err := o.docker("version"); err == nil {
+			return o
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(o.log)
+			t.Fatalf("outer dockerd did not start:\n%s", b)
+		}
+	}
+}
+
+func (o *outer) docker(args ...string) (string, error) {
+	return dockerStdin(o.sock, nil, args...)
+}
+
+// env is the environment that points dindstore launch at this engine.
+func (o *outer) env() []string { return []string{"DOCKER_HOST=unix://" + o.sock} }
+
+// stop removes every container of the outer daemon and stops it.
+func (o *outer) stop(t testing.TB) {
+	if ids, err := o.docker("ps", "-aq"); err == nil && strings.TrimSpace(ids) != "" {
+		_, _ = o.docker(append([]string{"rm", "-f", "-v"}, strings.Fields(ids)...)...)
+	}
+	_ = o.cmd.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { _ = o.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Errorf("outer dockerd did not stop; killing it")
+		_ = o.cmd.Process.Kill()
+		<-done
+	}
+	// What the outer daemon mounted below its data root goes with it.
+	cleanupMountsBelow(t, filepath.Dir(o.sock))
+}
+
+// writeRuncWrapper writes a runc wrapper that deletes, from the OCI spec it
+// is given, the capabilities this host's bounding set lacks.
+func writeRuncWrapper(t testing.TB, dir string) string {
+	t.Helper()
+	drop := missingCapNames(t)
+	script := fmt.Sprintf(`#!/bin/sh
+# Test-only: --privileged asks for every capability; this host lacks: %[1]s
+strip() { [ -f "$1" ] || return 0
+  for c in %[1]s; do sed -i -e "s/\"$c\",//g" -e "s/,\"$c\"//g" -e "s/\"$c\"//g" "$1"; done; }
+prev=
+for a in "$@"; do
+  case "$prev" in --bundle|-b) strip "$a/config.json";; --process|-p) strip "$a";; esac
+  case "$a" in --bundle=*) strip "${a#--bundle=}/config.json";; --process=*) strip "${a#--process=}";; esac
+  prev=$a
+done
+exec %[2]s "$@"
+`, strings.Join(drop, " "), runcPath(t))
+	p := filepath.Join(dir, "runc-wrapper")
+	must(t, os.WriteFile(p, []byte(script), 0o755))
+	return p
+}
+
+func runcPath(t testing.TB) string {
+	p, err := exec.LookPath("runc")
+	if err != nil {
+		t.Skip("skipping: runc not found")
+	}
+	return p
+}
+
+// missingCapNames lists, as CAP_ names, what the bounding set lacks.
+func missingCapNames(t testing.TB) []string {
+	status, err := os.ReadFile("/proc/self/status")
+	must(t, err)
+	last, err := os.ReadFile("/proc/sys/kernel/cap_last_cap")
+	must(t, err)
+	n, _ := strconv.Atoi(strings.TrimSpace(string(last)))
+	var bnd uint64
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapBnd:"); ok {
+			bnd, _ = strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+		}
+	}
+	var out []string
+	for i := 0; i <= n; i++ {
+		if bnd&(1<<i) == 0 {
+			out = append(out, capName(t, i))
+		}
+	}
+	return out
+}
+
+// capName asks capsh for a capability's name.
+func capName(t testing.TB, i int) string {
+	out, err := exec.Command("capsh", fmt.Sprintf("--decode=%x", uint64(1)<<i)).Output()
+	if err != nil {
+		t.Skipf("skipping: capsh --decode: %v", err)
+	}
+	_, name, _ := strings.Cut(strings.TrimSpace(string(out)), "=")
+	return strings.ToUpper(name)
+}
+
+var buildOnce sync.Once
+
+// buildDindImage imports the dind image into the outer daemon (built once
+// per test binary into a cached tarball).
+func buildDindImage(t testing.TB, o *outer) {
+	t.Helper()
+	var err error
+	buildOnce.Do(func() { err = buildDindTar() })
+	if err != nil {
+		t.Fatal(err)
+	}
+	tar, err := os.ReadFile(dindTar)
+	must(t, err)
+	if _, err := dockerStdin(o.sock, tar, "import",
+		"--change", `ENTRYPOINT ["/usr/bin/docker-init","--","/usr/local/bin/dind"]`,
+		"--change", `CMD ["dockerd","--host=unix:///var/run/docker.sock"]`,
+		"--change", "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"-", dindImage); err != nil {
+		t.Fatal(err)
+	}
+}
+
+var dindTar = filepath.Join(os.TempDir(), fmt.Sprintf("dindstore-dind-%d.tar", os.Getpid()))
+
+func buildDindTar() error {
+	dir, err := os.MkdirTemp("", "dindstore-dind-rootfs-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	if out, err := exec.Command("sh", "testdata/dind-rootfs.sh", dir).CombinedOutput(); err != nil {
+		return fmt.Errorf("build the dind rootfs: %v\n%s", err, out)
+	}
+	if out, err := exec.Command("tar", "-C", dir, "-cf", dindTar, ".").CombinedOutput(); err != nil {
+		return fmt.Errorf("tar the dind rootfs: %v\n%s", err, out)
+	}
+	return nil
+}
+
+// cleanupMountsBelow unmounts whatever is still mounted below dir.
+func cleanupMountsBelow(t testing.TB, dir string) {
+	raw, _ := os.ReadFile("/proc/self/mountinfo")
+	var mps []string
+	for _, line := range strings.Split(string(raw), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
+			mps = append(mps, f[4])
+		}
+	}
+	for i := len(mps) - 1; i >= 0; i-- {
+		_ = exec.Command("umount", mps[i]).Run()
+	}
+}
+
+func sleepShort() { time.Sleep(200 * time.Millisecond) }

@@ -1,0 +1,160 @@
+//go:build linux
+
+package integration
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// innerArgs make the inner dockerd need no bridge or iptables.
+var innerArgs = []string{"--", "--bridge=none", "--iptables=false", "--ip-masq=false"}
+
+// launchDetached runs `dindstore launch --detach` against the outer engine
+// and returns the container id.
+func launchDetached(t *testing.T, o *outer, root, key string, extra ...string) string {
+	t.Helper()
+	args := append([]string{"launch", key, "--kind", "loop", "--size", "8GiB", "--image", dindImage, "--detach"}, extra...)
+	r := runBinary(t, binary, o.env(), root, append(args, innerArgs...)...)
+	if r.code != 0 {
+		t.Fatalf("launch: exit %d: %s", r.code, r.stderr)
+	}
+	return strings.TrimSpace(r.stdout)
+}
+
+// innerDocker runs the docker CLI inside the dind container.
+func innerDocker(t *testing.T, o *outer, id string, stdin []byte, args ...string) string {
+	t.Helper()
+	execArgs := []string{"exec"}
+	if stdin != nil {
+		execArgs = append(execArgs, "-i")
+	}
+	out, err := dockerStdin(o.sock, stdin, append(append(execArgs, id, "docker"), args...)...)
+	if err != nil {
+		t.Fatalf("inner docker %v: %v", args, err)
+	}
+	return out
+}
+
+// TestLaunchNested: a real outer dockerd runs a dind image built here; the
+// inner daemon lands on overlay2 over the ext4 cache, runs a container and
+// builds a multi-layer image with both builders; a second launch of the key
+// exits 75; release leaves nothing; the next launch finds the images.
+func TestLaunchNested(t *testing.T) {
+	requireSuite(t)
+	o := startOuter(t, true)
+	buildDindImage(t, o)
+	root := filepath.Join(t.TempDir(), "root")
+	t.Cleanup(func() {
+		runBinary(t, binary, o.env(), root, "release", "nd")
+		cleanupRoot(t, root)
+	})
+	id := launchDetached(t, o, root, "nd", "--name", "dindstore-nd")
+	info := innerDocker(t, o, id, nil, "info", "--format", "{{.Driver}} {{json .DriverStatus}}")
+	if !strings.HasPrefix(info, "overlay2 ") || !strings.Contains(info, `["Backing Filesystem","extfs"]`) {
+		t.Fatalf("inner docker info: %q, want overlay2 on extfs", info)
+	}
+	t.Logf("inner docker info: %s", strings.TrimSpace(info))
+	innerDocker(t, o, id, busyboxTar(t), "import", "--change", `CMD ["/bin/sh"]`, "-", "bb:local")
+	if out := innerDocker(t, o, id, nil, "run", "--rm", "--network", "none", "bb:local", "echo", "nested hello"); !strings.Contains(out, "nested hello") {
+		t.Fatalf("inner container: %q", out)
+	}
+	buildInner(t, o, id)
+
+	r := runBinary(t, binary, o.env(), root, "launch", "nd", "--image", dindImage, "--detach")
+	if r.code != 75 || !strings.Contains(r.stderr, "in use by pid") {
+		t.Fatalf("second launch: exit %d, %q; want 75 naming the holder", r.code, r.stderr)
+	}
+	if r := dindstore(t, root, "release", "nd"); r.code != 0 {
+		t.Fatalf("release: exit %d: %s", r.code, r.stderr)
+	}
+	assertNothingLeft(t, root)
+	if out, _ := o.docker("ps", "-aq", "--filter", "label=io.dindstore.key=nd"); strings.TrimSpace(out) != "" {
+		t.Fatalf("the container is still there: %q", out)
+	}
+
+	id = launchDetached(t, o, root, "nd")
+	images := innerDocker(t, o, id, nil, "images", "--format", "{{.Repository}}:{{.Tag}}")
+	for _, want := range []string{"bb:local", "built:classic", "built:buildkit"} {
+		if !strings.Contains(images, want) {
+			t.Errorf("the next launch lacks %s: %q", want, images)
+		}
+	}
+	if r := dindstore(t, root, "release", "nd"); r.code != 0 {
+		t.Fatalf("release: exit %d: %s", r.code, r.stderr)
+	}
+	assertNothingLeft(t, root)
+}
+
+// buildInner builds a 4-layer image inside with the classic builder and
+// with BuildKit, and runs each.
+func buildInner(t *testing.T, o *outer, id string) {
+	t.Helper()
+	script := `set -e; mkdir -p /tmp/ctx && cd /tmp/ctx && echo payload > f &&
+printf 'FROM bb:local\nRUN echo one > /1\nCOPY f /f\nRUN dd if=/dev/zero of=/blob bs=1M count=4 2>/dev/null\nENV X=y\nRUN echo $X > /3\nCMD cat /1 /f /3\n' > Dockerfile &&
+DOCKER_BUILDKIT=0 docker build -q --network none -t built:classic . >/dev/null &&
+DOCKER_BUILDKIT=1 docker build -q --network none -t built:buildkit . >/dev/null &&
+docker run --rm --network none built:classic && docker run --rm --network none built:buildkit`
+	out, err := o.docker("exec", id, "sh", "-c", script)
+	if err != nil || strings.Count(out, "payload") != 2 {
+		t.Fatalf("inner builds: %v\n%s", err, out)
+	}
+}
+
+// TestDindWithoutDindstore: the same image with nothing at /var/lib/docker
+// (its data on the container's own overlay root) does not get overlay2:
+// what dindstore changes.
+func TestDindWithoutDindstore(t *testing.T) {
+	requireSuite(t)
+	o := startOuter(t, true)
+	buildDindImage(t, o)
+	id, err := o.docker(append([]string{"run", "-d", "--privileged", dindImage}, innerArgs[1:]...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id = strings.TrimSpace(id)
+	var info string
+	for i := 0; i < 150; i++ {
+		if info, err = o.docker("exec", id, "docker", "info", "--format", "{{.Driver}}"); err == nil {
+			break
+		}
+		if st, _ := o.docker("inspect", "-f", "{{.State.Running}}", id); strings.TrimSpace(st) == "false" {
+			logs, _ := o.docker("logs", id)
+			t.Logf("without dindstore the inner dockerd failed to start:\n%s", lastLines(logs, 5))
+			return
+		}
+		sleepShort()
+	}
+	if strings.TrimSpace(info) == "overlay2" {
+		t.Fatalf("without dindstore the inner daemon still got overlay2")
+	}
+	t.Logf("without dindstore the inner daemon fell back to: %s", strings.TrimSpace(info))
+}
+
+// TestLaunchExplainsCaps: on an engine whose default runtime asks for
+// capabilities this host lacks, launch says which, and what to do.
+func TestLaunchExplainsCaps(t *testing.T) {
+	requireSuite(t)
+	if len(missingCapNames(t)) == 0 {
+		t.Skip("skipping: this host's bounding set has every capability, so --privileged works")
+	}
+	o := startOuter(t, false)
+	buildDindImage(t, o)
+	root := filepath.Join(t.TempDir(), "root")
+	t.Cleanup(func() { cleanupRoot(t, root) })
+	r := runBinary(t, binary, o.env(), root, "launch", "caps", "--kind", "loop", "--size", "1GiB", "--image", dindImage)
+	if r.code != 1 || !strings.Contains(r.stderr, "bounding set lacks") || !strings.Contains(r.stderr, "--runtime") {
+		t.Fatalf("launch on a plain runc: exit %d, %q", r.code, r.stderr)
+	}
+	t.Logf("%s", strings.TrimSpace(r.stderr))
+	assertNothingLeft(t, root)
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
