@@ -45,9 +45,12 @@ fmt-check:
 demo: deps build
 	./scripts/demo.sh $(BIN)
 
-## bench: provisioning (dindstore vs by hand), trim vs discard, ls of 500 caches, 32 parallel runs
+## bench: provisioning (dindstore vs by hand), trim vs discard, ls of 500 caches, 32 parallel runs,
+##        inner build + 20 runs on loop / host dir / vfs
 bench: deps
-	$(GO) test -run '^$$' -bench . -benchtime 3x ./volumes/ ./cache/ ./integration/
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./volumes/ ./cache/
+	$(GO) test -run '^$$' -bench ParallelRuns32 -benchtime 3x ./integration/
+	$(GO) test -run '^$$' -bench InnerWorkload -benchtime 1x -timeout 30m ./integration/
 
 clean:
 	rm -rf bin

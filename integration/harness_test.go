@@ -252,6 +252,12 @@ func assertNothingLeft(t *testing.T, root string) {
 // busyboxTar builds a rootfs tarball around the host's static busybox.
 func busyboxTar(t *testing.T) []byte {
 	t.Helper()
+	return busyboxTarTB(t)
+}
+
+// busyboxTarTB is busyboxTar for tests and benchmarks.
+func busyboxTarTB(t testing.TB) []byte {
+	t.Helper()
 	path, err := exec.LookPath("busybox")
 	if err != nil {
 		t.Skip("skipping: busybox not found")
