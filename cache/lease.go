@@ -93,6 +93,11 @@ func (r *Root) Acquire(ctx context.Context, key, mode string, command []string) 
 	}()
 	lease.stale, _ = r.readOwner(key)
 	if lease.repaired, err = r.repairLocked(key, false); err != nil {
+		if o := lease.stale; o != nil && o.ContainerID != "" {
+			return nil, fmt.Errorf("clear what an earlier holder of %q left: %w; its container %s may still use "+
+				"the cache (its holder, pid %d, is gone): stop it (docker rm -f %s) and try again",
+				key, err, o.ContainerID, o.PID, o.ContainerID)
+		}
 		return nil, fmt.Errorf("clear what an earlier holder of %q left: %w", key, err)
 	}
 	owner, err := CurrentOwner(os.Getpid(), command)
