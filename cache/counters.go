@@ -15,6 +15,16 @@ type Counters struct {
 	PrunedCaches int64 `json:"pruned_caches"`
 	PrunedBytes  int64 `json:"pruned_bytes"`
 	GCRemoved    int64 `json:"gc_removed"`
+	// WarmMisses counts, per warm key, the jobs that asked for it while
+	// it did not exist (its record cannot count them).
+	WarmMisses map[string]int64 `json:"warm_misses,omitempty"`
+}
+
+func (c *Counters) addMiss(warm string) {
+	if c.WarmMisses == nil {
+		c.WarmMisses = map[string]int64{}
+	}
+	c.WarmMisses[warm]++
 }
 
 func (r *Root) countersPath() string { return filepath.Join(r.path, "counters.json") }

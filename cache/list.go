@@ -59,6 +59,12 @@ type Entry struct {
 	// Hits and Misses count warm-cache lookups.
 	Hits   int64 `json:"hits"`
 	Misses int64 `json:"misses"`
+	// Generation, Parent and Clone place the cache among warm caches.
+	Generation int    `json:"generation"`
+	Parent     string `json:"parent,omitempty"`
+	Clone      bool   `json:"clone"`
+	// PreviousGenerations counts the earlier generations kept.
+	PreviousGenerations int `json:"previous_generations"`
 	// StorageDriver is the driver the inner daemon must use.
 	StorageDriver string `json:"storage_driver"`
 	// Error is set when the cache's record or data could not be read.
@@ -84,6 +90,7 @@ func (r *Root) List(ctx context.Context, opts ListOptions) ([]Entry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read /proc/locks: %w", err)
 	}
+	counters, _ := r.Counters()
 	var out []Entry
 	for _, n := range names {
 		key, ok := strings.CutSuffix(n.Name(), ".json")
@@ -93,7 +100,9 @@ func (r *Root) List(ctx context.Context, opts ListOptions) ([]Entry, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		out = append(out, r.entry(ctx, key, flocks, opts))
+		e := r.entry(ctx, key, flocks, opts)
+		e.Misses += counters.WarmMisses[key] // asked for while it did not exist
+		out = append(out, e)
 	}
 	return out, nil // ReadDir sorts by name: by key
 }
@@ -107,6 +116,7 @@ func (r *Root) entry(ctx context.Context, key string, flocks map[fileID]int, opt
 	}
 	e.Kind, e.FS, e.CapBytes, e.Created = rec.Kind, rec.FS, rec.CapBytes, rec.Created
 	e.StorageDriver, e.Hits, e.Misses = rec.StorageDriver, rec.Hits, rec.Misses
+	e.Generation, e.Parent, e.Clone, e.PreviousGenerations = rec.Generation, rec.Parent, rec.Clone, len(rec.Previous)
 	if !rec.LastUsed.IsZero() {
 		t := rec.LastUsed
 		e.LastUsed = &t

@@ -3,8 +3,11 @@ package cache
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/docker/go-units"
 )
@@ -23,6 +26,10 @@ type Policy struct {
 	KeepFreeInodes float64 `json:"keep_free_inodes,omitempty"`
 	// MaxCount caps the number of caches (negative: off; 0 keeps none).
 	MaxCount int `json:"max_count"`
+	// IncludeWarm lets the rules remove warm caches (those with committed
+	// generations) too; by default prune keeps the newest generation of
+	// each, and removes only earlier generations.
+	IncludeWarm bool `json:"include_warm,omitempty"`
 }
 
 // Validate refuses rules out of range.
@@ -90,8 +97,12 @@ func (r *Root) Prune(ctx context.Context, p Policy, dryRun bool) ([]Removal, err
 	}
 	st := pruneState{count: len(entries), total: sum.AllocatedBytes, free: sum.HostFreeBytes, size: sum.HostBytes,
 		freeInodes: sum.HostFreeInodes, inodes: sum.HostInodes, now: time.Now()}
-	var out []Removal
-	for _, e := range lruIdle(entries) {
+	out := r.prunePrevious(entries, dryRun)
+	for _, rm := range out {
+		st.total -= rm.FreesBytes
+		st.free += rm.FreesBytes
+	}
+	for _, e := range lruIdle(entries, p.IncludeWarm) {
 		reason := p.reason(e, st)
 		if reason == "" {
 			continue
@@ -117,11 +128,12 @@ func (r *Root) Prune(ctx context.Context, p Policy, dryRun bool) ([]Removal, err
 	return out, nil
 }
 
-// lruIdle returns the idle, readable caches, least recently used first.
-func lruIdle(entries []Entry) []Entry {
+// lruIdle returns the idle, readable caches, least recently used first;
+// warm caches only with includeWarm.
+func lruIdle(entries []Entry, includeWarm bool) []Entry {
 	var idle []Entry
 	for _, e := range entries {
-		if e.State == StateIdle && e.Error == "" {
+		if e.State == StateIdle && e.Error == "" && (includeWarm || e.Clone || e.Generation == 0) {
 			idle = append(idle, e)
 		}
 	}
@@ -156,4 +168,55 @@ func (e Entry) InodesUsedOnHost() uint64 {
 		return 0
 	}
 	return e.InodesUsed - 1
+}
+
+// prunePrevious removes the earlier generations of idle warm caches: they
+// were superseded by a commit, and are kept only until a prune.
+func (r *Root) prunePrevious(entries []Entry, dryRun bool) []Removal {
+	var out []Removal
+	for _, e := range entries {
+		if e.PreviousGenerations == 0 || e.State != StateIdle {
+			continue
+		}
+		rec, err := r.readRecord(e.Key)
+		if err != nil {
+			continue
+		}
+		for _, name := range rec.Previous {
+			p := filepath.Join(filepath.Dir(r.backing(rec, e.Key)), name)
+			rm := Removal{Key: e.Key + " (" + name + ")", LastUsed: lastUsed(e), FreesBytes: allocatedOf(p),
+				Reason: "previous generation of " + e.Key, Removed: !dryRun}
+			out = append(out, rm)
+		}
+		if !dryRun {
+			if err := r.dropPrevious(e.Key); err != nil {
+				for i := len(out) - len(rec.Previous); i < len(out); i++ {
+					out[i].Removed, out[i].Error = false, err.Error()
+				}
+			}
+		}
+	}
+	return out
+}
+
+// dropPrevious removes a warm cache's earlier generations under its lock.
+func (r *Root) dropPrevious(key string) error {
+	l, err := r.tryLock(key)
+	if err != nil {
+		return err
+	}
+	defer l.release()
+	return r.updateRecord(key, func(rec *Record) {
+		r.removePrevious(rec, rec.Previous)
+		rec.Previous = nil
+	})
+}
+
+// allocatedOf is what a file takes on the host (a directory: 0, unknown).
+func allocatedOf(p string) int64 {
+	var st unix.Stat_t
+	if unix.Lstat(p, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return 0
+	}
+	return st.Blocks * 512
 }

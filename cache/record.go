@@ -41,8 +41,18 @@ type Record struct {
 	// Created and LastUsed are UTC times.
 	Created  time.Time `json:"created"`
 	LastUsed time.Time `json:"last_used,omitempty"`
-	// Generation counts warm generations (0 for a plain cache).
+	// Generation counts the generations committed into a warm cache (0
+	// for a cache nothing was ever committed to).
 	Generation int `json:"generation"`
+	// Parent is the warm cache this one was cloned from; Clone says it is
+	// a clone.
+	Parent string `json:"parent,omitempty"`
+	Clone  bool   `json:"clone,omitempty"`
+	// CloneMethod is how the clone was made (reflink, sparse-copy, tree-copy).
+	CloneMethod volumes.CloneMethod `json:"clone_method,omitempty"`
+	// Previous lists the earlier generations of a warm cache, kept (as
+	// images/KEY@gN.img or data/KEY@gN) until prune removes them.
+	Previous []string `json:"previous,omitempty"`
 	// Hits and Misses count warm-cache lookups.
 	Hits   int64 `json:"hits"`
 	Misses int64 `json:"misses"`

@@ -24,6 +24,7 @@ const (
 	FindMissingImage = "missing-image" // a loop cache's record without its image
 	FindTempFile     = "temp-file"     // a temporary file left by a write or probe that died
 	FindGrowCut      = "grow-cut"      // a grow that died between extending the file and recording the cap
+	FindPromotionCut = "commit-cut"    // a commit of a clone into its warm cache, cut short
 )
 
 // Finding is one thing Recover found, and what it did about it.
@@ -51,11 +52,11 @@ const tempAge = 10 * time.Minute
 // died) is removed. A cache's data is never removed because its holder died.
 // With dryRun nothing is changed and the findings say what would be done.
 func (r *Root) Recover(dryRun bool) ([]Finding, error) {
+	out := r.recoverPromotions(dryRun)
 	keys, err := r.knownKeys()
 	if err != nil {
 		return nil, err
 	}
-	var out []Finding
 	for _, key := range keys {
 		out = append(out, r.recoverKey(key, dryRun)...)
 	}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/dindstore/dindstore/internal/fault"
@@ -205,7 +207,8 @@ func (r *Root) Remove(key string) error {
 		return err
 	}
 	defer l.release()
-	if _, err := r.readRecord(key); errors.Is(err, ErrNotFound) {
+	rec, err := r.readRecord(key)
+	if errors.Is(err, ErrNotFound) {
 		_ = os.Remove(r.lockPath(key)) // the lock file tryLock just made
 		return err
 	} else if err != nil && !errors.Is(err, ErrCorruptRecord) {
@@ -222,6 +225,9 @@ func (r *Root) Remove(key string) error {
 	}
 	if err := r.removeData(key); err != nil {
 		return err
+	}
+	if rec != nil {
+		r.removePrevious(rec, rec.Previous)
 	}
 	_ = r.removeOwner(key)
 	// Unlink the lock while holding it: a waiter that opened the old file
@@ -298,4 +304,21 @@ func (r *Root) mountedDevice(key string) (string, error) {
 		return "", fmt.Errorf("cache %q is locked but its image is not attached", key)
 	}
 	return devs[0].Path, nil
+}
+
+// removePrevious removes earlier generations of a warm cache (file or
+// directory names next to its backing, see previousName).
+func (r *Root) removePrevious(rec *Record, names []string) {
+	dir := filepath.Dir(r.backing(rec, rec.Key))
+	for _, n := range names {
+		if filepath.Base(n) != n || !strings.HasPrefix(n, filepath.Base(r.backing(rec, rec.Key))+"@g") {
+			continue // not a name dindstore gave: never follow it out
+		}
+		_ = os.RemoveAll(filepath.Join(dir, n))
+	}
+}
+
+// Exists reports whether a cache has a record under key.
+func (r *Root) Exists(key string) bool {
+	return ValidateKey(key) == nil && exists(r.recordPath(key))
 }

@@ -39,10 +39,15 @@ func MountImage(ctx context.Context, image, target string, fs FS, tag string) (*
 		return nil, err
 	}
 	data := ""
-	if fs == Ext4 {
+	switch fs {
+	case Ext4:
 		// The image was made sparse: its inode tables read as zeros, so the
 		// kernel need not write them (which would allocate on the host).
 		data = "noinit_itable"
+	case XFS:
+		// A clone has its source's UUID; xfs refuses a second mount of a
+		// UUID unless told not to check.
+		data = "nouuid"
 	}
 	if err := unix.Mount(dev.Path, target, string(fs), unix.MS_NOATIME, data); err != nil {
 		return nil, fmt.Errorf("mount %s (%s on %s) at %s: %w", image, fs, dev.Path, target, err)

@@ -98,3 +98,13 @@ type Decision struct {
 	// loop worked at once.
 	Why []string
 }
+
+// CloneMethod says how a cache was cloned.
+type CloneMethod string
+
+// The ways a clone is made, cheapest first.
+const (
+	CloneReflink    CloneMethod = "reflink"     // FICLONE: shares blocks, O(1)
+	CloneSparseCopy CloneMethod = "sparse-copy" // SEEK_DATA/SEEK_HOLE + copy_file_range: O(data), keeps holes
+	CloneTreeCopy   CloneMethod = "tree-copy"   // a dir cache's tree, file by file: O(data)
+)

@@ -50,3 +50,9 @@ func LoopWorks(string) error { return errPlatform }
 
 // Decide resolves auto to vfs on this platform.
 func Decide(string) Decision { return Decision{Kind: VFS, Why: []string{errPlatform.Error()}} }
+
+// CloneFile is not supported on this platform.
+func CloneFile(string, string) (CloneMethod, error) { return "", errPlatform }
+
+// CloneDir is not supported on this platform.
+func CloneDir(string, string) (CloneMethod, error) { return "", errPlatform }

@@ -80,7 +80,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Commands: []*cli.Command{
 			createCommand, runCommand, lsCommand, dfCommand, growCommand, rmCommand, recoverCommand,
 			pruneCommand, trimCommand, inspectCommand, gcCommand, metricsCommand, serveCommand,
-			prepareCommand, releaseCommand, launchCommand, holdCommand,
+			prepareCommand, releaseCommand, launchCommand, holdCommand, cloneCommand, commitCommand,
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return fmt.Errorf("%w: %w", errUsage, err)
@@ -138,6 +138,9 @@ func hoistKey(app *cli.App, args []string) []string {
 			return args
 		}
 		dash = len(rest)
+	}
+	if !slices.ContainsFunc(rest[:dash], func(a string) bool { return strings.HasPrefix(a, "-") }) {
+		return args // no flags after KEY: nothing to move (e.g. clone SRC DST)
 	}
 	out := append([]string{}, args[:i+1]...)
 	out = append(out, rest[:dash]...)

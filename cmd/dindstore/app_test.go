@@ -21,6 +21,7 @@ func TestHoistKey(t *testing.T) {
 		{[]string{"d", "grow", "--size", "2G", "k"}, []string{"d", "grow", "--size", "2G", "k"}},
 		{[]string{"d", "ls", "--json"}, []string{"d", "ls", "--json"}},
 		{[]string{"d"}, []string{"d"}},
+		{[]string{"d", "clone", "a", "b"}, []string{"d", "clone", "a", "b"}},
 	}
 	for _, c := range cases {
 		if got := hoistKey(app, c.in); !slices.Equal(got, c.want) {

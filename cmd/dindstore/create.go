@@ -16,6 +16,7 @@ var createFlags = []cli.Flag{
 	&cli.StringFlag{Name: "kind", Value: "auto", Usage: "backing kind: auto, loop, dir or vfs"},
 	&cli.StringFlag{Name: "size", Value: "20GiB", Usage: "size cap of a loop cache (GiB, G, MiB, or bytes)"},
 	&cli.StringFlag{Name: "fs", Value: "ext4", Usage: "filesystem of a loop cache: ext4 or xfs"},
+	&cli.StringFlag{Name: "from", Usage: "when KEY is missing, make it a private clone of this warm cache (or cold, if that is missing)"},
 }
 
 var createCommand = &cli.Command{
@@ -47,7 +48,13 @@ func ensureCache(c *cli.Context, key string, verbose bool) (*cache.Root, error) 
 	if err != nil {
 		return nil, err
 	}
-	rec, created, err := root.Create(c.Context, key, spec)
+	var rec *cache.Record
+	var created bool
+	if warm := c.String("from"); warm != "" {
+		rec, err = ensureFromWarm(c, root, key, warm, spec)
+	} else {
+		rec, created, err = root.Create(c.Context, key, spec)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -102,4 +109,19 @@ func reportCreate(out, warn io.Writer, rec *cache.Record, created bool) {
 		fmt.Fprintf(warn, "WARNING: cache %s is vfs: the inner dockerd must run with --storage-driver vfs, "+
 			"which copies every layer in full (slow, disk-hungry)\n", rec.Key)
 	}
+}
+
+// ensureFromWarm makes key a clone of warm when it is missing, and says
+// what happened on stderr: a hit (cloned) or a miss (warm missing: cold).
+func ensureFromWarm(c *cli.Context, root *cache.Root, key, warm string, spec cache.Spec) (*cache.Record, error) {
+	existed := root.Exists(key)
+	rec, hit, err := root.FromWarm(c.Context, key, warm, spec)
+	switch {
+	case err != nil || existed:
+	case hit:
+		fmt.Fprintf(c.App.ErrWriter, "%s cloned from %s (generation %d, %s)\n", key, warm, rec.Generation, rec.CloneMethod)
+	default:
+		fmt.Fprintf(c.App.ErrWriter, "%s: warm cache %s does not exist (a miss): %s starts cold\n", key, warm, key)
+	}
+	return rec, err
 }

@@ -73,6 +73,7 @@ var releaseCommand = &cli.Command{
 	ArgsUsage: "KEY",
 	Flags: []cli.Flag{
 		&cli.DurationFlag{Name: "timeout", Value: time.Minute, Usage: "how long to wait for the holder"},
+		&cli.BoolFlag{Name: "commit", Usage: "the job succeeded: make this clone the next generation of its warm cache"},
 	},
 	Action: func(c *cli.Context) error {
 		key, err := oneKey(c)
@@ -94,6 +95,9 @@ var releaseCommand = &cli.Command{
 			fmt.Fprintf(c.App.Writer, "%s released\n", key)
 		} else {
 			fmt.Fprintf(c.App.Writer, "%s was not held\n", key)
+		}
+		if c.Bool("commit") {
+			return promote(c, root, key)
 		}
 		return nil
 	},

@@ -32,17 +32,25 @@ var runCommand = &cli.Command{
 		"for a vfs cache) and DOCKER_DRIVER is set to the same; a --storage-driver that disagrees is\n" +
 		"refused. SIGINT, SIGTERM, SIGHUP and SIGQUIT are passed on to CMD. When CMD exits the cache is\n" +
 		"unmounted and released, and dindstore exits with CMD's status (128+N if killed by signal N).",
-	Flags: createFlags,
+	Flags: append(append([]cli.Flag{}, createFlags...),
+		&cli.StringFlag{Name: "commit-on", Usage: "success: when CMD exits 0, commit this clone into its warm cache (--from)"}),
 	Action: func(c *cli.Context) error {
 		key, argv, err := runArgs(c)
 		if err != nil {
 			return err
 		}
+		if on := c.String("commit-on"); on != "" && on != "success" {
+			return fmt.Errorf("%w: --commit-on %q: the only condition is success", errUsage, on)
+		}
 		root, err := ensureCache(c, key, false)
 		if err != nil {
 			return err
 		}
-		return runLeased(c.Context, root, key, argv)
+		err = runLeased(c.Context, root, key, argv)
+		if err == nil && c.String("commit-on") == "success" {
+			return promote(c, root, key)
+		}
+		return err
 	},
 }
 

@@ -1,0 +1,136 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/dindstore/dindstore/volumes"
+)
+
+// CloneResult says how a clone was made.
+type CloneResult struct {
+	Method   volumes.CloneMethod `json:"method"`
+	Duration time.Duration       `json:"duration_ns"`
+}
+
+// quietWait is how long Clone and Promote wait for a warm cache that is
+// busy (being warmed, cloned or committed to).
+const quietWait = 2 * time.Minute
+
+// Clone makes dst a private copy of the cache src, which must be quiet (not
+// held: nobody writes to it), the cheapest way the host allows (see
+// volumes.CloneFile). dst must not exist; like any create, its record is
+// written last, and a failure leaves nothing.
+func (r *Root) Clone(ctx context.Context, src, dst string) (*CloneResult, error) {
+	for _, k := range []string{src, dst} {
+		if err := ValidateKey(k); err != nil {
+			return nil, err
+		}
+	}
+	if src == dst {
+		return nil, fmt.Errorf("%w: cannot clone %q onto itself", ErrInvalid, src)
+	}
+	if _, err := r.readRecord(dst); !errors.Is(err, ErrNotFound) {
+		if err == nil {
+			err = fmt.Errorf("%w: cache %q exists already", ErrInvalid, dst)
+		}
+		return nil, err
+	}
+	sl, err := r.lockWithin(ctx, src, quietWait)
+	if err != nil {
+		return nil, fmt.Errorf("clone %q: it must be quiet: %w", src, err)
+	}
+	defer sl.release()
+	srcRec, err := r.readRecord(src)
+	if err != nil {
+		return nil, err
+	}
+	dl, err := r.tryLock(dst)
+	if err != nil {
+		return nil, err
+	}
+	defer dl.release()
+	return r.cloneLocked(srcRec, dst)
+}
+
+// cloneLocked copies srcRec's cache into dst; both are locked by the caller.
+func (r *Root) cloneLocked(srcRec *Record, dst string) (_ *CloneResult, retErr error) {
+	if _, err := r.repairLocked(dst, false); err != nil {
+		return nil, err
+	}
+	if err := r.removeData(dst); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if retErr != nil {
+			_ = r.removeData(dst)
+			_ = os.Remove(r.lockPath(dst))
+		}
+	}()
+	start := time.Now()
+	res := &CloneResult{}
+	var err error
+	if srcRec.Kind == volumes.Loop {
+		tmp := r.imagePath(dst) + ".tmp"
+		if res.Method, err = volumes.CloneFile(tmp, r.imagePath(srcRec.Key)); err == nil {
+			err = os.Rename(tmp, r.imagePath(dst))
+		}
+	} else {
+		res.Method, err = volumes.CloneDir(r.dataPath(dst), r.dataPath(srcRec.Key))
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Mkdir(r.MountPath(dst), 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return nil, err
+	}
+	res.Duration = time.Since(start)
+	rec := *srcRec
+	rec.Key, rec.Parent, rec.Clone, rec.CloneMethod = dst, srcRec.Key, true, res.Method
+	rec.Created, rec.LastUsed, rec.Hits, rec.Misses, rec.Previous = time.Now().UTC(), time.Time{}, 0, 0, nil
+	return res, r.writeRecord(&rec)
+}
+
+// lockWithin takes the lock of key, waiting up to d for a holder that is
+// busy only for a moment (a clone, a commit).
+func (r *Root) lockWithin(ctx context.Context, key string, d time.Duration) (*lock, error) {
+	deadline := time.Now().Add(d)
+	for {
+		l, err := r.tryLock(key)
+		if !errors.Is(err, ErrLocked) || time.Now().After(deadline) {
+			return l, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// FromWarm makes key a clone of warm when key does not exist yet, counting
+// a hit on warm; when warm does not exist, it creates key cold from spec
+// and counts a miss for warm, so that the job still runs. An existing key is
+// used as it is. hit tells which happened.
+func (r *Root) FromWarm(ctx context.Context, key, warm string, spec Spec) (rec *Record, hit bool, err error) {
+	if err := ValidateKey(warm); err != nil {
+		return nil, false, err
+	}
+	if rec, err := r.readRecord(key); !errors.Is(err, ErrNotFound) {
+		return rec, false, err
+	}
+	if _, err := r.readRecord(warm); errors.Is(err, ErrNotFound) {
+		_ = r.addCounters(func(c *Counters) { c.addMiss(warm) })
+		rec, _, err = r.Create(ctx, key, spec)
+		return rec, false, err
+	}
+	if _, err := r.Clone(ctx, warm, key); err != nil {
+		return nil, false, err
+	}
+	_ = r.updateRecord(warm, func(rec *Record) { rec.Hits++ })
+	rec, err = r.readRecord(key)
+	return rec, err == nil, err
+}
