@@ -65,6 +65,7 @@ const (
 	ModeRun     = "run"
 	ModePrepare = "prepare"
 	ModeLaunch  = "launch"
+	ModeWarm    = "warm"
 )
 
 // Acquire takes the lock of an existing cache without waiting (ErrLocked,

@@ -1,0 +1,190 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/dindstore/dindstore/cache"
+	"github.com/dindstore/dindstore/launch"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/client"
+	"github.com/docker/docker/pkg/jsonmessage"
+	"github.com/urfave/cli/v2"
+)
+
+var warmCommand = &cli.Command{
+	Name:      "warm",
+	Usage:     "fill a cache ahead of the jobs: images from the host's daemon, or pulled through an inner one",
+	ArgsUsage: "KEY (--from-host IMAGE... | --pull IMAGE...)",
+	Description: "Takes the cache like any user (its lock), starts a dockerd of its own on it, and either\n" +
+		"copies images from the host's Docker daemon (docker save from the host API, load into the\n" +
+		"inner daemon: no registry involved) or pulls them (--registry-mirror for a pull-through\n" +
+		"mirror). Ends with the inner daemon stopped cleanly and the filesystem trimmed.",
+	Flags: append(append([]cli.Flag{}, createFlags...),
+		&cli.StringSliceFlag{Name: "from-host", Usage: "image to copy from the host's daemon (DOCKER_HOST)"},
+		&cli.StringSliceFlag{Name: "pull", Usage: "image to pull through the inner daemon"},
+		&cli.StringSliceFlag{Name: "registry-mirror", Usage: "pull-through mirror for the inner daemon"},
+		&cli.StringSliceFlag{Name: "insecure-registry", Usage: "registry the inner daemon may reach over plain HTTP"},
+		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "show no progress"},
+	),
+	Action: func(c *cli.Context) error {
+		key, err := oneKey(c)
+		if err != nil {
+			return err
+		}
+		fromHost, pull := c.StringSlice("from-host"), c.StringSlice("pull")
+		if len(fromHost) == 0 && len(pull) == 0 {
+			return fmt.Errorf("%w: warm needs --from-host IMAGE or --pull IMAGE", errUsage)
+		}
+		root, err := ensureCache(c, key, false)
+		if err != nil {
+			return err
+		}
+		return warm(c, root, key, fromHost, pull)
+	},
+}
+
+// warm holds the cache, runs an inner daemon on it, fills it, and stops.
+func warm(c *cli.Context, root *cache.Root, key string, fromHost, pull []string) (retErr error) {
+	lease, err := root.Acquire(c.Context, key, cache.ModeWarm, os.Args)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := lease.Release(); err != nil && retErr == nil {
+			retErr = err
+		}
+	}()
+	prog := newProgress(os.Stderr, c.Bool("quiet"))
+	defer prog.wait()
+	d, err := startWarmDaemon(c, root, lease, prog)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := d.Stop(); err != nil && retErr == nil {
+			retErr = err
+		}
+	}()
+	if len(fromHost) > 0 {
+		if err := copyFromHost(c.Context, d.Client, fromHost, prog); err != nil {
+			return err
+		}
+	}
+	for _, ref := range pull {
+		if err := pullImage(c.Context, d.Client, ref, prog); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func startWarmDaemon(c *cli.Context, root *cache.Root, lease *cache.Lease, prog *progress) (*launch.Daemon, error) {
+	var extra []string
+	for _, m := range c.StringSlice("registry-mirror") {
+		extra = append(extra, "--registry-mirror", m)
+	}
+	for _, r := range c.StringSlice("insecure-registry") {
+		extra = append(extra, "--insecure-registry", r)
+	}
+	log, err := os.OpenFile(root.LogPath(lease.Key()), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	defer log.Close()
+	s := prog.step("start inner dockerd", 0, false)
+	d, err := launch.StartDaemon(c.Context, lease.MountPath(), lease.StorageDriver(), extra, log, 2*time.Minute)
+	s.done(err, false)
+	if err != nil {
+		return nil, fmt.Errorf("warm %q: %w; see %s", lease.Key(), err, root.LogPath(lease.Key()))
+	}
+	return d, nil
+}
+
+// copyFromHost streams `docker save` from the host's daemon into `docker
+// load` of the inner one.
+func copyFromHost(ctx context.Context, inner *client.Client, refs []string, prog *progress) error {
+	host, err := launch.NewClient()
+	if err != nil {
+		return err
+	}
+	defer host.Close()
+	var total int64
+	for _, ref := range refs {
+		info, err := host.ImageInspect(ctx, ref)
+		if err != nil {
+			return fmt.Errorf("image %s on the host: %w", ref, err)
+		}
+		total += info.Size
+	}
+	saved, err := host.ImageSave(ctx, refs)
+	if err != nil {
+		return fmt.Errorf("save %v from the host: %w", refs, err)
+	}
+	defer saved.Close()
+	s := prog.step(fmt.Sprintf("copy %d images from the host", len(refs)), total, true)
+	resp, err := inner.ImageLoad(ctx, s.reader(saved))
+	if err == nil {
+		err = readJSONStream(resp.Body, nil)
+		resp.Body.Close()
+	}
+	s.done(err, true)
+	if err != nil {
+		return fmt.Errorf("load %v into the cache: %w", refs, err)
+	}
+	return nil
+}
+
+// pullImage pulls ref through the inner daemon, one unit a layer.
+func pullImage(ctx context.Context, inner *client.Client, ref string, prog *progress) error {
+	rc, err := inner.ImagePull(ctx, ref, image.PullOptions{})
+	if err != nil {
+		return fmt.Errorf("pull %s: %w", ref, err)
+	}
+	defer rc.Close()
+	s := prog.step("pull "+ref+" (layers)", 0, false)
+	layers := map[string]bool{}
+	err = readJSONStream(rc, func(m jsonmessage.JSONMessage) {
+		if m.ID == "" || m.Progress != nil {
+			return
+		}
+		if _, seen := layers[m.ID]; !seen {
+			layers[m.ID] = false
+			s.total(int64(len(layers)))
+		}
+		if (m.Status == "Pull complete" || m.Status == "Already exists") && !layers[m.ID] {
+			layers[m.ID] = true
+			s.add(1)
+		}
+	})
+	s.done(err, false)
+	if err != nil {
+		return fmt.Errorf("pull %s: %w", ref, err)
+	}
+	return nil
+}
+
+// readJSONStream reads an engine's JSON message stream to its end, handing
+// each message to fn, and returns the first error it reports.
+func readJSONStream(r io.Reader, fn func(jsonmessage.JSONMessage)) error {
+	dec := json.NewDecoder(r)
+	for {
+		var m jsonmessage.JSONMessage
+		if err := dec.Decode(&m); errors.Is(err, io.EOF) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		if m.Error != nil {
+			return m.Error
+		}
+		if fn != nil {
+			fn(m)
+		}
+	}
+}

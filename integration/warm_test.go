@@ -1,0 +1,73 @@
+//go:build linux
+
+package integration
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// TestWarmCloneCommit: warm a cache from an image on a host dockerd; two
+// jobs clone it at once and both see the image inside their inner dockerd,
+// and neither sees what the other wrote; the first commits, the second
+// fails and does not; the next clone sees the first job's change only.
+func TestWarmCloneCommit(t *testing.T) {
+	requireSuite(t)
+	o := startOuter(t, false)
+	if _, err := dockerStdin(o.sock, busyboxTar(t), "import", "-", "warmme:1"); err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(t.TempDir(), "root")
+	t.Cleanup(func() { cleanupRoot(t, root) })
+	r := runBinary(t, binary, o.env(), root, "warm", "w", "--kind", "loop", "--size", "4GiB", "--from-host", "warmme:1")
+	if r.code != 0 {
+		t.Fatalf("warm: exit %d: %s", r.code, r.stderr)
+	}
+	t.Logf("warm said:\n%s", r.stderr)
+	assertNothingLeft(t, root)
+
+	job := func(name, other, code string) result {
+		return dindstore(t, root, "run", name, "--from", "w", "--commit-on", "success", "--",
+			"sh", "testdata/job.sh", "{mount}", name, other, code)
+	}
+	var j1, j2 result
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); j1 = job("j1", "j2", "0") }()
+	go func() { defer wg.Done(); j2 = job("j2", "j1", "1") }()
+	wg.Wait()
+	if j1.code != 0 || !strings.Contains(j1.stdout, "j1 ok") || !strings.Contains(j1.stderr, "committed") {
+		t.Fatalf("job 1: exit %d: %s %s", j1.code, j1.stdout, j1.stderr)
+	}
+	if j2.code != 1 || !strings.Contains(j2.stdout, "j2 ok") || strings.Contains(j2.stderr, "committed") {
+		t.Fatalf("job 2 (fails on purpose): exit %d: %s %s", j2.code, j2.stdout, j2.stderr)
+	}
+	j3 := dindstore(t, root, "run", "j3", "--from", "w", "--", "sh", "-c",
+		`test -e {mount}/j1-file && test ! -e {mount}/j2-file && echo sees-j1-only`)
+	if j3.code != 0 || !strings.Contains(j3.stdout, "sees-j1-only") {
+		t.Fatalf("the next clone: exit %d: %s %s", j3.code, j3.stdout, j3.stderr)
+	}
+	var entries []struct {
+		Key        string
+		Generation int
+		Hits       int64
+		Clone      bool
+		Parent     string
+	}
+	must(t, json.Unmarshal([]byte(dindstore(t, root, "ls", "--json").stdout), &entries))
+	for _, e := range entries {
+		if e.Key == "w" && (e.Generation != 1 || e.Hits != 3) {
+			t.Errorf("warm cache after one commit and three clones: %+v", e)
+		}
+		if e.Key == "j1" {
+			t.Errorf("the committed clone j1 is still listed: %+v", e)
+		}
+		if (e.Key == "j2" || e.Key == "j3") && (!e.Clone || e.Parent != "w") {
+			t.Errorf("clone %s: %+v", e.Key, e)
+		}
+	}
+	assertNothingLeft(t, root)
+}
