@@ -6,7 +6,7 @@ GO       ?= go
 BIN      := bin/dindstore
 # tool:package pairs that `make deps` makes sure of
 DEPS     := mkfs.ext4:e2fsprogs mkfs.xfs:xfsprogs dockerd:docker.io docker:docker.io \
-            containerd:containerd runc:runc busybox:busybox-static
+            containerd:containerd runc:runc busybox:busybox-static rsync:rsync capsh:libcap2-bin
 TESTFLAGS ?= -count=1 -timeout 45m
 
 .PHONY: all build deps test unit demo bench vet fmt-check clean
