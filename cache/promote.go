@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/dindstore/dindstore/internal/fault"
 	"github.com/dindstore/dindstore/volumes"
 	"github.com/moby/sys/atomicwriter"
 )
@@ -104,6 +105,9 @@ func (r *Root) finishPromotion(p promotion, warm, clone *Record) error {
 			if err := os.Rename(cur, prev); err != nil {
 				return err
 			}
+		}
+		if err := fault.Point("during-commit"); err != nil {
+			return err
 		}
 		if err := os.Rename(from, cur); err != nil {
 			return err

@@ -14,4 +14,5 @@
 //	after-mount     run: the cache is mounted, the command not yet started
 //	during-grow     grow: the image file is longer, the filesystem not yet resized
 //	during-rm       rm: the record is gone, the data not yet
+//	during-commit   commit: the warm cache's data moved aside, the clone's not yet in
 package fault
