@@ -27,6 +27,7 @@ var pruneCommand = &cli.Command{
 		"be taken at once, is never touched. The policy may live in the config file (--config).",
 	Flags: append(append([]cli.Flag{}, pruneFlags...),
 		&cli.BoolFlag{Name: "dry-run", Usage: "print what would go and why, remove nothing"},
+		&cli.BoolFlag{Name: "include-warm", Usage: "let the policy remove warm caches too (by default the newest generation of each stays)"},
 		&cli.BoolFlag{Name: "json", Usage: "print the removals as JSON"},
 	),
 	Before: configSource(pruneFlags),
@@ -55,7 +56,7 @@ var pruneCommand = &cli.Command{
 
 // policyFromFlags reads and checks the policy before anything is touched.
 func policyFromFlags(c *cli.Context) (cache.Policy, error) {
-	p := cache.Policy{MaxCount: c.Int("max-count")}
+	p := cache.Policy{MaxCount: c.Int("max-count"), IncludeWarm: c.Bool("include-warm")}
 	var err error
 	if s := c.String("older-than"); s != "" {
 		if p.OlderThan, err = cache.ParseAge(s); err != nil {

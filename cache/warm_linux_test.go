@@ -1,0 +1,62 @@
+package cache
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/dindstore/dindstore/internal/testutil"
+	"github.com/dindstore/dindstore/volumes"
+)
+
+// TestPruneKeepsNewestGeneration: prune removes clones and earlier
+// generations, never the newest generation of a warm cache unless told.
+func TestPruneKeepsNewestGeneration(t *testing.T) {
+	testutil.RequiresRoot(t)
+	ctx := context.Background()
+	r := newRoot(t)
+	if _, _, err := r.Create(ctx, "w", Spec{Kind: volumes.Dir}); err != nil {
+		t.Fatal(err)
+	}
+	for i, job := range []string{"j1", "j2"} {
+		if _, hit, err := r.FromWarm(ctx, job, "w", Spec{}); err != nil || !hit {
+			t.Fatalf("FromWarm %s: hit %v, %v", job, hit, err)
+		}
+		if err := os.WriteFile(filepath.Join(r.dataPath(job), "mark"), []byte{byte(i)}, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Promote(ctx, job); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, hit, err := r.FromWarm(ctx, "j3", "w", Spec{}); err != nil || !hit {
+		t.Fatalf("FromWarm j3: %v %v", hit, err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(r.dataPath("j3"), "mark")); len(b) != 1 || b[0] != 1 {
+		t.Fatalf("the newest clone does not see the last commit: %v", b)
+	}
+	removed, err := r.Prune(ctx, Policy{MaxCount: 0}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for _, rm := range removed {
+		keys = append(keys, rm.Key)
+	}
+	want := []string{"w (w@g0)", "w (w@g1)", "j3"}
+	if !slices.Equal(keys, want) {
+		t.Fatalf("prune removed %v, want %v", keys, want)
+	}
+	entries, _ := r.List(ctx, ListOptions{})
+	if len(entries) != 1 || entries[0].Key != "w" || entries[0].Generation != 2 || entries[0].PreviousGenerations != 0 {
+		t.Fatalf("left: %+v", entries)
+	}
+	if _, err := r.Prune(ctx, Policy{MaxCount: 0, IncludeWarm: true}, false); err != nil {
+		t.Fatal(err)
+	}
+	if entries, _ := r.List(ctx, ListOptions{}); len(entries) != 0 {
+		t.Fatalf("--include-warm kept %+v", entries)
+	}
+}
