@@ -4,6 +4,8 @@ package integration
 
 import (
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -199,3 +201,31 @@ func cleanupMountsBelow(t testing.TB, dir string) {
 }
 
 func sleepShort() { time.Sleep(200 * time.Millisecond) }
+
+// startRegistry runs a docker-registry on a free 127.0.0.1 port with its
+// storage in the test's temp dir, and returns its host:port.
+func startRegistry(t *testing.T) string {
+	t.Helper()
+	if _, err := exec.LookPath("docker-registry"); err != nil {
+		t.Skip("skipping: docker-registry not found; `make deps` installs it")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	addr := l.Addr().String()
+	l.Close()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config.yml")
+	must(t, os.WriteFile(cfg, []byte(fmt.Sprintf("version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n", filepath.Join(dir, "data"), addr)), 0o600))
+	cmd := exec.Command("docker-registry", "serve", cfg)
+	must(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	for i := 0; i < 100; i++ {
+		if resp, err := http.Get("http://" + addr + "/v2/"); err == nil {
+			resp.Body.Close()
+			return addr
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatal("docker-registry did not answer")
+	return ""
+}

@@ -71,3 +71,32 @@ func TestWarmCloneCommit(t *testing.T) {
 	}
 	assertNothingLeft(t, root)
 }
+
+// TestWarmPull: warm a cache by pulling through its inner daemon from a
+// local registry (no Docker Hub here).
+func TestWarmPull(t *testing.T) {
+	requireSuite(t)
+	reg := startRegistry(t)
+	o := startOuter(t, false)
+	ref := reg + "/warmme:1"
+	if _, err := dockerStdin(o.sock, busyboxTar(t), "import", "-", ref); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := o.docker("push", ref); err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(t.TempDir(), "root")
+	t.Cleanup(func() { cleanupRoot(t, root) })
+	r := runBinary(t, binary, o.env(), root, "warm", "p", "--kind", "loop", "--size", "2GiB", "--pull", ref)
+	if r.code != 0 || !strings.Contains(r.stderr, "done, 1 in") {
+		t.Fatalf("warm --pull: exit %d, want one layer pulled: %s", r.code, r.stderr)
+	}
+	t.Logf("warm said:\n%s", r.stderr)
+	if out := mustRun(t, root, "run", "p", "--", "sh", "testdata/inner-images.sh", "{mount}"); !strings.Contains(out, ref) {
+		t.Fatalf("the pulled image is not in the cache: %q", out)
+	}
+	if r := runBinary(t, binary, o.env(), root, "warm", "p", "--pull", reg+"/nosuch:1"); r.code != 1 || r.stderr == "" {
+		t.Fatalf("pull of a missing image: exit %d, %q", r.code, r.stderr)
+	}
+	assertNothingLeft(t, root)
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/dindstore/dindstore/cache"
@@ -150,7 +151,7 @@ func pullImage(ctx context.Context, inner *client.Client, ref string, prog *prog
 	s := prog.step("pull "+ref+" (layers)", 0, false)
 	layers := map[string]bool{}
 	err = readJSONStream(rc, func(m jsonmessage.JSONMessage) {
-		if m.ID == "" || m.Progress != nil {
+		if m.ID == "" || m.Status == "" || strings.HasPrefix(m.Status, "Pulling from") {
 			return
 		}
 		if _, seen := layers[m.ID]; !seen {
