@@ -106,5 +106,6 @@ type CloneMethod string
 const (
 	CloneReflink    CloneMethod = "reflink"     // FICLONE: shares blocks, O(1)
 	CloneSparseCopy CloneMethod = "sparse-copy" // SEEK_DATA/SEEK_HOLE + copy_file_range: O(data), keeps holes
+	ClonePlainCopy  CloneMethod = "plain-copy"  // read and write, zero blocks left as holes: O(size)
 	CloneTreeCopy   CloneMethod = "tree-copy"   // a dir cache's tree, file by file: O(data)
 )

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/dindstore/dindstore/cache"
+	"github.com/dindstore/dindstore/volumes"
 	"github.com/urfave/cli/v2"
 )
 
@@ -29,7 +30,11 @@ var cloneCommand = &cli.Command{
 		if err != nil {
 			return err
 		}
-		_, err = fmt.Fprintf(c.App.Writer, "%s cloned from %s by %s in %s\n", dst, src, res.Method, res.Duration.Round(1e6))
+		note := ""
+		if res.Method != volumes.CloneReflink {
+			note = " (O(data): the host filesystem has no reflink)"
+		}
+		_, err = fmt.Fprintf(c.App.Writer, "%s cloned from %s by %s in %s%s\n", dst, src, res.Method, res.Duration.Round(1e6), note)
 		return err
 	},
 }

@@ -97,11 +97,11 @@ func writeJSONList[T any](w io.Writer, list []T) error {
 
 func writeTable(w io.Writer, entries []cache.Entry, sum cache.Summary) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "KEY\tKIND\tCAP\tAPPARENT\tALLOCATED\tUSED\tINODES\tSTATE\tHOLDER\tCREATED\tLAST USED\tHITS")
+	fmt.Fprintln(tw, "KEY\tKIND\tCAP\tAPPARENT\tALLOCATED\tUSED\tINODES\tSTATE\tHOLDER\tCREATED\tLAST USED\tHITS\tGEN")
 	for _, e := range entries {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", e.Key, e.Kind, human(e.CapBytes),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", e.Key, e.Kind, human(e.CapBytes),
 			human(e.ApparentBytes), human(e.AllocatedBytes), human(e.UsedBytes), inodes(e),
-			state(e), holder(e), ago(&e.Created), ago(e.LastUsed), e.Hits)
+			state(e), holder(e), ago(&e.Created), ago(e.LastUsed), e.Hits, generation(e))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -111,6 +111,17 @@ func writeTable(w io.Writer, entries []cache.Entry, sum cache.Summary) error {
 		sum.Caches, sum.InUse, human(sum.CapBytes), human(sum.AllocatedBytes), human(sum.UsedBytes),
 		human(sum.HostFreeBytes), human(sum.HostBytes), sum.HostFreeInodes, sum.HostInodes)
 	return err
+}
+
+// generation shows a warm cache's generation, or whose clone a cache is.
+func generation(e cache.Entry) string {
+	switch {
+	case e.Clone:
+		return fmt.Sprintf("clone of %s (g%d)", e.Parent, e.Generation)
+	case e.Generation > 0 || e.PreviousGenerations > 0:
+		return fmt.Sprintf("g%d (+%d kept)", e.Generation, e.PreviousGenerations)
+	}
+	return "-"
 }
 
 func state(e cache.Entry) string {
