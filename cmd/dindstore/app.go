@@ -181,3 +181,13 @@ func oneKey(c *cli.Context) (string, error) {
 	key := c.Args().First()
 	return key, cache.ValidateKey(key)
 }
+
+// keyAndRoot reads the single KEY argument and opens the existing root.
+func keyAndRoot(c *cli.Context) (string, *cache.Root, error) {
+	key, err := oneKey(c)
+	if err != nil {
+		return "", nil, err
+	}
+	root, err := openRoot(c, false)
+	return key, root, err
+}

@@ -44,11 +44,7 @@ var commitCommand = &cli.Command{
 	Usage:     "make the idle clone KEY the next generation of the warm cache it was cloned from",
 	ArgsUsage: "KEY",
 	Action: func(c *cli.Context) error {
-		key, err := oneKey(c)
-		if err != nil {
-			return err
-		}
-		root, err := openRoot(c, false)
+		key, root, err := keyAndRoot(c)
 		if err != nil {
 			return err
 		}

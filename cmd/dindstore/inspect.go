@@ -16,11 +16,7 @@ var inspectCommand = &cli.Command{
 	Usage:     "show a cache's record, loop device, mounts, holder, driver and inner daemon (JSON)",
 	ArgsUsage: "KEY",
 	Action: func(c *cli.Context) error {
-		key, err := oneKey(c)
-		if err != nil {
-			return err
-		}
-		root, err := openRoot(c, false)
+		key, root, err := keyAndRoot(c)
 		if err != nil {
 			return err
 		}
@@ -64,11 +60,7 @@ var trimCommand = &cli.Command{
 	Usage:     "give the host back the space freed inside a loop cache (FITRIM through its mount)",
 	ArgsUsage: "KEY",
 	Action: func(c *cli.Context) error {
-		key, err := oneKey(c)
-		if err != nil {
-			return err
-		}
-		root, err := openRoot(c, false)
+		key, root, err := keyAndRoot(c)
 		if err != nil {
 			return err
 		}

@@ -40,11 +40,7 @@ var rmCommand = &cli.Command{
 	Usage:     "remove a cache and its data (refused while in use)",
 	ArgsUsage: "KEY",
 	Action: func(c *cli.Context) error {
-		key, err := oneKey(c)
-		if err != nil {
-			return err
-		}
-		root, err := openRoot(c, false)
+		key, root, err := keyAndRoot(c)
 		if err != nil {
 			return err
 		}
