@@ -9,8 +9,13 @@ DEPS     := mkfs.ext4:e2fsprogs mkfs.xfs:xfsprogs dockerd:docker.io docker:docke
             containerd:containerd runc:runc busybox:busybox-static rsync:rsync capsh:libcap2-bin \
             docker-registry:docker-registry
 TESTFLAGS ?= -count=1 -timeout 45m
+# a current engine (dockerd 29 era, containerd 2, runc 1.5), built from the Go
+# module proxy by `make engine` (cached: only the first build is slow)
+ENGINE_DIR := $(CURDIR)/.cache/engine
+# what runs again with the current engine first on PATH
+MODERN_TESTS := ^(TestRunLoop|TestRunDir|TestRunVFS|TestRunCommandContract|TestEngineLeavesNothingOutside|TestWarmCloneCommit|TestWarmPull)$$
 
-.PHONY: all build deps test unit demo bench vet fmt-check clean
+.PHONY: all build deps engine test unit demo bench vet fmt-check clean
 
 all: build
 
@@ -28,9 +33,15 @@ deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-## test: every test; the root-only ones (loop devices, mounts, dockerd) run when root
-test: deps vet fmt-check
-	$(GO) test $(TESTFLAGS) ./...
+## engine: build the current Docker engine into .cache/engine when it is missing
+engine:
+	./scripts/build-engine.sh $(ENGINE_DIR)
+
+## test: every test (the root-only ones, with loop devices, mounts and dockerd, run when root),
+##       then the integration tests again on the current engine
+test: deps vet fmt-check engine
+	DINDSTORE_TEST_ENGINE_DIR=$(ENGINE_DIR) $(GO) test $(TESTFLAGS) ./...
+	DINDSTORE_TEST_ENGINE=$(ENGINE_DIR) $(GO) test $(TESTFLAGS) -run '$(MODERN_TESTS)' ./integration/
 
 ## unit: the tests that need neither root nor a daemon
 unit:

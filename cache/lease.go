@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/dindstore/dindstore/internal/fault"
 	"github.com/dindstore/dindstore/loopdev"
+	"github.com/dindstore/dindstore/overlay"
 	"github.com/dindstore/dindstore/volumes"
 )
 
@@ -31,6 +33,37 @@ type Lease struct {
 func (l *Lease) SetContainer(id string, started time.Time) error {
 	l.owner.ContainerID, l.owner.ContainerStarted = id, started.UTC()
 	return l.root.writeOwner(l.record.Key, l.owner)
+}
+
+// ImageStore is the image store the cache holds ("" while none is known).
+func (l *Lease) ImageStore() string { return l.record.ImageStore }
+
+// SetImageStore records the image store a daemon is started with on a
+// cache that had none yet.
+func (l *Lease) SetImageStore(store string) error {
+	if l.record.ImageStore == store {
+		return nil
+	}
+	l.record.ImageStore = store
+	return l.root.updateRecord(l.record.Key, func(rec *Record) { rec.ImageStore = store })
+}
+
+// Reset empties the mounted cache (all but lost+found) and forgets its
+// image store, for starting over with another one.
+func (l *Lease) Reset() error {
+	entries, err := os.ReadDir(l.mount.Target)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if e.Name() == "lost+found" {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(l.mount.Target, e.Name())); err != nil {
+			return fmt.Errorf("reset cache %q: %w", l.record.Key, err)
+		}
+	}
+	return l.SetImageStore("")
 }
 
 // Key is the cache's key.
@@ -196,12 +229,16 @@ func (l *Lease) Release() error {
 	l.released = true
 	key := l.record.Key
 	usage, _ := statUsage(l.mount.Target) // before the unmount; best effort
+	store := overlay.DetectStore(l.mount.Target)
 	err := volumes.Unmount(l.mount.Target)
 	now := time.Now().UTC()
 	if terr := l.root.updateRecord(key, func(rec *Record) {
 		rec.LastUsed = now
 		if usage != nil && rec.Kind == volumes.Loop {
 			rec.Usage = usage
+		}
+		if rec.ImageStore == "" {
+			rec.ImageStore = store // what the daemon really used
 		}
 	}); err == nil {
 		err = terr

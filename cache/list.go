@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/containerd/continuity/fs"
+	"github.com/dindstore/dindstore/overlay"
 	"github.com/dindstore/dindstore/volumes"
 	"golang.org/x/sys/unix"
 )
@@ -65,8 +66,10 @@ type Entry struct {
 	Clone      bool   `json:"clone"`
 	// PreviousGenerations counts the earlier generations kept.
 	PreviousGenerations int `json:"previous_generations"`
-	// StorageDriver is the driver the inner daemon must use.
+	// StorageDriver is the driver the inner daemon must use; ImageStore
+	// the store it holds (graphdriver or snapshotter, "" while unknown).
 	StorageDriver string `json:"storage_driver"`
+	ImageStore    string `json:"image_store,omitempty"`
 	// Error is set when the cache's record or data could not be read.
 	Error string `json:"error,omitempty"`
 }
@@ -115,7 +118,8 @@ func (r *Root) entry(ctx context.Context, key string, flocks map[fileID]int, opt
 		return e
 	}
 	e.Kind, e.FS, e.CapBytes, e.Created = rec.Kind, rec.FS, rec.CapBytes, rec.Created
-	e.StorageDriver, e.Hits, e.Misses = rec.StorageDriver, rec.Hits, rec.Misses
+	e.StorageDriver, e.ImageStore = overlay.DriverFor(rec.ImageStore, rec.StorageDriver), rec.ImageStore
+	e.Hits, e.Misses = rec.Hits, rec.Misses
 	e.Generation, e.Parent, e.Clone, e.PreviousGenerations = rec.Generation, rec.Parent, rec.Clone, len(rec.Previous)
 	if !rec.LastUsed.IsZero() {
 		t := rec.LastUsed

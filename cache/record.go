@@ -36,6 +36,9 @@ type Record struct {
 	StorageDriver string `json:"storage_driver"`
 	// DriverChecked is when that probe ran.
 	DriverChecked time.Time `json:"driver_checked,omitempty"`
+	// ImageStore is the image store the cache was first used with
+	// (graphdriver or snapshotter, see overlay.DecideStore); it keeps it.
+	ImageStore string `json:"image_store,omitempty"`
 	// KindReason says why auto chose a kind other than loop.
 	KindReason []string `json:"kind_reason,omitempty"`
 	// Created and LastUsed are UTC times.

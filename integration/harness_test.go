@@ -28,6 +28,24 @@ func TestMain(m *testing.M) {
 	os.Exit(setup(m))
 }
 
+// modernEngine is the directory of a current engine (dockerd 29 era,
+// containerd 2, runc 1.5) built by `make engine`, "" when there is none;
+// inModernLane says that this run puts it first on PATH (the second lane
+// of `make test`).
+var modernEngine, inModernLane = findModernEngine()
+
+func findModernEngine() (string, bool) {
+	if dir := os.Getenv("DINDSTORE_TEST_ENGINE"); dir != "" {
+		os.Setenv("PATH", dir+":"+os.Getenv("PATH"))
+		return dir, true
+	}
+	dir := os.Getenv("DINDSTORE_TEST_ENGINE_DIR")
+	if _, err := os.Stat(filepath.Join(dir, "dockerd")); dir == "" || err != nil {
+		return "", false
+	}
+	return dir, false
+}
+
 func setup(m *testing.M) int {
 	switch {
 	case os.Geteuid() != 0:
@@ -86,10 +104,19 @@ func dindstoreTB(t testing.TB, root string, args ...string) result {
 // A process killed by a signal has code -1.
 func runBinary(t testing.TB, bin string, env []string, root string, args ...string) result {
 	t.Helper()
+	return runBinaryStdin(t, bin, env, nil, root, args...)
+}
+
+// runBinaryStdin is runBinary with stdin.
+func runBinaryStdin(t testing.TB, bin string, env []string, stdin []byte, root string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, append([]string{"--root", root}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

@@ -29,6 +29,10 @@ func testRunKind(t *testing.T, kind, backingFS string) {
 		dockerdFlags, driver = []string{"--storage-driver", "vfs"}, "vfs"
 	}
 	d := startDaemon(t, root, key, flags, dockerdFlags...)
+	if inModernLane && kind != "vfs" {
+		driver, backingFS = "overlayfs", "" // the containerd image store, Docker 29's default
+		checkExtfs(t, root, key)
+	}
 	checkDriver(t, d, driver, backingFS)
 	if _, err := dockerStdin(d.sock, busyboxTar(t), "import", "--change", `CMD ["/bin/sh"]`, "-", "bb:local"); err != nil {
 		t.Fatal(err)
@@ -66,6 +70,15 @@ func checkDriver(t *testing.T, d *daemon, driver, backingFS string) {
 		t.Fatalf("docker info: %q, want backing filesystem %s", out, backingFS)
 	}
 	t.Logf("docker info: %s", strings.TrimSpace(out))
+}
+
+// checkExtfs checks that the cache under the daemon is ext4 (the containerd
+// snapshotter's docker info does not name its backing filesystem).
+func checkExtfs(t *testing.T, root, key string) {
+	t.Helper()
+	if fs, err := overlayFSType(filepath.Join(root, "mounts", key)); err != nil || (key == "it-loop" && fs != "ext4") {
+		t.Fatalf("the cache is on %q (%v), want ext4", fs, err)
+	}
 }
 
 func checkSecondRunRefused(t *testing.T, root, key string, holder int) {

@@ -22,23 +22,24 @@ type Daemon struct {
 	exited chan struct{}
 }
 
-// StartDaemon starts dockerd on dataRoot with the pinned storage driver and
-// extra flags (e.g. --registry-mirror), and waits up to timeout until it
-// answers. Its output goes to log. On failure nothing is left running.
-func StartDaemon(ctx context.Context, dataRoot, driver string, extra []string, log *os.File, timeout time.Duration) (*Daemon, error) {
+// StartDaemon starts dockerd on dataRoot with flags (the pinned storage
+// driver and image store, --registry-mirror, ...), and waits up to timeout
+// until it answers. Its output goes to log. On failure nothing is left
+// running.
+func StartDaemon(ctx context.Context, dataRoot string, flags []string, log *os.File, timeout time.Duration) (*Daemon, error) {
 	dir, err := os.MkdirTemp("", "dindstore-warm-")
 	if err != nil {
 		return nil, err
 	}
 	sock := filepath.Join(dir, "d.sock")
 	args := append([]string{"--data-root", dataRoot, "--exec-root", filepath.Join(dir, "exec"),
-		"--pidfile", filepath.Join(dir, "d.pid"), "-H", "unix://" + sock, "--storage-driver", driver,
-		"--bridge=none", "--iptables=false", "--ip-masq=false",
-		"--containerd-namespace", "dindstore-warm", "--containerd-plugins-namespace", "dindstore-warm-p"}, extra...)
+		"--pidfile", filepath.Join(dir, "d.pid"), "-H", "unix://" + sock,
+		// The default containerd namespace: the containerd image store keeps
+		// images per namespace, and the jobs' daemons will use the default.
+		"--bridge=none", "--iptables=false", "--ip-masq=false"}, flags...)
 	d := &Daemon{cmd: exec.Command("dockerd", args...), dir: dir, exited: make(chan struct{})}
 	d.cmd.Stdout, d.cmd.Stderr = log, log
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	d.cmd.Env = append(os.Environ(), "DOCKER_DRIVER="+driver)
 	if err := d.cmd.Start(); err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("start dockerd: %w", err)

@@ -48,6 +48,9 @@ type Spec struct {
 	Labels map[string]string
 	// Keep leaves the container behind when it ends (it is removed otherwise).
 	Keep bool
+	// ContainerdRoot, when set, is a directory of the cache bound at
+	// /var/lib/containerd, for images that run a containerd of their own.
+	ContainerdRoot string
 }
 
 // Validate checks the spec before anything is created.
@@ -136,6 +139,9 @@ func configs(spec Spec, mountPath string) (*container.Config, *container.HostCon
 		PortBindings: bindings,
 		NetworkMode:  container.NetworkMode(spec.Network),
 		Mounts:       []mount.Mount{{Type: mount.TypeBind, Source: mountPath, Target: spec.Target}},
+	}
+	if spec.ContainerdRoot != "" {
+		host.Mounts = append(host.Mounts, mount.Mount{Type: mount.TypeBind, Source: spec.ContainerdRoot, Target: "/var/lib/containerd"})
 	}
 	var net *network.NetworkingConfig
 	if spec.Network != "" && len(spec.Aliases) > 0 {

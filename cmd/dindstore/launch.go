@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -189,12 +190,29 @@ func startPayload(c *cli.Context, lease *cache.Lease, args []string) (*payload, 
 	if err != nil {
 		return nil, err
 	}
-	if spec.Args, err = overlay.PinArgs(spec.Args, lease.StorageDriver(), true); err != nil {
+	store := lease.ImageStore()
+	if store == "" {
+		store = overlay.StoreGraphDriver // what every dind image's engine can do
+	}
+	driver := overlay.DriverFor(store, lease.StorageDriver())
+	if spec.Args, err = overlay.PinArgs(spec.Args, driver, true); err != nil {
 		return nil, fmt.Errorf("%w: %w", errUsage, err)
 	}
+	if store == overlay.StoreSnapshotter && (len(spec.Args) == 0 || strings.HasPrefix(spec.Args[0], "-")) {
+		spec.Args = append(spec.Args, "--feature=containerd-snapshotter=true")
+	}
+	if err := lease.SetImageStore(store); err != nil {
+		return nil, err
+	}
 	var warning string
-	if spec.Env, warning = overlay.PinEnv(spec.Env, lease.StorageDriver()); warning != "" {
+	if spec.Env, warning = overlay.PinEnv(spec.Env, driver); warning != "" {
 		fmt.Fprintf(os.Stderr, "dindstore: WARNING: %s\n", warning)
+	}
+	// A dind image that runs its own containerd keeps it in /var/lib/containerd:
+	// give it a directory of the cache too, so that nothing lives outside.
+	spec.ContainerdRoot = filepath.Join(lease.MountPath(), ".dindstore-containerd")
+	if err := os.MkdirAll(spec.ContainerdRoot, 0o711); err != nil {
+		return nil, err
 	}
 	spec.Labels = map[string]string{launch.LabelKey: lease.Key(), launch.LabelRoot: c.String(rootFlag.Name)}
 	if err := chownMount(c.String("owner"), lease.MountPath()); err != nil {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -33,7 +34,8 @@ var runCommand = &cli.Command{
 		"refused. SIGINT, SIGTERM, SIGHUP and SIGQUIT are passed on to CMD. When CMD exits the cache is\n" +
 		"unmounted and released, and dindstore exits with CMD's status (128+N if killed by signal N).",
 	Flags: append(append([]cli.Flag{}, createFlags...),
-		&cli.StringFlag{Name: "commit-on", Usage: "success: when CMD exits 0, commit this clone into its warm cache (--from)"}),
+		&cli.StringFlag{Name: "commit-on", Usage: "success: when CMD exits 0, commit this clone into its warm cache (--from)"},
+		&cli.BoolFlag{Name: "reset", Usage: "empty the cache first (to start over with another image store)"}),
 	Action: func(c *cli.Context) error {
 		key, argv, err := runArgs(c)
 		if err != nil {
@@ -46,7 +48,7 @@ var runCommand = &cli.Command{
 		if err != nil {
 			return err
 		}
-		err = runLeased(c.Context, root, key, argv)
+		err = runLeased(c.Context, root, key, argv, c.Bool("reset"))
 		if err == nil && c.String("commit-on") == "success" {
 			return promote(c, root, key)
 		}
@@ -68,7 +70,7 @@ func runArgs(c *cli.Context) (string, []string, error) {
 
 // runLeased holds the cache while argv runs, and returns CMD's exit status
 // as a cli exit error.
-func runLeased(ctx context.Context, root *cache.Root, key string, argv []string) (retErr error) {
+func runLeased(ctx context.Context, root *cache.Root, key string, argv []string, reset bool) (retErr error) {
 	// Catch signals from here on: one that arrives while the cache is being
 	// mounted must end in a clean release, not in a half-held cache.
 	sigs := make(chan os.Signal, 4)
@@ -95,13 +97,14 @@ func runLeased(ctx context.Context, root *cache.Root, key string, argv []string)
 			fmt.Fprintf(os.Stderr, "dindstore: cleared %s %s left by the earlier holder\n", f.What, f.Path)
 		}
 	}
-	argv, err = overlay.PinArgs(argv, lease.StorageDriver(), false)
-	if err != nil {
-		return fmt.Errorf("%w: %w", errUsage, err)
+	if reset {
+		if err := lease.Reset(); err != nil {
+			return err
+		}
 	}
-	env, warning := overlay.PinEnv(os.Environ(), lease.StorageDriver())
-	if warning != "" {
-		fmt.Fprintf(os.Stderr, "dindstore: WARNING: %s\n", warning)
+	argv, env, err := pinCommand(lease, argv)
+	if err != nil {
+		return err
 	}
 	status, err := runChild(lease.MountPath(), argv, env, sigs)
 	if err != nil {
@@ -162,4 +165,63 @@ func exitStatus(err error) (int, error) {
 		return 128 + int(ws.Signal()), nil
 	}
 	return ee.ExitCode(), nil
+}
+
+// pinCommand pins the image store and storage driver of the command: a
+// dockerd gets --feature containerd-snapshotter (engines 24+) and
+// --storage-driver; every command gets DOCKER_DRIVER once the cache's store
+// is known. A dockerd that would open the cache with the other image store
+// is refused.
+func pinCommand(lease *cache.Lease, argv []string) ([]string, []string, error) {
+	store := lease.ImageStore()
+	if store == "" && lease.StorageDriver() == "vfs" {
+		store = overlay.StoreGraphDriver // vfs caches keep dockerd's own vfs driver
+	}
+	if isDockerd(argv) {
+		path, err := exec.LookPath(argv[0])
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: %s: %w", errUsage, argv[0], err)
+		}
+		eng, err := overlay.ProbeEngine(path)
+		if err != nil {
+			return nil, nil, err
+		}
+		if store, err = overlay.DecideStore(store, overlay.RequestedStore(argv), eng); err != nil {
+			return nil, nil, fmt.Errorf("cache %s: %w", lease.Key(), err)
+		}
+		if err := lease.SetImageStore(store); err != nil {
+			return nil, nil, err
+		}
+		argv = overlay.PinStore(argv, store, eng)
+		warnExternalContainerd(argv)
+	}
+	if store == "" {
+		// Some other command (a script) will start the daemon: its engine
+		// picks the store, and the release records what it used. Overlay
+		// works here (probed), so nothing falls back to vfs.
+		return argv, os.Environ(), nil
+	}
+	driver := overlay.DriverFor(store, lease.StorageDriver())
+	argv, err := overlay.PinArgs(argv, driver, false)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", errUsage, err)
+	}
+	env, warning := overlay.PinEnv(os.Environ(), driver)
+	if warning != "" {
+		fmt.Fprintf(os.Stderr, "dindstore: WARNING: %s\n", warning)
+	}
+	return argv, env, nil
+}
+
+func isDockerd(argv []string) bool { return len(argv) > 0 && filepath.Base(argv[0]) == "dockerd" }
+
+// warnExternalContainerd says when a dockerd is pointed at a containerd of
+// its own: that containerd keeps its snapshots outside the cache.
+func warnExternalContainerd(argv []string) {
+	for _, a := range argv {
+		if a == "--containerd" || strings.HasPrefix(a, "--containerd=") {
+			fmt.Fprintf(os.Stderr, "dindstore: WARNING: dockerd uses an external containerd (--containerd): its "+
+				"images and snapshots live under that containerd's root, not in the cache\n")
+		}
+	}
 }

@@ -98,8 +98,12 @@ func startWarmDaemon(c *cli.Context, root *cache.Root, lease *cache.Lease, prog 
 		return nil, err
 	}
 	defer log.Close()
+	argv, _, err := pinCommand(lease, append([]string{"dockerd"}, extra...))
+	if err != nil {
+		return nil, err
+	}
 	s := prog.step("start inner dockerd", 0, false)
-	d, err := launch.StartDaemon(c.Context, lease.MountPath(), lease.StorageDriver(), extra, log, 2*time.Minute)
+	d, err := launch.StartDaemon(c.Context, lease.MountPath(), argv[1:], log, 2*time.Minute)
 	s.done(err, false)
 	if err != nil {
 		return nil, fmt.Errorf("warm %q: %w; see %s", lease.Key(), err, root.LogPath(lease.Key()))

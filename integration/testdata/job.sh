@@ -7,8 +7,7 @@ set -eu
 MOUNT=$1 NAME=$2 OTHER=$3 CODE=$4
 W=$(mktemp -d /tmp/dindstore-job.XXXXXX)
 dockerd --data-root "$MOUNT" --exec-root "$W/exec" --pidfile "$W/d.pid" -H "unix://$W/d.sock" \
-  --bridge=none --iptables=false --ip-masq=false \
-  --containerd-namespace "job-$NAME" --containerd-plugins-namespace "job-$NAME-p" >"$W/log" 2>&1 &
+  --bridge=none --iptables=false --ip-masq=false >"$W/log" 2>&1 &
 DPID=$!
 stop() { kill -TERM "$DPID" 2>/dev/null || true; wait "$DPID" 2>/dev/null || true; rm -rf "$W"; }
 trap stop EXIT

@@ -1,0 +1,122 @@
+package overlay
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// Image stores an inner daemon can keep its images in.
+const (
+	// StoreGraphDriver is dockerd's own graph driver (overlay2, vfs): all
+	// Docker engines, and Docker 29 with the containerd store turned off.
+	StoreGraphDriver = "graphdriver"
+	// StoreSnapshotter is the containerd image store (snapshotters
+	// overlayfs, native): the default of fresh Docker 29 installs. Its data
+	// lives under <data-root>/containerd when dockerd manages containerd.
+	StoreSnapshotter = "snapshotter"
+)
+
+// ErrStoreMismatch means a daemon would open a cache with the other image
+// store than the one it was filled with: it would find it empty.
+var ErrStoreMismatch = errors.New("image store mismatch")
+
+// featureFlag is dockerd's switch between the stores (Docker 24 and later).
+const featureFlag = "containerd-snapshotter"
+
+// Engine is what a dockerd binary can do, found without starting it.
+type Engine struct {
+	// Features is true for engines that know --feature (23 and later), and
+	// so can be told which image store to use.
+	Features bool
+}
+
+// ProbeEngine asks dockerd --help (of the binary argv0) what it knows.
+func ProbeEngine(argv0 string) (Engine, error) {
+	out, err := exec.Command(argv0, "--help").CombinedOutput()
+	if err != nil {
+		return Engine{}, fmt.Errorf("%s --help: %w", argv0, err)
+	}
+	return Engine{Features: strings.Contains(string(out), "--feature")}, nil
+}
+
+// RequestedStore reads the store a dockerd command line asks for with
+// --feature containerd-snapshotter=BOOL; "" when it does not say.
+func RequestedStore(argv []string) string {
+	for i, a := range argv {
+		v, ok := strings.CutPrefix(a, "--feature=")
+		if !ok && a == "--feature" && i+1 < len(argv) {
+			v, ok = argv[i+1], true
+		}
+		if name, val, _ := strings.Cut(v, "="); ok && name == featureFlag {
+			if val == "true" || val == "" {
+				return StoreSnapshotter
+			}
+			return StoreGraphDriver
+		}
+	}
+	return ""
+}
+
+// DecideStore picks the store a daemon must use on a cache: the one it was
+// filled with (recorded), else the one the command asks for, else the
+// engine's own default for a fresh data root (the containerd store on
+// engines that can switch, as Docker 29 does; the graph driver otherwise).
+// A command or an engine that cannot use the recorded store is refused with
+// ErrStoreMismatch naming both stores.
+func DecideStore(recorded, requested string, eng Engine) (string, error) {
+	switch {
+	case recorded != "" && requested != "" && requested != recorded:
+		return "", fmt.Errorf("%w: the cache holds a %s image store, and the command asks for the %s one, which "+
+			"would find it empty; start the daemon with --feature %s=%t, or reset the cache (--reset) to start over",
+			ErrStoreMismatch, recorded, requested, featureFlag, recorded == StoreSnapshotter)
+	case (recorded == StoreSnapshotter || requested == StoreSnapshotter) && !eng.Features:
+		return "", fmt.Errorf("%w: the cache holds (or the command asks for) the %s image store, but this dockerd has "+
+			"only the %s one (no --feature); use a Docker 24+ engine, or reset the cache (--reset) to start over",
+			ErrStoreMismatch, StoreSnapshotter, StoreGraphDriver)
+	case recorded != "":
+		return recorded, nil
+	case requested != "":
+		return requested, nil
+	case eng.Features:
+		return StoreSnapshotter, nil
+	}
+	return StoreGraphDriver, nil
+}
+
+// DriverFor is the --storage-driver value that selects store on a
+// filesystem where graphDriver (overlay2 or vfs) is what works.
+func DriverFor(store, graphDriver string) string {
+	if store != StoreSnapshotter {
+		return graphDriver
+	}
+	if graphDriver == "vfs" {
+		return "native"
+	}
+	return "overlayfs"
+}
+
+// PinStore adds to a dockerd command line the switch for store, on engines
+// that have it and when the line does not say already.
+func PinStore(argv []string, store string, eng Engine) []string {
+	if !eng.Features || RequestedStore(argv) != "" || len(argv) == 0 || filepath.Base(argv[0]) != "dockerd" {
+		return argv
+	}
+	return append(append([]string{}, argv...), fmt.Sprintf("--feature=%s=%t", featureFlag, store == StoreSnapshotter))
+}
+
+// DetectStore tells, from a data root a daemon has used, which store holds
+// its images: image/<driver>/ is the graph driver's; containerd's metadata
+// without it, the containerd store's. "" when neither is there yet.
+func DetectStore(dataRoot string) string {
+	if entries, err := os.ReadDir(filepath.Join(dataRoot, "image")); err == nil && len(entries) > 0 {
+		return StoreGraphDriver
+	}
+	if _, err := os.Stat(filepath.Join(dataRoot, "containerd", "daemon", "io.containerd.metadata.v1.bolt", "meta.db")); err == nil {
+		return StoreSnapshotter
+	}
+	return ""
+}

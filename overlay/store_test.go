@@ -1,0 +1,92 @@
+package overlay
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+)
+
+func TestRequestedStore(t *testing.T) {
+	cases := map[string][]string{
+		StoreSnapshotter: {"dockerd", "--feature", "containerd-snapshotter=true"},
+		StoreGraphDriver: {"dockerd", "--feature=containerd-snapshotter=false"},
+		"":               {"dockerd", "--feature", "other=true"},
+	}
+	for want, argv := range cases {
+		if got := RequestedStore(argv); got != want {
+			t.Errorf("RequestedStore(%q) = %q, want %q", argv, got, want)
+		}
+	}
+}
+
+func TestDecideStore(t *testing.T) {
+	modern, legacy := Engine{Features: true}, Engine{}
+	ok := []struct {
+		recorded, requested string
+		eng                 Engine
+		want                string
+	}{
+		{"", "", modern, StoreSnapshotter},
+		{"", "", legacy, StoreGraphDriver},
+		{StoreGraphDriver, "", modern, StoreGraphDriver},
+		{"", StoreGraphDriver, modern, StoreGraphDriver},
+		{StoreSnapshotter, StoreSnapshotter, modern, StoreSnapshotter},
+	}
+	for _, c := range ok {
+		if got, err := DecideStore(c.recorded, c.requested, c.eng); err != nil || got != c.want {
+			t.Errorf("DecideStore(%q, %q, %v) = %q, %v; want %q", c.recorded, c.requested, c.eng, got, err, c.want)
+		}
+	}
+	bad := []struct {
+		recorded, requested string
+		eng                 Engine
+	}{
+		{StoreGraphDriver, StoreSnapshotter, modern},
+		{StoreSnapshotter, "", legacy},
+		{"", StoreSnapshotter, legacy},
+	}
+	for _, c := range bad {
+		if _, err := DecideStore(c.recorded, c.requested, c.eng); !errors.Is(err, ErrStoreMismatch) {
+			t.Errorf("DecideStore(%q, %q, %v) = %v, want ErrStoreMismatch", c.recorded, c.requested, c.eng, err)
+		}
+	}
+}
+
+func TestPinStoreAndDriver(t *testing.T) {
+	got := PinStore([]string{"dockerd", "-D"}, StoreGraphDriver, Engine{Features: true})
+	if !slices.Equal(got, []string{"dockerd", "-D", "--feature=containerd-snapshotter=false"}) {
+		t.Fatalf("PinStore = %q", got)
+	}
+	if got := PinStore([]string{"dockerd"}, StoreSnapshotter, Engine{}); len(got) != 1 {
+		t.Fatalf("a legacy engine got a --feature: %q", got)
+	}
+	if DriverFor(StoreSnapshotter, "overlay2") != "overlayfs" || DriverFor(StoreSnapshotter, "vfs") != "native" ||
+		DriverFor(StoreGraphDriver, "overlay2") != "overlay2" {
+		t.Fatal("DriverFor wrong")
+	}
+}
+
+func TestDetectStore(t *testing.T) {
+	dir := t.TempDir()
+	if DetectStore(dir) != "" {
+		t.Fatal("an empty root has a store")
+	}
+	meta := filepath.Join(dir, "containerd", "daemon", "io.containerd.metadata.v1.bolt")
+	if err := os.MkdirAll(meta, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(meta, "meta.db"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if DetectStore(dir) != StoreSnapshotter {
+		t.Fatal("containerd metadata alone is not the snapshotter store")
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "image", "overlay2"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if DetectStore(dir) != StoreGraphDriver {
+		t.Fatal("image/overlay2 is not the graph driver store")
+	}
+}
