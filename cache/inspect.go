@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
+	"strings"
 
+	"github.com/containerd/continuity/fs"
 	"github.com/dindstore/dindstore/loopdev"
 	"github.com/dindstore/dindstore/volumes"
 	"github.com/moby/sys/mountinfo"
@@ -22,6 +25,9 @@ type Inspection struct {
 	Mounts []*mountinfo.Info `json:"mounts,omitempty"`
 	// Daemons are the inner dockerds running on the cache.
 	Daemons []Daemon `json:"daemons,omitempty"`
+	// Containerd counts, while the cache is mounted, what its containerd
+	// keeps: the content store and each snapshotter (containerd image store).
+	Containerd map[string]int64 `json:"containerd_bytes,omitempty"`
 }
 
 // Inspect gathers the record, the list entry, the holder, the loop device,
@@ -49,7 +55,27 @@ func (r *Root) Inspect(ctx context.Context, key string) (*Inspection, error) {
 		return nil, fmt.Errorf("inspect %q: %w", key, err)
 	}
 	in.Daemons = InnerDaemons(r.MountPath(key))
+	if len(in.Mounts) > 0 {
+		in.Containerd = containerdUsage(ctx, r.MountPath(key))
+	}
 	return in, nil
+}
+
+// containerdUsage walks the content store and the snapshotters of the
+// containerd that dockerd manages below a data root.
+func containerdUsage(ctx context.Context, dataRoot string) map[string]int64 {
+	dirs, _ := filepath.Glob(filepath.Join(dataRoot, "containerd", "daemon", "io.containerd.*"))
+	out := map[string]int64{}
+	for _, d := range dirs {
+		name := filepath.Base(d)
+		if !strings.Contains(name, "content") && !strings.Contains(name, "snapshotter") {
+			continue
+		}
+		if u, err := fs.DiskUsage(ctx, d); err == nil && u.Size > 0 {
+			out[name] = u.Size
+		}
+	}
+	return out
 }
 
 // Daemon is a dockerd whose data root is a cache's mount.

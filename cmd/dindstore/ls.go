@@ -97,11 +97,11 @@ func writeJSONList[T any](w io.Writer, list []T) error {
 
 func writeTable(w io.Writer, entries []cache.Entry, sum cache.Summary) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "KEY\tKIND\tCAP\tAPPARENT\tALLOCATED\tUSED\tINODES\tSTATE\tHOLDER\tCREATED\tLAST USED\tHITS\tGEN")
+	fmt.Fprintln(tw, "KEY\tKIND\tCAP\tAPPARENT\tALLOCATED\tUSED\tINODES\tSTATE\tHOLDER\tCREATED\tLAST USED\tHITS\tGEN\tSTORE")
 	for _, e := range entries {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", e.Key, e.Kind, human(e.CapBytes),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", e.Key, e.Kind, human(e.CapBytes),
 			human(e.ApparentBytes), human(e.AllocatedBytes), human(e.UsedBytes), inodes(e),
-			state(e), holder(e), ago(&e.Created), ago(e.LastUsed), e.Hits, generation(e))
+			state(e), holder(e), ago(&e.Created), ago(e.LastUsed), e.Hits, generation(e), dash(e.ImageStore))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
