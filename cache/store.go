@@ -229,6 +229,7 @@ func (r *Root) Remove(key string) error {
 	if rec != nil {
 		r.removePrevious(rec, rec.Previous)
 	}
+	_ = os.Remove(r.LogPath(key))
 	_ = r.removeOwner(key)
 	// Unlink the lock while holding it: a waiter that opened the old file
 	// sees it is gone (samePath) and locks the new one.
