@@ -125,43 +125,67 @@ func (r *Root) Acquire(ctx context.Context, key, mode string, command []string) 
 			l.release()
 		}
 	}()
-	lease.stale, _ = r.readOwner(key)
-	if lease.repaired, err = r.repairLocked(key, false); err != nil {
-		if o := lease.stale; o != nil && o.ContainerID != "" {
-			return nil, fmt.Errorf("clear what an earlier holder of %q left: %w; its container %s may still use "+
-				"the cache (its holder, pid %d, is gone): stop it (docker rm -f %s) and try again",
-				key, err, o.ContainerID, o.PID, o.ContainerID)
-		}
-		return nil, fmt.Errorf("clear what an earlier holder of %q left: %w", key, err)
+	if err := lease.takeOver(); err != nil {
+		return nil, err
 	}
+	if err := lease.own(mode, command); err != nil {
+		return nil, err
+	}
+	if err := lease.mountAndPin(ctx); err != nil {
+		return nil, err
+	}
+	return lease, nil
+}
+
+// takeOver clears what an earlier holder that died left (its mount, loop
+// device, owner record), remembering who it was.
+func (l *Lease) takeOver() error {
+	key := l.record.Key
+	l.stale, _ = l.root.readOwner(key)
+	var err error
+	if l.repaired, err = l.root.repairLocked(key, false); err == nil {
+		return nil
+	}
+	if o := l.stale; o != nil && o.ContainerID != "" {
+		return fmt.Errorf("clear what an earlier holder of %q left: %w; its container %s may still use "+
+			"the cache (its holder, pid %d, is gone): stop it (docker rm -f %s) and try again",
+			key, err, o.ContainerID, o.PID, o.ContainerID)
+	}
+	return fmt.Errorf("clear what an earlier holder of %q left: %w", key, err)
+}
+
+// own writes this process's owner record.
+func (l *Lease) own(mode string, command []string) error {
 	owner, err := CurrentOwner(os.Getpid(), command)
 	if err != nil {
-		return nil, fmt.Errorf("describe this process as owner: %w", err)
+		return fmt.Errorf("describe this process as owner: %w", err)
 	}
 	owner.Mode = mode
-	lease.owner = owner
-	if err := r.writeOwner(key, owner); err != nil {
-		return nil, err
+	l.owner = owner
+	return l.root.writeOwner(l.record.Key, owner)
+}
+
+// mountAndPin mounts the cache, pins its storage driver and records the
+// use; on failure nothing stays mounted.
+func (l *Lease) mountAndPin(ctx context.Context) error {
+	r, key := l.root, l.record.Key
+	var err error
+	if l.mount, err = r.mount(ctx, l.record); err != nil {
+		return fmt.Errorf("mount cache %q: %w", key, err)
 	}
-	if lease.mount, err = r.mount(ctx, rec); err != nil {
-		return nil, fmt.Errorf("mount cache %q: %w", key, err)
+	if l.driver, err = r.pinDriver(l.record, l.mount.Target); err == nil {
+		err = r.recordDriver(key, l.driver)
 	}
-	if lease.driver, err = r.pinDriver(rec, lease.mount.Target); err == nil {
-		err = r.recordDriver(key, lease.driver)
+	if err == nil {
+		err = fault.Point("after-mount")
 	}
-	if err != nil {
-		_ = volumes.Unmount(lease.mount.Target)
-		return nil, err
-	}
-	err = fault.Point("after-mount")
 	if err == nil {
 		err = r.touch(key)
 	}
 	if err != nil {
-		_ = volumes.Unmount(lease.mount.Target)
-		return nil, err
+		_ = volumes.Unmount(l.mount.Target)
 	}
-	return lease, nil
+	return err
 }
 
 // mount mounts the cache at its mount point, which the caller has cleared
