@@ -190,28 +190,7 @@ func startPayload(c *cli.Context, lease *cache.Lease, args []string) (*payload, 
 	if err != nil {
 		return nil, err
 	}
-	store := lease.ImageStore()
-	if store == "" {
-		store = overlay.StoreGraphDriver // what every dind image's engine can do
-	}
-	driver := overlay.DriverFor(store, lease.StorageDriver())
-	if spec.Args, err = overlay.PinArgs(spec.Args, driver, true); err != nil {
-		return nil, fmt.Errorf("%w: %w", errUsage, err)
-	}
-	if store == overlay.StoreSnapshotter && (len(spec.Args) == 0 || strings.HasPrefix(spec.Args[0], "-")) {
-		spec.Args = append(spec.Args, "--feature=containerd-snapshotter=true")
-	}
-	if err := lease.SetImageStore(store); err != nil {
-		return nil, err
-	}
-	var warning string
-	if spec.Env, warning = overlay.PinEnv(spec.Env, driver); warning != "" {
-		fmt.Fprintf(os.Stderr, "dindstore: WARNING: %s\n", warning)
-	}
-	// A dind image that runs its own containerd keeps it in /var/lib/containerd:
-	// give it a directory of the cache too, so that nothing lives outside.
-	spec.ContainerdRoot = filepath.Join(lease.MountPath(), ".dindstore-containerd")
-	if err := os.MkdirAll(spec.ContainerdRoot, 0o711); err != nil {
+	if err := pinLaunch(lease, &spec); err != nil {
 		return nil, err
 	}
 	spec.Labels = map[string]string{launch.LabelKey: lease.Key(), launch.LabelRoot: c.String(rootFlag.Name)}
@@ -231,6 +210,35 @@ func startPayload(c *cli.Context, lease *cache.Lease, args []string) (*payload, 
 		return nil, err
 	}
 	return &payload{ctr: ctr, ended: ctr.Wait(context.Background())}, nil
+}
+
+// pinLaunch pins the dind container's image store and storage driver: the
+// cache's recorded store, or the graph driver for a new cache (every dind
+// image's engine has it); and gives /var/lib/containerd a directory of the
+// cache, for images that run a containerd of their own, so that nothing
+// lives outside it.
+func pinLaunch(lease *cache.Lease, spec *launch.Spec) error {
+	store := lease.ImageStore()
+	if store == "" {
+		store = overlay.StoreGraphDriver
+	}
+	driver := overlay.DriverFor(store, lease.StorageDriver())
+	var err error
+	if spec.Args, err = overlay.PinArgs(spec.Args, driver, true); err != nil {
+		return fmt.Errorf("%w: %w", errUsage, err)
+	}
+	if store == overlay.StoreSnapshotter && (len(spec.Args) == 0 || strings.HasPrefix(spec.Args[0], "-")) {
+		spec.Args = append(spec.Args, "--feature=containerd-snapshotter=true")
+	}
+	if err := lease.SetImageStore(store); err != nil {
+		return err
+	}
+	var warning string
+	if spec.Env, warning = overlay.PinEnv(spec.Env, driver); warning != "" {
+		fmt.Fprintf(os.Stderr, "dindstore: WARNING: %s\n", warning)
+	}
+	spec.ContainerdRoot = filepath.Join(lease.MountPath(), ".dindstore-containerd")
+	return os.MkdirAll(spec.ContainerdRoot, 0o711)
 }
 
 // chownMount gives the cache's root directory to --owner.
