@@ -227,8 +227,11 @@ func pinLaunch(lease *cache.Lease, spec *launch.Spec) error {
 	if spec.Args, err = overlay.PinArgs(spec.Args, driver, true); err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
 	}
-	if store == overlay.StoreSnapshotter && (len(spec.Args) == 0 || strings.HasPrefix(spec.Args[0], "-")) {
-		spec.Args = append(spec.Args, "--feature=containerd-snapshotter=true")
+	if store == overlay.StoreSnapshotter && overlay.RequestedStore(spec.Args) == "" {
+		// Only an engine with the containerd store filled it: it knows --feature.
+		if len(spec.Args) == 0 || strings.HasPrefix(spec.Args[0], "-") || isDockerd(spec.Args) {
+			spec.Args = append(spec.Args, "--feature=containerd-snapshotter=true")
+		}
 	}
 	if err := lease.SetImageStore(store); err != nil {
 		return err
