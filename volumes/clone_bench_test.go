@@ -12,7 +12,6 @@ import (
 	"testing"
 
 	"github.com/dindstore/dindstore/internal/testutil"
-	"github.com/dindstore/dindstore/loopdev"
 	"golang.org/x/sys/unix"
 )
 
@@ -24,7 +23,7 @@ import (
 func BenchmarkClone(b *testing.B) {
 	testutil.RequiresRoot(b)
 	testutil.RequiresTool(b, "mkfs.xfs")
-	ext4Host, xfsHost := benchHost(b, Ext4), benchHost(b, XFS)
+	ext4Host, xfsHost := hostFS(b, Ext4, 8<<30), hostFS(b, XFS, 8<<30)
 	src := filepath.Join(ext4Host, "src.img")
 	fillBenchImage(b, src, 2<<30)
 	xsrc := filepath.Join(xfsHost, "src.img")
@@ -81,19 +80,6 @@ func execOrFail(b *testing.B, name string, args ...string) {
 	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
 		b.Fatalf("%s %v: %v %s", name, args, err, out)
 	}
-}
-
-// benchHost mounts an 8 GiB filesystem of kind fs for the benchmark.
-func benchHost(b *testing.B, fs FS) string {
-	dir := b.TempDir()
-	img, mnt := filepath.Join(dir, "host.img"), filepath.Join(dir, "host")
-	must(b, os.Mkdir(mnt, 0o700))
-	must(b, CreateImage(context.Background(), img, 8<<30, fs))
-	if _, err := MountImage(context.Background(), img, mnt, fs, loopdev.Tag("dindstore-bench:", string(fs))); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = Unmount(mnt) })
-	return mnt
 }
 
 // fillBenchImage makes a 4 GiB ext4 cache image holding n bytes of random

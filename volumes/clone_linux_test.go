@@ -13,8 +13,8 @@ import (
 )
 
 // hostFS mounts a fresh filesystem of kind fs (a loop image of its own) to
-// stand for the host filesystem a root lives on.
-func hostFS(t *testing.T, fs FS, size int64) string {
+// stand for the host filesystem a root lives on; unmounted at cleanup.
+func hostFS(t testing.TB, fs FS, size int64) string {
 	t.Helper()
 	testutil.RequiresRoot(t)
 	testutil.RequiresTool(t, "mkfs."+string(fs))
@@ -26,7 +26,7 @@ func hostFS(t *testing.T, fs FS, size int64) string {
 	if err := CreateImage(context.Background(), img, size, fs); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := MountImage(context.Background(), img, mnt, fs, loopdev.Tag("dindstore-test:host-", t.Name())); err != nil {
+	if _, err := MountImage(context.Background(), img, mnt, fs, loopdev.Tag("dindstore-test:host-", string(fs))); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = Unmount(mnt) })
