@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/network"
@@ -171,13 +172,13 @@ func (c *Container) Wait(ctx context.Context) <-chan struct{} {
 func (c *Container) Stop(ctx context.Context) error {
 	grace := 10
 	err := c.api.ContainerStop(ctx, c.ID, container.StopOptions{Timeout: &grace})
-	if err != nil && !client.IsErrNotFound(err) {
+	if err != nil && !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("stop container %s: %w", short(c.ID), err)
 	}
 	if c.keep {
 		return nil
 	}
-	if err := c.api.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil && !client.IsErrNotFound(err) {
+	if err := c.api.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("remove container %s: %w", short(c.ID), err)
 	}
 	return nil
