@@ -39,7 +39,7 @@ func StartDaemon(ctx context.Context, dataRoot string, flags []string, log *os.F
 		"--bridge=none", "--iptables=false", "--ip-masq=false"}, flags...)
 	d := &Daemon{cmd: exec.Command("dockerd", args...), dir: dir, exited: make(chan struct{})}
 	d.cmd.Stdout, d.cmd.Stderr = log, log
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	d.cmd.SysProcAttr = daemonProcAttr()
 	if err := d.cmd.Start(); err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("start dockerd: %w", err)
