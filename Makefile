@@ -49,6 +49,8 @@ unit:
 
 vet:
 	$(GO) vet ./...
+	$(GO) vet -tags faults ./...
+	GOOS=darwin $(GO) vet ./...   # the pure parts build (and their unit tests run) off Linux
 
 fmt-check:
 	@out=$$(gofmt -l .); [ -z "$$out" ] || { echo "gofmt needed:"; echo "$$out"; exit 1; }
