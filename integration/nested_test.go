@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // innerArgs make the inner dockerd need no bridge or iptables.
@@ -81,8 +82,17 @@ func TestLaunchNested(t *testing.T) {
 			t.Errorf("the next launch lacks %s: %q", want, images)
 		}
 	}
-	if r := dindstore(t, root, "release", "nd"); r.code != 0 {
-		t.Fatalf("release: exit %d: %s", r.code, r.stderr)
+	// The lease lives exactly as long as the container: stopping it from
+	// the engine releases the cache.
+	if _, err := o.docker("stop", id); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for listJSON(t, root)["nd"].State != "idle" {
+		if time.Now().After(deadline) {
+			t.Fatal("the cache is still held 30s after its container stopped")
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	assertNothingLeft(t, root)
 }
