@@ -51,6 +51,16 @@ func TestLaunchNested(t *testing.T) {
 		runBinary(t, binary, o.env(), root, "release", "nd")
 		cleanupRoot(t, root)
 	})
+	// A dind whose daemon never comes up: the error carries its output.
+	bad := runBinary(t, binary, o.env(), root, "launch", "bad", "--kind", "loop", "--size", "1GiB", "--image", dindImage,
+		"--detach", "--ready-timeout", "60s", "--", "--no-such-flag")
+	if bad.code != 1 || !strings.Contains(bad.stderr, "before its daemon answered") || !strings.Contains(bad.stderr, "no-such-flag") {
+		t.Fatalf("launch of a daemon that cannot start: exit %d: %s", bad.code, bad.stderr)
+	}
+	if e := listJSON(t, root)["bad"]; e.State != "idle" {
+		t.Fatalf("the failed launch still holds its cache: %+v", e)
+	}
+	assertNothingLeft(t, root)
 	id := launchDetached(t, o, root, "nd", "--name", "dindstore-nd")
 	info := innerDocker(t, o, id, nil, "info", "--format", "{{.Driver}} {{json .DriverStatus}}")
 	if !strings.HasPrefix(info, "overlay2 ") || !strings.Contains(info, `["Backing Filesystem","extfs"]`) {
