@@ -125,3 +125,40 @@ func TestRecoverHalfCreated(t *testing.T) {
 		t.Errorf("loop devices: %v", devs)
 	}
 }
+
+// TestGCStrayLoop: a dindstore loop device whose image file is gone (here:
+// unlinked while mounted below the root) is unmounted and detached by gc.
+func TestGCStrayLoop(t *testing.T) {
+	testutil.RequiresRoot(t)
+	testutil.RequiresTool(t, "mkfs.ext4")
+	ctx := context.Background()
+	r := newRoot(t)
+	image, target := r.imagePath("stray"), filepath.Join(r.tmpDir(), "stray-mnt") // no cache's mount point
+	if err := volumes.CreateImage(ctx, image, 64<<20, volumes.Ext4); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(target, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	m, err := volumes.MountImage(ctx, image, target, volumes.Ext4, loopdev.Tag(TagPrefix, "stray"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = volumes.Unmount(target) })
+	if err := os.Remove(image); err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.GC(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strays := findingsOf(got, FindStrayLoop); len(strays) != 1 || strays[0].Error != "" {
+		t.Fatalf("gc findings: %+v", got)
+	}
+	if mounted, _ := volumes.IsMounted(target); mounted {
+		t.Fatal("the stray device is still mounted")
+	}
+	if st, err := loopdev.Status(m.Device); err == nil && st.Tag == loopdev.Tag(TagPrefix, "stray") {
+		t.Fatalf("the stray device %s is still attached", m.Device)
+	}
+}
