@@ -59,13 +59,3 @@ func TestParseFlocks(t *testing.T) {
 		}
 	}
 }
-
-func TestFlagValues(t *testing.T) {
-	args := []string{"dockerd", "--data-root", "/m", "-H", "unix:///a.sock", "--host=tcp://1.2.3.4:2375", "-H=unix:///b"}
-	if got := flagValues(args, "data-root", ""); len(got) != 1 || got[0] != "/m" {
-		t.Errorf("data-root: %q", got)
-	}
-	if got := flagValues(args, "host", "H"); strings.Join(got, ",") != "unix:///a.sock,tcp://1.2.3.4:2375,unix:///b" {
-		t.Errorf("host: %q", got)
-	}
-}

@@ -3,7 +3,6 @@ package overlay
 import (
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 )
 
@@ -22,27 +21,23 @@ const DriverEnv = "DOCKER_DRIVER"
 // driver is ErrDriverConflict; none is added as --storage-driver=DRIVER. Any
 // other command is returned as it is: PinEnv still pins it.
 func PinArgs(argv []string, driver string, entrypoint bool) ([]string, error) {
-	isDockerd := len(argv) > 0 && filepath.Base(argv[0]) == "dockerd"
-	if entrypoint && (len(argv) == 0 || strings.HasPrefix(argv[0], "-")) {
-		isDockerd = true
-	}
-	if !isDockerd {
+	if !dockerdLine(argv, entrypoint) {
 		return argv, nil
 	}
-	for i, a := range argv {
-		name, val, hasVal := strings.Cut(a, "=")
-		if name != "--storage-driver" && name != "-s" {
-			continue
-		}
-		if !hasVal && i+1 < len(argv) {
-			val = argv[i+1]
-		}
-		if val != driver {
-			return nil, fmt.Errorf("%w: the command asks for --storage-driver %s, but the cache is pinned to %s", ErrDriverConflict, val, driver)
+	if vals := FlagValues(argv, "--storage-driver", "-s"); len(vals) > 0 {
+		if vals[0] != driver {
+			return nil, fmt.Errorf("%w: the command asks for --storage-driver %s, but the cache is pinned to %s", ErrDriverConflict, vals[0], driver)
 		}
 		return argv, nil
 	}
 	return append(append([]string{}, argv...), "--storage-driver="+driver), nil
+}
+
+// dockerdLine reports whether argv is a dockerd command line: argv[0] is
+// dockerd, or, for a docker:dind style entrypoint, there are no arguments
+// or the first is a flag.
+func dockerdLine(argv []string, entrypoint bool) bool {
+	return IsDockerd(argv) || (entrypoint && (len(argv) == 0 || strings.HasPrefix(argv[0], "-")))
 }
 
 // PinEnv sets DOCKER_DRIVER=driver in env, replacing a value that disagrees;

@@ -42,3 +42,16 @@ func TestPinEnv(t *testing.T) {
 		t.Fatalf("agreeing DOCKER_DRIVER warned: %q", warn)
 	}
 }
+
+func TestFlagValues(t *testing.T) {
+	args := []string{"dockerd", "--data-root", "/m", "-H", "unix:///a.sock", "--host=tcp://1.2.3.4:2375", "-H=unix:///b", "-H"}
+	if got := FlagValues(args, "--data-root"); len(got) != 1 || got[0] != "/m" {
+		t.Errorf("data-root: %q", got)
+	}
+	if got := FlagValues(args, "--host", "-H"); !slices.Equal(got, []string{"unix:///a.sock", "tcp://1.2.3.4:2375", "unix:///b", ""}) {
+		t.Errorf("host: %q", got)
+	}
+	if !IsDockerd([]string{"/usr/bin/dockerd"}) || IsDockerd([]string{"sh"}) || IsDockerd(nil) {
+		t.Error("IsDockerd wrong")
+	}
+}

@@ -46,12 +46,8 @@ func ProbeEngine(argv0 string) (Engine, error) {
 // RequestedStore reads the store a dockerd command line asks for with
 // --feature containerd-snapshotter=BOOL; "" when it does not say.
 func RequestedStore(argv []string) string {
-	for i, a := range argv {
-		v, ok := strings.CutPrefix(a, "--feature=")
-		if !ok && a == "--feature" && i+1 < len(argv) {
-			v, ok = argv[i+1], true
-		}
-		if name, val, _ := strings.Cut(v, "="); ok && name == featureFlag {
+	for _, v := range FlagValues(argv, "--feature") {
+		if name, val, _ := strings.Cut(v, "="); name == featureFlag {
 			if val == "true" || val == "" {
 				return StoreSnapshotter
 			}
@@ -99,10 +95,11 @@ func DriverFor(store, graphDriver string) string {
 	return "overlayfs"
 }
 
-// PinStore adds to a dockerd command line the switch for store, on engines
-// that have it and when the line does not say already.
-func PinStore(argv []string, store string, eng Engine) []string {
-	if !eng.Features || RequestedStore(argv) != "" || len(argv) == 0 || filepath.Base(argv[0]) != "dockerd" {
+// PinStore adds to a dockerd command line (entrypoint: as PinArgs) the
+// switch for store, on engines that have it and when the line does not say
+// already.
+func PinStore(argv []string, store string, eng Engine, entrypoint bool) []string {
+	if !eng.Features || RequestedStore(argv) != "" || !dockerdLine(argv, entrypoint) {
 		return argv
 	}
 	return append(append([]string{}, argv...), fmt.Sprintf("--feature=%s=%t", featureFlag, store == StoreSnapshotter))

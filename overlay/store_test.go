@@ -55,12 +55,19 @@ func TestDecideStore(t *testing.T) {
 }
 
 func TestPinStoreAndDriver(t *testing.T) {
-	got := PinStore([]string{"dockerd", "-D"}, StoreGraphDriver, Engine{Features: true})
+	got := PinStore([]string{"dockerd", "-D"}, StoreGraphDriver, Engine{Features: true}, false)
 	if !slices.Equal(got, []string{"dockerd", "-D", "--feature=containerd-snapshotter=false"}) {
 		t.Fatalf("PinStore = %q", got)
 	}
-	if got := PinStore([]string{"dockerd"}, StoreSnapshotter, Engine{}); len(got) != 1 {
+	if got := PinStore([]string{"dockerd"}, StoreSnapshotter, Engine{}, false); len(got) != 1 {
 		t.Fatalf("a legacy engine got a --feature: %q", got)
+	}
+	if got := PinStore([]string{"--tls=false"}, StoreSnapshotter, Engine{Features: true}, true); !slices.Equal(got,
+		[]string{"--tls=false", "--feature=containerd-snapshotter=true"}) {
+		t.Fatalf("entrypoint PinStore = %q", got)
+	}
+	if got := PinStore([]string{"sh"}, StoreSnapshotter, Engine{Features: true}, true); len(got) != 1 {
+		t.Fatalf("a non-dockerd entrypoint command got a --feature: %q", got)
 	}
 	if DriverFor(StoreSnapshotter, "overlay2") != "overlayfs" || DriverFor(StoreSnapshotter, "vfs") != "native" ||
 		DriverFor(StoreGraphDriver, "overlay2") != "overlay2" {

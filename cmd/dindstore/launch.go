@@ -227,12 +227,9 @@ func pinLaunch(lease *cache.Lease, spec *launch.Spec) error {
 	if spec.Args, err = overlay.PinArgs(spec.Args, driver, true); err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
 	}
-	if store == overlay.StoreSnapshotter && overlay.RequestedStore(spec.Args) == "" {
-		// Only an engine with the containerd store filled it: it knows --feature.
-		if len(spec.Args) == 0 || strings.HasPrefix(spec.Args[0], "-") || isDockerd(spec.Args) {
-			spec.Args = append(spec.Args, "--feature=containerd-snapshotter=true")
-		}
-	}
+	// Only an engine with the containerd store can have filled a cache with
+	// it: it knows --feature. Any dind image's engine knows the graph driver.
+	spec.Args = overlay.PinStore(spec.Args, store, overlay.Engine{Features: store == overlay.StoreSnapshotter}, true)
 	if err := lease.SetImageStore(store); err != nil {
 		return err
 	}

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -177,7 +176,7 @@ func pinCommand(lease *cache.Lease, argv []string) ([]string, []string, error) {
 	if store == "" && lease.StorageDriver() == "vfs" {
 		store = overlay.StoreGraphDriver // vfs caches keep dockerd's own vfs driver
 	}
-	if isDockerd(argv) {
+	if overlay.IsDockerd(argv) {
 		path, err := exec.LookPath(argv[0])
 		if err != nil {
 			return nil, nil, fmt.Errorf("%w: %s: %w", errUsage, argv[0], err)
@@ -192,7 +191,7 @@ func pinCommand(lease *cache.Lease, argv []string) ([]string, []string, error) {
 		if err := lease.SetImageStore(store); err != nil {
 			return nil, nil, err
 		}
-		argv = overlay.PinStore(argv, store, eng)
+		argv = overlay.PinStore(argv, store, eng, false)
 		warnExternalContainerd(argv)
 	}
 	if store == "" {
@@ -212,8 +211,6 @@ func pinCommand(lease *cache.Lease, argv []string) ([]string, []string, error) {
 	}
 	return argv, env, nil
 }
-
-func isDockerd(argv []string) bool { return len(argv) > 0 && filepath.Base(argv[0]) == "dockerd" }
 
 // warnExternalContainerd says when a dockerd is pointed at a containerd of
 // its own: that containerd keeps its snapshots outside the cache.
