@@ -13,7 +13,6 @@ import (
 	"github.com/containerd/continuity/fs"
 	"github.com/dindstore/dindstore/overlay"
 	"github.com/dindstore/dindstore/volumes"
-	"golang.org/x/sys/unix"
 )
 
 // States a cache can be in.
@@ -154,11 +153,10 @@ func (r *Root) usage(ctx context.Context, rec *Record, held bool, opts ListOptio
 		e.AllocatedBytes, e.UsedBytes, e.InodesUsed, e.UsageSource = u.Size, u.Size, uint64(u.Inodes), UsageWalk
 		return nil
 	}
-	var st unix.Stat_t
-	if err := unix.Lstat(r.imagePath(rec.Key), &st); err != nil {
+	var err error
+	if e.ApparentBytes, e.AllocatedBytes, _, err = fileSizes(r.imagePath(rec.Key)); err != nil {
 		return fmt.Errorf("stat image of %q: %w", rec.Key, err)
 	}
-	e.ApparentBytes, e.AllocatedBytes = st.Size, st.Blocks*512
 	return r.loopUsage(rec, held, e)
 }
 

@@ -7,8 +7,6 @@ import (
 	"slices"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/docker/go-units"
 )
 
@@ -214,9 +212,9 @@ func (r *Root) dropPrevious(key string) error {
 
 // allocatedOf is what a file takes on the host (a directory: 0, unknown).
 func allocatedOf(p string) int64 {
-	var st unix.Stat_t
-	if unix.Lstat(p, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+	_, allocated, regular, err := fileSizes(p)
+	if err != nil || !regular {
 		return 0
 	}
-	return st.Blocks * 512
+	return allocated
 }

@@ -69,9 +69,20 @@ func (r *Root) trim(ctx context.Context, rec *Record) (uint64, error) {
 
 // allocated is what the cache's image takes on the host.
 func (r *Root) allocated(key string) (int64, error) {
-	var st unix.Stat_t
-	if err := unix.Lstat(r.imagePath(key), &st); err != nil {
+	_, allocated, _, err := fileSizes(r.imagePath(key))
+	if err != nil {
 		return 0, fmt.Errorf("stat image of %q: %w", key, err)
 	}
-	return st.Blocks * 512, nil
+	return allocated, nil
+}
+
+// fileSizes returns a file's st_size, what it allocates on the host
+// (st_blocks×512), and whether it is a regular file, without following a
+// link.
+func fileSizes(path string) (apparent, allocated int64, regular bool, err error) {
+	var st unix.Stat_t
+	if err := unix.Lstat(path, &st); err != nil {
+		return 0, 0, false, err
+	}
+	return st.Size, st.Blocks * 512, st.Mode&unix.S_IFMT == unix.S_IFREG, nil
 }
