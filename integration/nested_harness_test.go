@@ -9,11 +9,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/dindstore/dindstore/launch"
 )
 
 // dindImage is the registry-free dind image the nested tests use.
@@ -89,7 +90,7 @@ func (o *outer) stop(t testing.TB) {
 // is given, the capabilities this host's bounding set lacks.
 func writeRuncWrapper(t testing.TB, dir string) string {
 	t.Helper()
-	drop := missingCapNames(t)
+	drop := launch.MissingCaps()
 	script := fmt.Sprintf(`#!/bin/sh
 # Test-only: --privileged asks for every capability; this host lacks: %[1]s
 strip() { [ -f "$1" ] || return 0
@@ -113,38 +114,6 @@ func runcPath(t testing.TB) string {
 		t.Skip("skipping: runc not found")
 	}
 	return p
-}
-
-// missingCapNames lists, as CAP_ names, what the bounding set lacks.
-func missingCapNames(t testing.TB) []string {
-	status, err := os.ReadFile("/proc/self/status")
-	must(t, err)
-	last, err := os.ReadFile("/proc/sys/kernel/cap_last_cap")
-	must(t, err)
-	n, _ := strconv.Atoi(strings.TrimSpace(string(last)))
-	var bnd uint64
-	for _, line := range strings.Split(string(status), "\n") {
-		if v, ok := strings.CutPrefix(line, "CapBnd:"); ok {
-			bnd, _ = strconv.ParseUint(strings.TrimSpace(v), 16, 64)
-		}
-	}
-	var out []string
-	for i := 0; i <= n; i++ {
-		if bnd&(1<<i) == 0 {
-			out = append(out, capName(t, i))
-		}
-	}
-	return out
-}
-
-// capName asks capsh for a capability's name.
-func capName(t testing.TB, i int) string {
-	out, err := exec.Command("capsh", fmt.Sprintf("--decode=%x", uint64(1)<<i)).Output()
-	if err != nil {
-		t.Skipf("skipping: capsh --decode: %v", err)
-	}
-	_, name, _ := strings.Cut(strings.TrimSpace(string(out)), "=")
-	return strings.ToUpper(name)
 }
 
 var buildOnce sync.Once

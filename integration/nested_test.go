@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dindstore/dindstore/launch"
 )
 
 // innerArgs make the inner dockerd need no bridge or iptables.
@@ -156,7 +158,7 @@ func TestDindWithoutDindstore(t *testing.T) {
 // capabilities this host lacks, launch says which, and what to do.
 func TestLaunchExplainsCaps(t *testing.T) {
 	requireSuite(t)
-	if len(missingCapNames(t)) == 0 {
+	if len(launch.MissingCaps()) == 0 {
 		t.Skip("skipping: this host's bounding set has every capability, so --privileged works")
 	}
 	o := startOuter(t, false)

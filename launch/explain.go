@@ -17,10 +17,10 @@ var capNames = []string{
 	"CHECKPOINT_RESTORE",
 }
 
-// missingCaps lists the capabilities the kernel knows but this process's
-// bounding set lacks: --privileged asks for all of them, and runc fails
-// with "unable to apply caps" when one cannot be had.
-func missingCaps() []string {
+// MissingCaps lists, as CAP_ names, the capabilities the kernel knows but
+// this process's bounding set lacks: --privileged asks for all of them, and
+// runc fails with "unable to apply caps" when one cannot be had.
+func MissingCaps() []string {
 	status, err := os.ReadFile("/proc/self/status")
 	if err != nil {
 		return nil
@@ -58,7 +58,7 @@ func explain(err error, spec Spec) error {
 	msg := err.Error()
 	switch {
 	case spec.Runtime == "" && strings.Contains(msg, "unable to apply caps"):
-		missing := missingCaps()
+		missing := MissingCaps()
 		return fmt.Errorf("the engine could not start the privileged dind container: --privileged asks for every "+
 			"capability, and this host's capability bounding set lacks %s. Run on a host with the full set; or make "+
 			"the engine's default runtime a runc wrapper that drops those capabilities (dockerd --add-runtime NAME=PATH "+
