@@ -28,14 +28,9 @@ func engineEnv() []string {
 	return []string{"PATH=" + modernEngine + ":" + os.Getenv("PATH")}
 }
 
-// innerImagesScript starts dockerd (DOCKERD, with FLAGS) on {mount}, lists
-// its images, and stops it.
-const innerImagesScript = `set -e; W=$(mktemp -d /tmp/dindstore-eng.XXXXXX)
-"$DOCKERD" --data-root "$1" --exec-root "$W/exec" --pidfile "$W/d.pid" -H "unix://$W/d.sock" --bridge=none --iptables=false --ip-masq=false $FLAGS >"$W/log" 2>&1 &
-P=$!; trap 'kill -TERM $P; wait $P; rm -rf "$W"' EXIT
-i=0; until docker -H "unix://$W/d.sock" version >/dev/null 2>&1; do i=$((i+1)); [ $i -lt 300 ] || { tail "$W/log"; exit 90; }; sleep 0.1; done
-docker -H "unix://$W/d.sock" info --format 'driver={{.Driver}}'
-docker -H "unix://$W/d.sock" images --format 'image={{.Repository}}:{{.Tag}}'`
+// innerDockerScript is the script that starts $DOCKERD on a cache, imports stdin
+// when given a name, and prints the driver and the images.
+const innerDockerScript = "testdata/inner-docker.sh"
 
 // TestEngineStores: a cache filled by dockerd 20.10 (graph driver) is
 // pinned to that store when the current engine opens it (it sees the
@@ -52,24 +47,18 @@ func TestEngineStores(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "root")
 	t.Cleanup(func() { cleanupRoot(t, root) })
 	tar := busyboxTar(t)
-	fill := `set -e; W=$(mktemp -d /tmp/dindstore-eng.XXXXXX)
-"$DOCKERD" --data-root "$1" --exec-root "$W/exec" --pidfile "$W/d.pid" -H "unix://$W/d.sock" --bridge=none --iptables=false --ip-masq=false >"$W/log" 2>&1 &
-P=$!; trap 'kill -TERM $P; wait $P; rm -rf "$W"' EXIT
-i=0; until docker -H "unix://$W/d.sock" version >/dev/null 2>&1; do i=$((i+1)); [ $i -lt 300 ] || { tail "$W/log"; exit 90; }; sleep 0.1; done
-docker -H "unix://$W/d.sock" import - "$2" >/dev/null`
-	run := func(key, dockerd, flags string, stdin []byte, script string, extra ...string) result {
-		env := append(engineEnv(), "DOCKERD="+dockerd, "FLAGS="+flags)
-		args := append([]string{"run", key, "--kind", "loop", "--size", "2GiB"}, extra...)
-		args = append(args, "--", "sh", "-c", script, "sh", "{mount}", "old:1")
+	run := func(key, dockerd string, stdin []byte, importAs ...string) result {
+		env := append(engineEnv(), "DOCKERD="+dockerd)
+		args := append([]string{"run", key, "--kind", "loop", "--size", "2GiB", "--", "sh", innerDockerScript, "{mount}"}, importAs...)
 		return runBinaryStdin(t, binary, env, stdin, root, args...)
 	}
-	if r := run("g", legacy, "", tar, fill); r.code != 0 {
+	if r := run("g", legacy, tar, "old:1"); r.code != 0 {
 		t.Fatalf("fill with dockerd 20.10: exit %d: %s", r.code, r.stderr)
 	}
 	if e := listJSON(t, root)["g"]; e.UsageSource == "" {
 		t.Logf("cache g: %+v", e)
 	}
-	r := run("g", modern, "", nil, innerImagesScript)
+	r := run("g", modern, nil)
 	if r.code != 0 || !strings.Contains(r.stdout, "driver=overlay2") || !strings.Contains(r.stdout, "image=old:1") {
 		t.Fatalf("current engine on the graph-driver cache: exit %d: %s %s", r.code, r.stdout, r.stderr)
 	}
@@ -78,8 +67,7 @@ docker -H "unix://$W/d.sock" import - "$2" >/dev/null`
 		t.Fatalf("snapshotter asked for on a graph-driver cache: exit %d: %s", direct.code, direct.stderr)
 	}
 	// The other way round: filled by the current engine (containerd store).
-	r = runBinaryStdin(t, binary, append(engineEnv(), "DOCKERD="+modern, "FLAGS="), tar, root,
-		"run", "s", "--kind", "loop", "--size", "2GiB", "--", modern, "--version")
+	r = runBinary(t, binary, engineEnv(), root, "run", "s", "--kind", "loop", "--size", "2GiB", "--", modern, "--version")
 	if r.code != 0 {
 		t.Fatalf("pin the store of a fresh cache: exit %d: %s", r.code, r.stderr)
 	}
@@ -98,9 +86,8 @@ func TestEngineLeavesNothingOutside(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "root")
 	t.Cleanup(func() { cleanupRoot(t, root) })
 	before := listTrees("/var/lib/containerd", "/var/lib/docker")
-	env := append(engineEnv(), "DOCKERD="+filepath.Join(modernEngine, "dockerd"), "FLAGS=")
-	r := runBinaryStdin(t, binary, env, nil, root, "run", "o", "--kind", "loop", "--size", "2GiB", "--",
-		"sh", "-c", innerImagesScript, "sh", "{mount}")
+	env := append(engineEnv(), "DOCKERD="+filepath.Join(modernEngine, "dockerd"))
+	r := runBinary(t, binary, env, root, "run", "o", "--kind", "loop", "--size", "2GiB", "--", "sh", innerDockerScript, "{mount}")
 	if r.code != 0 || !strings.Contains(r.stdout, "driver=overlayfs") {
 		t.Fatalf("current engine: exit %d: %s %s", r.code, r.stdout, r.stderr)
 	}

@@ -92,7 +92,7 @@ func TestWarmPull(t *testing.T) {
 		t.Fatalf("warm --pull: exit %d, want one layer pulled: %s", r.code, r.stderr)
 	}
 	t.Logf("warm said:\n%s", r.stderr)
-	if out := mustRun(t, root, "run", "p", "--", "sh", "testdata/inner-images.sh", "{mount}"); !strings.Contains(out, ref) {
+	if out := mustRun(t, root, "run", "p", "--", "sh", innerDockerScript, "{mount}"); !strings.Contains(out, ref) {
 		t.Fatalf("the pulled image is not in the cache: %q", out)
 	}
 	if r := runBinary(t, binary, o.env(), root, "warm", "p", "--pull", reg+"/nosuch:1"); r.code != 1 || r.stderr == "" {
