@@ -134,25 +134,40 @@ func TestKilledHolder(t *testing.T) {
 	requireSuite(t)
 	root := filepath.Join(t.TempDir(), "root")
 	t.Cleanup(func() { cleanupRoot(t, root) })
-	cmd := exec.Command(binary, "--root", root, "run", "it-killed", "--kind", "loop", "--size", "256MiB", "--",
-		"sh", "-c", "echo data > {mount}/f; exec sleep 600")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	waitInUse(t, root, "it-killed")
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	_ = cmd.Wait()
+	pid := killedHolder(t, root, "it-killed")
 	r := dindstore(t, root, "run", "it-killed", "--", "cat", "{mount}/f")
 	if r.code != 0 || strings.TrimSpace(r.stdout) != "data" {
 		t.Fatalf("run after SIGKILL: exit %d, %q, %q", r.code, r.stdout, r.stderr)
 	}
-	if !strings.Contains(r.stderr, "took over") || !strings.Contains(r.stderr, fmt.Sprint(cmd.Process.Pid)) {
-		t.Errorf("the takeover is not reported with the dead pid %d: %q", cmd.Process.Pid, r.stderr)
+	if !strings.Contains(r.stderr, "took over") || !strings.Contains(r.stderr, fmt.Sprint(pid)) {
+		t.Errorf("the takeover is not reported with the dead pid %d: %q", pid, r.stderr)
 	}
 	assertNothingLeft(t, root)
+}
+
+// killedHolder runs `dindstore run KEY` (a loop cache, "data" written to
+// {mount}/f, then a long sleep), kills it with SIGKILL once it holds the
+// cache, and returns its pid: what a crashed holder leaves behind.
+func killedHolder(t *testing.T, root, key string) int {
+	t.Helper()
+	cmd := exec.Command(binary, "--root", root, "run", key, "--kind", "loop", "--size", "256MiB", "--",
+		"sh", "-c", "echo data > {mount}/f; exec sleep 600")
+	must(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	waitInUse(t, root, key)
+	must(t, cmd.Process.Signal(syscall.SIGKILL))
+	_ = cmd.Wait()
+	return cmd.Process.Pid
+}
+
+// waitIdle polls ls until the cache is idle, failing after d.
+func waitIdle(t *testing.T, root, key string, d time.Duration) {
+	t.Helper()
+	for deadline := time.Now().Add(d); listJSON(t, root)[key].State != "idle"; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("cache %s is still held after %s", key, d)
+		}
+	}
 }
 
 // waitInUse polls ls until the cache is in use and its data written.

@@ -53,13 +53,7 @@ func TestPrepareRelease(t *testing.T) {
 	}
 	must(t, job.Process.Kill())
 	_ = job.Wait()
-	deadline := time.Now().Add(5 * time.Second)
-	for listJSON(t, root)["hk"].State != "idle" {
-		if time.Now().After(deadline) {
-			t.Fatal("the cache is still held 5s after the watched pid died")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitIdle(t, root, "hk", 5*time.Second) // after the watched pid died
 	assertNothingLeft(t, root)
 }
 

@@ -99,13 +99,7 @@ func TestLaunchNested(t *testing.T) {
 	if _, err := o.docker("stop", id); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for listJSON(t, root)["nd"].State != "idle" {
-		if time.Now().After(deadline) {
-			t.Fatal("the cache is still held 30s after its container stopped")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitIdle(t, root, "nd", 30*time.Second) // after its container stopped
 	assertNothingLeft(t, root)
 }
 

@@ -200,13 +200,7 @@ func TestGC(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "root")
 	t.Cleanup(func() { cleanupRoot(t, root) })
 	// Orphan: a holder killed with SIGKILL, then its record deleted.
-	cmd := exec.Command(binary, "--root", root, "run", "orphan", "--kind", "loop", "--size", "256MiB", "--",
-		"sh", "-c", "touch {mount}/f; exec sleep 600")
-	must(t, cmd.Start())
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	waitInUse(t, root, "orphan")
-	must(t, cmd.Process.Signal(syscall.SIGKILL))
-	_ = cmd.Wait()
+	killedHolder(t, root, "orphan")
 	must(t, os.Remove(filepath.Join(root, "records", "orphan.json")))
 	handDev, handMnt := handMadeLoop(t)
 
