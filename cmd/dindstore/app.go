@@ -182,6 +182,19 @@ func oneKey(c *cli.Context) (string, error) {
 	return key, cache.ValidateKey(key)
 }
 
+// keyAndRest splits `KEY [--] [ARGS...]` and checks KEY.
+func keyAndRest(c *cli.Context) (string, []string, error) {
+	args := c.Args().Slice()
+	if len(args) == 0 {
+		return "", nil, fmt.Errorf("%w: %s needs KEY", errUsage, c.Command.Name)
+	}
+	rest := args[1:]
+	if len(rest) > 0 && rest[0] == "--" {
+		rest = rest[1:]
+	}
+	return args[0], rest, cache.ValidateKey(args[0])
+}
+
 // keyAndRoot reads the single KEY argument and opens the existing root.
 func keyAndRoot(c *cli.Context) (string, *cache.Root, error) {
 	key, err := oneKey(c)

@@ -47,7 +47,7 @@ var launchCommand = &cli.Command{
 	Flags: append(append(append([]cli.Flag{}, createFlags...), launchFlags...),
 		&cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "return once the inner daemon answers"}),
 	Action: func(c *cli.Context) error {
-		key, args, err := launchArgs(c)
+		key, args, err := keyAndRest(c)
 		if err != nil {
 			return err
 		}
@@ -71,19 +71,6 @@ var launchCommand = &cli.Command{
 		}
 		return launchForeground(c, root, key, args)
 	},
-}
-
-// launchArgs splits `KEY [--] [ARGS...]`.
-func launchArgs(c *cli.Context) (string, []string, error) {
-	args := c.Args().Slice()
-	if len(args) == 0 {
-		return "", nil, fmt.Errorf("%w: launch needs KEY", errUsage)
-	}
-	rest := args[1:]
-	if len(rest) > 0 && rest[0] == "--" {
-		rest = rest[1:]
-	}
-	return args[0], rest, cache.ValidateKey(args[0])
 }
 
 // launchSpec reads the container's description from the flags.

@@ -57,14 +57,11 @@ var runCommand = &cli.Command{
 
 // runArgs splits `KEY [--] CMD [ARGS...]`.
 func runArgs(c *cli.Context) (string, []string, error) {
-	args := c.Args().Slice()
-	if len(args) > 1 && args[1] == "--" {
-		args = append(args[:1:1], args[2:]...)
+	key, rest, err := keyAndRest(c)
+	if err == nil && len(rest) == 0 {
+		err = fmt.Errorf("%w: run needs KEY -- CMD [ARGS...]", errUsage)
 	}
-	if len(args) < 2 {
-		return "", nil, fmt.Errorf("%w: run needs KEY -- CMD [ARGS...]", errUsage)
-	}
-	return args[0], args[1:], cache.ValidateKey(args[0])
+	return key, rest, err
 }
 
 // runLeased holds the cache while argv runs, and returns CMD's exit status
