@@ -1,8 +1,6 @@
 package cache
 
 import (
-	"errors"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -58,16 +56,14 @@ func (r *Root) removeRecordWithoutImage(f Finding, dryRun bool) Finding {
 		return f
 	}
 	defer l.release()
-	if _, err := os.Lstat(r.imagePath(f.Key)); !errors.Is(err, os.ErrNotExist) {
-		f.Action = "kept" // it came back meanwhile
+	rec, err := r.readRecord(f.Key)
+	if err != nil || exists(r.imagePath(f.Key)) {
+		f.Action = "kept" // it came back (or went) meanwhile
 		return f
 	}
-	if err := os.Remove(r.recordPath(f.Key)); err != nil {
+	if err := r.removeLocked(f.Key, rec); err != nil {
 		f.Error = err.Error()
-		return f
 	}
-	_ = r.removeOwner(f.Key)
-	_ = os.Remove(r.lockPath(f.Key))
 	return f
 }
 

@@ -124,12 +124,11 @@ func (r *Root) finishPromotion(p promotion, warm, clone *Record) error {
 	}); err != nil {
 		return err
 	}
-	if err := os.Remove(r.recordPath(clone.Key)); err != nil && !errors.Is(err, os.ErrNotExist) {
+	// The clone's data is the warm cache's now: what is left of it is its
+	// record, mount point and lock, which the caller holds.
+	if err := r.removeLocked(clone.Key, nil); err != nil {
 		return err
 	}
-	_ = r.removeData(clone.Key) // the mount point, nothing else is left
-	_ = r.removeOwner(clone.Key)
-	_ = os.Remove(r.lockPath(clone.Key))
 	return os.Remove(r.journalPath(p.Warm))
 }
 
@@ -167,6 +166,11 @@ func (r *Root) redoPromotion(p promotion) error {
 	if err != nil {
 		return err
 	}
+	cl, err := r.tryLock(p.Clone)
+	if err != nil {
+		return err
+	}
+	defer cl.release()
 	clone, err := r.readRecord(p.Clone)
 	if errors.Is(err, ErrNotFound) { // the last steps had run
 		return os.Remove(r.journalPath(p.Warm))

@@ -214,10 +214,18 @@ func (r *Root) Remove(key string) error {
 	} else if err != nil && !errors.Is(err, ErrCorruptRecord) {
 		return err
 	}
+	return r.removeLocked(key, rec)
+}
+
+// removeLocked deletes a cache whose lock the caller holds: what an earlier
+// holder left mounted or attached, then the record (first), then the data,
+// the earlier generations of rec (when given), the log, the owner record
+// and the lock file. A record already gone is fine.
+func (r *Root) removeLocked(key string, rec *Record) error {
 	if _, err := r.repairLocked(key, false); err != nil {
 		return err
 	}
-	if err := os.Remove(r.recordPath(key)); err != nil {
+	if err := os.Remove(r.recordPath(key)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove record of %q: %w", key, err)
 	}
 	if err := fault.Point("during-rm"); err != nil {
