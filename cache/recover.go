@@ -198,12 +198,9 @@ func (r *Root) removeHalfCreated(key string, dryRun bool) []Finding {
 	if dryRun {
 		return out
 	}
-	if err := r.removeData(key); err != nil && len(out) > 0 {
+	if err := r.removeLocked(key, nil); err != nil && len(out) > 0 {
 		out[len(out)-1].Error = err.Error()
-		return out
 	}
-	_ = r.removeOwner(key)
-	_ = os.Remove(r.lockPath(key)) // held: a waiter re-opens (samePath)
 	return out
 }
 
