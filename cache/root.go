@@ -89,8 +89,23 @@ func (r *Root) imagePath(key string) string  { return filepath.Join(r.path, "ima
 func (r *Root) dataPath(key string) string   { return filepath.Join(r.path, "data", key) }
 func (r *Root) tmpDir() string               { return filepath.Join(r.path, "tmp") }
 
-// LogPath is where a detached holder of key writes what it has to say.
+// LogPath is where a detached holder of key (and the inner daemon of a warm)
+// writes what it has to say.
 func (r *Root) LogPath(key string) string { return filepath.Join(r.path, "logs", key+".log") }
+
+// OpenLog opens the log of key for appending, walking from the root without
+// following links, and refusing a file that is not a regular file of ours.
+func (r *Root) OpenLog(key string) (*os.File, error) {
+	f, err := r.open(r.LogPath(key), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open the log of %q: %w", key, err)
+	}
+	if err := checkOwnedRegular(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("open the log of %q: %w", key, err)
+	}
+	return f, nil
+}
 
 // MountPath is where the cache with key is mounted while in use.
 func (r *Root) MountPath(key string) string { return filepath.Join(r.path, "mounts", key) }

@@ -13,7 +13,6 @@ import (
 
 	"github.com/dindstore/dindstore/cache"
 	"github.com/urfave/cli/v2"
-	"golang.org/x/sys/unix"
 )
 
 // holdReport is what a detached holder tells the command that started it,
@@ -111,10 +110,10 @@ func startHolder(root *cache.Root, key string, args ...string) (*holdReport, err
 		return nil, err
 	}
 	defer r.Close()
-	logf, err := os.OpenFile(root.LogPath(key), os.O_WRONLY|os.O_CREATE|os.O_APPEND|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	logf, err := root.OpenLog(key)
 	if err != nil {
 		w.Close()
-		return nil, fmt.Errorf("open holder log: %w", err)
+		return nil, err
 	}
 	defer logf.Close()
 	cmd := exec.Command("/proc/self/exe", append([]string{"--root", root.Path(), "hold", key}, args...)...)

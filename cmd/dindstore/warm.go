@@ -93,7 +93,7 @@ func startWarmDaemon(c *cli.Context, root *cache.Root, lease *cache.Lease, prog 
 	for _, r := range c.StringSlice("insecure-registry") {
 		extra = append(extra, "--insecure-registry", r)
 	}
-	log, err := os.OpenFile(root.LogPath(lease.Key()), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	log, err := root.OpenLog(lease.Key())
 	if err != nil {
 		return nil, err
 	}
