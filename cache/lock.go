@@ -50,12 +50,8 @@ func (r *Root) tryLock(key string) (*lock, error) {
 // openLockFile opens (creating) a lock file below the root, refusing a
 // symlink, a FIFO or a file of another user in its place.
 func (r *Root) openLockFile(path string) (*os.File, error) {
-	f, err := r.open(path, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := r.openOwned(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("open lock: %w", err)
-	}
-	if err := checkOwnedRegular(f); err != nil {
-		f.Close()
 		return nil, fmt.Errorf("open lock: %w", err)
 	}
 	return f, nil

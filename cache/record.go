@@ -153,7 +153,7 @@ func jsonMarshal(v any) ([]byte, error) {
 // by this user, of at most maxRecordSize bytes, reached without following a
 // link. Anything else is ErrCorruptRecord.
 func (r *Root) readSmall(path string) ([]byte, error) {
-	f, err := r.open(path, os.O_RDONLY|unix.O_NONBLOCK, 0)
+	f, err := r.openOwned(path, os.O_RDONLY|unix.O_NONBLOCK, 0)
 	if errors.Is(err, ErrInvalid) {
 		return nil, fmt.Errorf("%w: %w", ErrCorruptRecord, err)
 	}
@@ -161,9 +161,6 @@ func (r *Root) readSmall(path string) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	if err := checkOwnedRegular(f); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrCorruptRecord, err)
-	}
 	b, err := io.ReadAll(io.LimitReader(f, maxRecordSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, err)

@@ -96,13 +96,23 @@ func (r *Root) LogPath(key string) string { return filepath.Join(r.path, "logs",
 // OpenLog opens the log of key for appending, walking from the root without
 // following links, and refusing a file that is not a regular file of ours.
 func (r *Root) OpenLog(key string) (*os.File, error) {
-	f, err := r.open(r.LogPath(key), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	f, err := r.openOwned(r.LogPath(key), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open the log of %q: %w", key, err)
 	}
+	return f, nil
+}
+
+// openOwned opens a file below the root (see open) and refuses anything but
+// a regular file owned by this user (see checkOwnedRegular).
+func (r *Root) openOwned(path string, flags int, perm uint32) (*os.File, error) {
+	f, err := r.open(path, flags, perm)
+	if err != nil {
+		return nil, err
+	}
 	if err := checkOwnedRegular(f); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("open the log of %q: %w", key, err)
+		return nil, err
 	}
 	return f, nil
 }
