@@ -286,21 +286,15 @@ func (r *Root) grow(ctx context.Context, rec *Record, size int64) error {
 		return err
 	}
 	defer l.release()
-	if _, err := r.repairLocked(rec.Key, false); err != nil {
-		return err
-	}
 	if rec.FS == volumes.Ext4 {
+		if _, err := r.repairLocked(rec.Key, false); err != nil {
+			return err
+		}
 		return volumes.GrowImage(ctx, r.imagePath(rec.Key), size, rec.FS)
 	}
-	m, err := volumes.MountImage(ctx, r.imagePath(rec.Key), r.MountPath(rec.Key), rec.FS, loopdev.Tag(TagPrefix, rec.Key))
-	if err != nil {
-		return err
-	}
-	err = volumes.GrowMounted(ctx, r.imagePath(rec.Key), size, rec.FS, m.Device, m.Target)
-	if uerr := volumes.Unmount(m.Target); err == nil {
-		err = uerr
-	}
-	return err
+	return r.withMounted(ctx, rec, func(m *volumes.Mounted) error { // xfs grows only mounted
+		return volumes.GrowMounted(ctx, r.imagePath(rec.Key), size, rec.FS, m.Device, m.Target)
+	})
 }
 
 // mountedDevice finds the loop device backing the cache's image, by inode.

@@ -200,3 +200,23 @@ func TestRemoveUnmountsBelowData(t *testing.T) {
 		t.Fatal("mount inside the cache left behind")
 	}
 }
+
+// TestGrowIdleXFS: xfs grows only mounted; an idle xfs cache is mounted
+// for the grow under its lock and unmounted again.
+func TestGrowIdleXFS(t *testing.T) {
+	testutil.RequiresRoot(t)
+	testutil.RequiresTool(t, "xfs_growfs")
+	ctx := context.Background()
+	r := newRoot(t)
+	if _, _, err := r.Create(ctx, "x", Spec{Kind: volumes.Loop, FS: volumes.XFS, Size: 512 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Grow(ctx, "x", 1<<30); err != nil {
+		t.Fatal(err)
+	}
+	assertNothingMounted(t, r, "x")
+	st, err := volumes.ReadStats(r.imagePath("x"), volumes.XFS)
+	if err != nil || st.SizeBytes < 1000<<20 {
+		t.Fatalf("xfs after grow: %+v, %v", st, err)
+	}
+}

@@ -53,18 +53,29 @@ func (r *Root) trim(ctx context.Context, rec *Record) (uint64, error) {
 		return 0, err
 	}
 	defer l.release()
+	var n uint64
+	err = r.withMounted(ctx, rec, func(m *volumes.Mounted) (err error) {
+		n, err = volumes.Trim(m.Target)
+		return err
+	})
+	return n, err
+}
+
+// withMounted mounts an idle cache whose lock the caller holds (after
+// clearing what an earlier holder left), runs fn, and unmounts it again.
+func (r *Root) withMounted(ctx context.Context, rec *Record, fn func(*volumes.Mounted) error) error {
 	if _, err := r.repairLocked(rec.Key, false); err != nil {
-		return 0, err
+		return err
 	}
 	m, err := r.mount(ctx, rec)
 	if err != nil {
-		return 0, err
+		return err
 	}
-	n, err := volumes.Trim(m.Target)
+	err = fn(m)
 	if uerr := volumes.Unmount(m.Target); err == nil {
 		err = uerr
 	}
-	return n, err
+	return err
 }
 
 // allocated is what the cache's image takes on the host.
