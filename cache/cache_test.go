@@ -10,12 +10,21 @@ import (
 	"github.com/dindstore/dindstore/volumes"
 )
 
+// newRoot opens a fresh root in the test's temp dir. Whatever a failing
+// test leaves mounted below it is unmounted at cleanup (before the temp
+// dir goes).
 func newRoot(t *testing.T) *Root {
 	t.Helper()
 	r, err := OpenRoot(filepath.Join(t.TempDir(), "root"), true)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		mounts, _ := filepath.Glob(filepath.Join(r.Path(), "*", "*"))
+		for _, m := range mounts {
+			_ = volumes.Unmount(m)
+		}
+	})
 	return r
 }
 
