@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -223,4 +224,14 @@ func TestHolderIgnoresStaleOwner(t *testing.T) {
 	if !errors.As(err, &he) || he.PID != os.Getpid() || he.Owner != nil {
 		t.Fatalf("held with a stale owner record: %#v, want our pid and no owner", err)
 	}
+}
+
+// rootWith is newRoot with one cache created in it.
+func rootWith(t *testing.T, key string, spec Spec) *Root {
+	t.Helper()
+	r := newRoot(t)
+	if _, _, err := r.Create(context.Background(), key, spec); err != nil {
+		t.Fatal(err)
+	}
+	return r
 }

@@ -82,10 +82,7 @@ func TestHostileImage(t *testing.T) {
 	testutil.RequiresRoot(t)
 	testutil.RequiresTool(t, "mkfs.ext4")
 	ctx := context.Background()
-	r := newRoot(t)
-	if _, _, err := r.Create(ctx, "img", Spec{Kind: volumes.Loop, Size: 64 << 20}); err != nil {
-		t.Fatal(err)
-	}
+	r := rootWith(t, "img", Spec{Kind: volumes.Loop, Size: 64 << 20})
 	image := r.imagePath("img")
 	outside := filepath.Join(t.TempDir(), "other.img")
 	if err := os.Rename(image, outside); err != nil {

@@ -77,11 +77,7 @@ func TestRecoverAfterCrash(t *testing.T) {
 
 func TestRecoverKeepsLiveHolder(t *testing.T) {
 	testutil.RequiresRoot(t)
-	ctx := context.Background()
-	r := newRoot(t)
-	if _, _, err := r.Create(ctx, "live", Spec{Kind: volumes.Dir}); err != nil {
-		t.Fatal(err)
-	}
+	r := rootWith(t, "live", Spec{Kind: volumes.Dir})
 	acquire(t, r, "live")
 	got, err := r.Recover(false)
 	if err != nil {

@@ -100,10 +100,7 @@ func TestGrowIdleLoop(t *testing.T) {
 	testutil.RequiresRoot(t)
 	testutil.RequiresTool(t, "resize2fs")
 	ctx := context.Background()
-	r := newRoot(t)
-	if _, _, err := r.Create(ctx, "g", Spec{Kind: volumes.Loop, Size: 256 << 20}); err != nil {
-		t.Fatal(err)
-	}
+	r := rootWith(t, "g", Spec{Kind: volumes.Loop, Size: 256 << 20})
 	if err := r.Grow(ctx, "g", 128<<20); !errors.Is(err, volumes.ErrShrink) {
 		t.Fatalf("shrink: %v", err)
 	}
@@ -134,10 +131,7 @@ func TestCreateTooBigLeavesNothing(t *testing.T) {
 func TestAcquireRefusesSymlinks(t *testing.T) {
 	testutil.RequiresRoot(t)
 	ctx := context.Background()
-	r := newRoot(t)
-	if _, _, err := r.Create(ctx, "s", Spec{Kind: volumes.Dir}); err != nil {
-		t.Fatal(err)
-	}
+	r := rootWith(t, "s", Spec{Kind: volumes.Dir})
 	outside := t.TempDir()
 	for _, p := range []string{r.MountPath("s"), r.dataPath("s")} {
 		saved := p + ".saved"
@@ -172,11 +166,7 @@ func TestAcquireRefusesSymlinks(t *testing.T) {
 // inner daemon's, say) is unmounted by rm, never deleted through.
 func TestRemoveUnmountsBelowData(t *testing.T) {
 	testutil.RequiresRoot(t)
-	ctx := context.Background()
-	r := newRoot(t)
-	if _, _, err := r.Create(ctx, "d", Spec{Kind: volumes.Dir}); err != nil {
-		t.Fatal(err)
-	}
+	r := rootWith(t, "d", Spec{Kind: volumes.Dir})
 	sub := filepath.Join(r.dataPath("d"), "sub")
 	if err := os.Mkdir(sub, 0o700); err != nil {
 		t.Fatal(err)
@@ -207,10 +197,7 @@ func TestGrowIdleXFS(t *testing.T) {
 	testutil.RequiresRoot(t)
 	testutil.RequiresTool(t, "xfs_growfs")
 	ctx := context.Background()
-	r := newRoot(t)
-	if _, _, err := r.Create(ctx, "x", Spec{Kind: volumes.Loop, FS: volumes.XFS, Size: 512 << 20}); err != nil {
-		t.Fatal(err)
-	}
+	r := rootWith(t, "x", Spec{Kind: volumes.Loop, FS: volumes.XFS, Size: 512 << 20})
 	if err := r.Grow(ctx, "x", 1<<30); err != nil {
 		t.Fatal(err)
 	}

@@ -16,10 +16,7 @@ import (
 func TestPruneKeepsNewestGeneration(t *testing.T) {
 	testutil.RequiresRoot(t)
 	ctx := context.Background()
-	r := newRoot(t)
-	if _, _, err := r.Create(ctx, "w", Spec{Kind: volumes.Dir}); err != nil {
-		t.Fatal(err)
-	}
+	r := rootWith(t, "w", Spec{Kind: volumes.Dir})
 	for i, job := range []string{"j1", "j2"} {
 		if _, hit, err := r.FromWarm(ctx, job, "w", Spec{}); err != nil || !hit {
 			t.Fatalf("FromWarm %s: hit %v, %v", job, hit, err)
