@@ -58,7 +58,7 @@ func (r *Root) Clone(ctx context.Context, src, dst string) (*CloneResult, error)
 
 // cloneLocked copies srcRec's cache into dst; both are locked by the caller.
 func (r *Root) cloneLocked(srcRec *Record, dst string) (_ *CloneResult, retErr error) {
-	if _, err := r.repairLocked(dst, false); err != nil {
+	if _, err := r.repairLocked(context.Background(), dst, repairOpts{}); err != nil {
 		return nil, err
 	}
 	if err := r.removeData(dst); err != nil {

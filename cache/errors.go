@@ -3,6 +3,8 @@ package cache
 import (
 	"errors"
 	"fmt"
+
+	"github.com/dindstore/dindstore/volumes"
 )
 
 var (
@@ -20,6 +22,12 @@ var (
 	// ErrDriverMismatch means the storage driver the cache is pinned to
 	// does not work where it is mounted now.
 	ErrDriverMismatch = errors.New("storage driver mismatch")
+	// ErrDamaged means the cache's filesystem lost writes or recorded
+	// errors; it is refused until `dindstore repair KEY` or `rm`.
+	ErrDamaged = volumes.ErrDamaged
+	// ErrInUse means the cache's image is still used by processes outside
+	// any live lease (or a mount dindstore did not make).
+	ErrInUse = volumes.ErrInUse
 )
 
 // HeldError is returned when a cache's lock is held by someone else.

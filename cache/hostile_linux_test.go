@@ -91,7 +91,7 @@ func TestHostileImage(t *testing.T) {
 	if err := os.Symlink(outside, image); err != nil {
 		t.Fatal(err)
 	}
-	if l, err := r.Acquire(ctx, "img", ModeRun, nil); !errors.Is(err, ErrInvalid) {
+	if l, err := r.Acquire(ctx, "img", ModeRun, nil, AcquireOptions{}); !errors.Is(err, ErrInvalid) {
 		if err == nil {
 			l.Release()
 		}
@@ -109,7 +109,7 @@ func TestHostileImage(t *testing.T) {
 	if err := os.Chown(image, 1000, 1000); err != nil {
 		t.Fatal(err)
 	}
-	if l, err := r.Acquire(ctx, "img", ModeRun, nil); !errors.Is(err, ErrInvalid) {
+	if l, err := r.Acquire(ctx, "img", ModeRun, nil, AcquireOptions{}); !errors.Is(err, ErrInvalid) {
 		if err == nil {
 			l.Release()
 		}

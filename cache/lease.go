@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"os"
 	"path/filepath"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/dindstore/dindstore/internal/fault"
 	"github.com/dindstore/dindstore/loopdev"
 	"github.com/dindstore/dindstore/overlay"
+	"github.com/dindstore/dindstore/proctree"
 	"github.com/dindstore/dindstore/volumes"
 )
 
@@ -25,8 +27,26 @@ type Lease struct {
 	repaired []Finding
 	driver   string
 	owner    *Owner
+	group    *proctree.Group
 	released bool
 }
+
+// AcquireOptions are the choices a holder makes when it takes a cache.
+type AcquireOptions struct {
+	// KillUsers ends processes that still use the cache's image but were
+	// never part of a lease; without it they are named (ErrInUse).
+	KillUsers bool
+	// Overcommit skips admission: the cache is mounted even when the host
+	// cannot hold what the caches in use may still write.
+	Overcommit bool
+	// KeepFree is the admission floor, a fraction of the host filesystem
+	// that must stay free (0: DefaultKeepFree).
+	KeepFree float64
+}
+
+// Group is the process group the lease's payload must start in (nil when
+// the host has no cgroup v2 hierarchy for it): see proctree.
+func (l *Lease) Group() *proctree.Group { return l.group }
 
 // SetContainer records in the owner record the container this lease lives
 // for, and when it started.
@@ -106,12 +126,15 @@ const (
 // its owner (holding it in mode, with command), and mounts it. A mount left
 // behind by a holder that died is torn down first. On failure nothing stays
 // locked or mounted.
-func (r *Root) Acquire(ctx context.Context, key, mode string, command []string) (_ *Lease, retErr error) {
+func (r *Root) Acquire(ctx context.Context, key, mode string, command []string, opts AcquireOptions) (_ *Lease, retErr error) {
 	if err := ValidateKey(key); err != nil {
 		return nil, err
 	}
 	rec, err := r.readRecord(key)
 	if err != nil {
+		return nil, err
+	}
+	if err := rec.usable(); err != nil {
 		return nil, err
 	}
 	l, err := r.tryLock(key)
@@ -121,14 +144,18 @@ func (r *Root) Acquire(ctx context.Context, key, mode string, command []string) 
 	lease := &Lease{root: r, lock: l, record: rec}
 	defer func() {
 		if retErr != nil {
+			lease.endGroup(ctx)
 			_ = r.removeOwner(key)
 			l.release()
 		}
 	}()
-	if err := lease.takeOver(); err != nil {
+	if err := lease.takeOver(ctx, opts); err != nil {
 		return nil, err
 	}
 	if err := lease.own(mode, command); err != nil {
+		return nil, err
+	}
+	if err := r.admit(rec, opts); err != nil {
 		return nil, err
 	}
 	if err := lease.mountAndPin(ctx); err != nil {
@@ -139,12 +166,15 @@ func (r *Root) Acquire(ctx context.Context, key, mode string, command []string) 
 
 // takeOver clears what an earlier holder that died left (its mount, loop
 // device, owner record), remembering who it was.
-func (l *Lease) takeOver() error {
+func (l *Lease) takeOver(ctx context.Context, opts AcquireOptions) error {
 	key := l.record.Key
 	l.stale, _ = l.root.readOwner(key)
 	var err error
-	if l.repaired, err = l.root.repairLocked(key, false); err == nil {
+	if l.repaired, err = l.root.repairLocked(ctx, key, repairOpts{killUsers: opts.KillUsers}); err == nil {
 		return nil
+	}
+	if errors.Is(err, volumes.ErrInUse) {
+		return err
 	}
 	if o := l.stale; o != nil && o.ContainerID != "" {
 		return fmt.Errorf("clear what an earlier holder of %q left: %w; its container %s may still use "+
@@ -154,15 +184,52 @@ func (l *Lease) takeOver() error {
 	return fmt.Errorf("clear what an earlier holder of %q left: %w", key, err)
 }
 
-// own writes this process's owner record.
+// own writes this process's owner record, naming the lease's process
+// group, and then makes the group: a holder that dies in between leaves a
+// record naming a group that does not exist, never a group nobody knows.
 func (l *Lease) own(mode string, command []string) error {
 	owner, err := CurrentOwner(os.Getpid(), command)
 	if err != nil {
 		return fmt.Errorf("describe this process as owner: %w", err)
 	}
 	owner.Mode = mode
+	name := groupName(l.root.path, l.record.Key, owner)
+	if path, err := proctree.PathFor(name); err == nil {
+		owner.Group = path
+	}
 	l.owner = owner
-	return l.root.writeOwner(l.record.Key, owner)
+	if err := l.root.writeOwner(l.record.Key, owner); err != nil {
+		return err
+	}
+	if owner.Group != "" {
+		if l.group, err = proctree.New(name); err != nil {
+			return fmt.Errorf("make the process group of the lease: %w", err)
+		}
+	}
+	return nil
+}
+
+// groupName names a lease's process group: the root (hashed), the key, the
+// holder's pid and start time, so that no two leases share one.
+func groupName(root, key string, o *Owner) string {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(root))
+	return fmt.Sprintf("%08x.%s.%d.%d", h.Sum32(), key, o.PID, o.StartTime)
+}
+
+// endGroup ends what is left of the lease's processes and removes the
+// group. It is the last word on the lease's tree: nothing of it may go on
+// using the cache once it is released.
+func (l *Lease) endGroup(ctx context.Context) error {
+	if l.group == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, endWait)
+	defer cancel()
+	if _, err := l.group.Kill(ctx); err != nil {
+		return fmt.Errorf("end the processes left by cache %q's command: %w", l.record.Key, err)
+	}
+	return l.group.Remove()
 }
 
 // mountAndPin mounts the cache, pins its storage driver and records the
@@ -173,6 +240,9 @@ func (l *Lease) mountAndPin(ctx context.Context) error {
 	if l.mount, err = r.mount(ctx, l.record); err != nil {
 		return fmt.Errorf("mount cache %q: %w", key, err)
 	}
+	if l.mount.Repaired != "" {
+		_ = r.updateRecord(key, func(rec *Record) { rec.Repaired = &Problem{Reason: l.mount.Repaired, At: time.Now().UTC()} })
+	}
 	if l.driver, err = r.pinDriver(l.record, l.mount.Target); err == nil {
 		err = r.recordDriver(key, l.driver)
 	}
@@ -182,11 +252,19 @@ func (l *Lease) mountAndPin(ctx context.Context) error {
 	if err == nil {
 		err = r.touch(key)
 	}
+	if err == nil {
+		err = l.mount.Watch()
+	}
 	if err != nil {
-		_ = volumes.Unmount(l.mount.Target)
+		l.mount.CloseWatch()
+		err = errors.Join(err, volumes.Unmount(l.mount.Target))
 	}
 	return err
 }
+
+// RepairedAtMount is what the check before the mount repaired, "" when
+// it found nothing to repair.
+func (l *Lease) RepairedAtMount() string { return l.mount.Repaired }
 
 // mount mounts the cache at its mount point, which the caller has cleared
 // (repairLocked). Mount point and data directory are pinned by descriptor
@@ -242,21 +320,38 @@ func (r *Root) touch(key string) error {
 	return r.updateRecord(key, func(rec *Record) { rec.LastUsed = now })
 }
 
-// Release unmounts the cache (trimming a loop image first, so the host gets
-// back what was deleted inside), records when it was last used, and drops
-// the lock. The lock is dropped even when unmounting fails: the next holder
-// clears the mount or reports why it cannot. Releasing twice does nothing.
+// Release ends the lease: what is left of the lease's processes is ended,
+// the filesystem's health is checked (syncfs through the descriptor taken at
+// mount, the filesystem's error count), the cache is unmounted (trimming a
+// loop image first, so the host gets back what was deleted inside), its
+// record updated, and the lock dropped. The lock is dropped even when
+// something failed; the record says what (damaged, release-failed), and the
+// error (ErrDamaged, ErrInUse) names it. Releasing twice does nothing.
 func (l *Lease) Release() error {
 	if l.released {
 		return nil
 	}
 	l.released = true
+	ctx := context.Background()
 	key := l.record.Key
+	treeErr := l.endGroup(ctx)
 	usage, _ := statUsage(l.mount.Target) // before the unmount; best effort
 	store := overlay.DetectStore(l.mount.Target)
-	err := volumes.Unmount(l.mount.Target)
+	damage := l.mount.Health()
+	l.mount.CloseWatch()
+	unmountErr := volumes.Unmount(l.mount.Target)
+	if unmountErr == nil && treeErr == nil {
+		if damage == nil {
+			damage = l.superblockErrors()
+		}
+	}
+	failed := errors.Join(treeErr, unmountErr)
+	var pids []int
+	if unmountErr != nil {
+		failed, pids = l.describeUsers(failed)
+	}
 	now := time.Now().UTC()
-	if terr := l.root.updateRecord(key, func(rec *Record) {
+	err := l.root.updateRecord(key, func(rec *Record) {
 		rec.LastUsed = now
 		if usage != nil && rec.Kind == volumes.Loop {
 			rec.Usage = usage
@@ -264,17 +359,54 @@ func (l *Lease) Release() error {
 		if rec.ImageStore == "" {
 			rec.ImageStore = store // what the daemon really used
 		}
-	}); err == nil {
-		err = terr
+		if damage != nil {
+			rec.Damaged = problem(damage, nil)
+		}
+		rec.ReleaseFailed = problem(failed, pids)
+	})
+	if failed == nil {
+		// A failed release keeps the owner record: it names the lease's
+		// group, which the next holder or recover must end.
+		err = errors.Join(err, l.root.removeOwner(key))
 	}
-	if oerr := l.root.removeOwner(key); err == nil {
-		err = oerr
-	}
-	if rerr := l.lock.release(); err == nil {
-		err = rerr
-	}
+	err = errors.Join(damage, failed, err, l.lock.release())
 	if err != nil {
 		return fmt.Errorf("release cache %q: %w", key, err)
 	}
 	return nil
+}
+
+// superblockErrors reads the released image's superblock for errors the
+// filesystem recorded (ext4) but that the live checks did not see.
+func (l *Lease) superblockErrors() error {
+	if l.record.Kind != volumes.Loop {
+		return nil
+	}
+	st, err := volumes.ReadStats(l.root.imagePath(l.record.Key), l.record.FS)
+	if err != nil || st.Errors == "" {
+		return nil
+	}
+	return fmt.Errorf("%w: %s", volumes.ErrDamaged, st.Errors)
+}
+
+// describeUsers adds to a failed unmount what still uses the cache.
+func (l *Lease) describeUsers(err error) (error, []int) {
+	if l.record.Kind != volumes.Loop {
+		return fmt.Errorf("%w (see `fuser -vm %s`)", err, l.mount.Target), nil
+	}
+	use, uerr := volumes.FindImageUse(l.root.imagePath(l.record.Key), "")
+	if uerr != nil || !use.InUse() {
+		return err, nil
+	}
+	return fmt.Errorf("%w: %w", err, &volumes.ImageInUseError{Use: use}), procscanPIDs(use)
+}
+
+func procscanPIDs(u *volumes.ImageUse) []int {
+	var out []int
+	for _, x := range u.Users {
+		if x.PID > 0 {
+			out = append(out, x.PID)
+		}
+	}
+	return out
 }

@@ -29,6 +29,9 @@ type Owner struct {
 	// start time, makes the lease stale.
 	ContainerID      string    `json:"container_id,omitempty"`
 	ContainerStarted time.Time `json:"container_started,omitempty"`
+	// Group is the cgroup that holds the lease's processes (see proctree),
+	// empty when the host has none for it.
+	Group string `json:"group,omitempty"`
 	// Acquired is when the lock was taken.
 	Acquired time.Time `json:"acquired"`
 }

@@ -74,7 +74,7 @@ func (r *Root) Promote(ctx context.Context, key string) error {
 	if warm.Kind != rec.Kind || warm.FS != rec.FS {
 		return fmt.Errorf("%w: cannot commit %s cache %q into %s cache %q", ErrInvalid, rec.Kind, key, warm.Kind, warm.Key)
 	}
-	if _, err := r.repairLocked(key, false); err != nil {
+	if _, err := r.repairLocked(ctx, key, repairOpts{}); err != nil {
 		return err
 	}
 	p := promotion{Warm: warm.Key, Clone: key, Generation: warm.Generation + 1}

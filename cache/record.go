@@ -62,6 +62,40 @@ type Record struct {
 	// Usage is the filesystem's use as statfs saw it at the last release,
 	// so that an idle cache reports it without being mounted.
 	Usage *Usage `json:"usage,omitempty"`
+	// Damaged is set when a release found the filesystem damaged (lost
+	// writes, recorded errors): every use is refused until `dindstore
+	// repair` or `rm`.
+	Damaged *Problem `json:"damaged,omitempty"`
+	// ReleaseFailed is set when the last release could not unmount or
+	// detach the cache (something still used it); the next use clears it.
+	ReleaseFailed *Problem `json:"release_failed,omitempty"`
+	// Repaired is the last repair: a check at mount that fixed something,
+	// or `dindstore repair`.
+	Repaired *Problem `json:"repaired,omitempty"`
+}
+
+// Problem is something that went wrong with a cache, and when.
+type Problem struct {
+	Reason string    `json:"reason"`
+	PIDs   []int     `json:"pids,omitempty"`
+	At     time.Time `json:"at"`
+}
+
+// usable refuses a damaged cache, saying how to get it back.
+func (rec *Record) usable() error {
+	if d := rec.Damaged; d != nil {
+		return fmt.Errorf("cache %q is damaged since %s (%s): %w; check it with `dindstore repair %s`, or remove it "+
+			"with `dindstore rm %s`", rec.Key, d.At.Format(time.RFC3339), d.Reason, ErrDamaged, rec.Key, rec.Key)
+	}
+	return nil
+}
+
+// problem records err (nil gives nil) now.
+func problem(err error, pids []int) *Problem {
+	if err == nil {
+		return nil
+	}
+	return &Problem{Reason: err.Error(), PIDs: pids, At: time.Now().UTC()}
 }
 
 // Usage is a statfs of a cache's filesystem.

@@ -1,6 +1,8 @@
 package cache
 
 import (
+	"context"
+	"slices"
 	"errors"
 	"fmt"
 	"os"
@@ -10,6 +12,8 @@ import (
 	"time"
 
 	"github.com/dindstore/dindstore/loopdev"
+	"github.com/dindstore/dindstore/procscan"
+	"github.com/dindstore/dindstore/proctree"
 	"github.com/dindstore/dindstore/volumes"
 	"github.com/moby/sys/mountinfo"
 )
@@ -25,6 +29,8 @@ const (
 	FindTempFile     = "temp-file"     // a temporary file left by a write or probe that died
 	FindGrowCut      = "grow-cut"      // a grow that died between extending the file and recording the cap
 	FindPromotionCut = "commit-cut"    // a commit of a clone into its warm cache, cut short
+	FindDeadLease    = "dead-lease"    // processes of a lease whose holder died
+	FindOrphaned     = "orphaned"      // processes outside any live lease that still use the image
 )
 
 // Finding is one thing Recover found, and what it did about it.
@@ -102,7 +108,7 @@ func (r *Root) recoverKey(key string, dryRun bool) []Finding {
 		return []Finding{{Key: key, What: "lock", Path: r.lockPath(key), Action: "none", Error: err.Error()}}
 	}
 	defer l.release()
-	findings, _ := r.repairLocked(key, dryRun) // errors are in the findings
+	findings, _ := r.repairLocked(context.Background(), key, repairOpts{dryRun: dryRun}) // errors are in the findings
 	rec, err := r.readRecord(key)
 	switch {
 	case errors.Is(err, ErrNotFound):
@@ -148,42 +154,141 @@ func (r *Root) checkImageSize(rec *Record, dryRun bool) []Finding {
 	return []Finding{f}
 }
 
-// repairLocked clears what an unheld cache should not have: a stale owner
-// record, mounts, loop devices on its image. The caller holds the lock.
-// It is the cheap check every state-changing operation makes first; the
-// error is the first repair that failed.
-func (r *Root) repairLocked(key string, dryRun bool) (out []Finding, firstErr error) {
-	act := func(f Finding, do func() error) {
-		if !dryRun {
-			if err := do(); err != nil {
-				f.Error = err.Error()
-				if firstErr == nil {
-					firstErr = err
-				}
+// repairOpts says how far repairLocked may go.
+type repairOpts struct {
+	// dryRun changes nothing: the findings say what would be done.
+	dryRun bool
+	// killUsers ends processes that use the image but were never part of
+	// a lease; without it they are named and the repair fails (ErrInUse).
+	killUsers bool
+}
+
+// endWait bounds how long ending a dead lease's processes (or foreign
+// users) may take before the repair gives up.
+const endWait = 15 * time.Second
+
+// repairLocked clears what an unheld cache should not have: the processes
+// of a lease whose holder died, a stale owner record, mounts, loop devices
+// on its image. A process that uses the image but was never part of a
+// lease stops it (ErrInUse, naming the process) unless o.killUsers. The
+// caller holds the lock. It is the cheap check every state-changing
+// operation makes first; the error is the first repair that failed.
+func (r *Root) repairLocked(ctx context.Context, key string, o repairOpts) (out []Finding, firstErr error) {
+	act := func(f Finding, do func() (string, error)) {
+		if o.dryRun {
+			f.Action = "would be " + f.Action
+		} else if note, err := do(); err != nil {
+			f.Error = err.Error()
+			if firstErr == nil {
+				firstErr = err
 			}
+		} else if note != "" {
+			f.Note = note
 		}
 		out = append(out, f)
 	}
-	if o, err := r.readOwner(key); err == nil || !errors.Is(err, os.ErrNotExist) {
-		f := Finding{Key: key, What: FindStaleOwner, Path: r.ownerPath(key), Action: "removed"}
-		if o != nil {
-			f.Note = fmt.Sprintf("holder pid %d (%s) is gone", o.PID, o.CommandLine())
-		}
-		act(f, func() error { return r.removeOwner(key) })
+	r.repairOwner(ctx, key, act)
+	if firstErr != nil {
+		return out, firstErr // the dead lease's processes may still run: touch nothing
+	}
+	if err := r.repairUsers(ctx, key, o, act); err != nil && firstErr == nil {
+		firstErr = err
+	}
+	if firstErr != nil {
+		return out, firstErr // something outside the lease still uses it: touch nothing
 	}
 	for _, p := range []string{r.MountPath(key), r.dataPath(key)} {
 		if mounted, _ := mountinfo.GetMounts(mountinfo.PrefixFilter(p)); len(mounted) > 0 {
-			act(Finding{Key: key, What: FindStaleMount, Path: p, Action: "unmounted"}, func() error { return volumes.Unmount(p) })
+			act(Finding{Key: key, What: FindStaleMount, Path: p, Action: "unmounted"},
+				func() (string, error) { return "", volumes.Unmount(p) })
 		}
 	}
 	if devs, err := loopdev.FindByFile(r.imagePath(key)); err == nil {
 		for _, d := range devs {
-			act(Finding{Key: key, What: FindOrphanLoop, Path: d.Path, Action: "detached"}, func() error {
-				return loopdev.DetachIfBacked(d.Path, d.BackingDev, d.BackingInode)
-			})
+			act(Finding{Key: key, What: FindOrphanLoop, Path: d.Path, Action: "detached"},
+				func() (string, error) { return "", r.detachOrphan(key, d) })
 		}
 	}
 	return out, firstErr
+}
+
+// repairOwner ends the processes of the dead lease an owner record names,
+// then removes the record.
+func (r *Root) repairOwner(ctx context.Context, key string, act func(Finding, func() (string, error))) {
+	o, err := r.readOwner(key)
+	if err != nil && errors.Is(err, os.ErrNotExist) {
+		return
+	}
+	if o != nil && o.Group != "" {
+		if g, gerr := proctree.Open(o.Group); gerr == nil && g != nil {
+			act(Finding{Key: key, What: FindDeadLease, Path: o.Group, Action: "ended",
+				Note: fmt.Sprintf("processes of the lease of pid %d, which is gone", o.PID)},
+				func() (string, error) { return endGroup(ctx, g, o.PID) })
+		}
+	}
+	f := Finding{Key: key, What: FindStaleOwner, Path: r.ownerPath(key), Action: "removed"}
+	if o != nil {
+		f.Note = fmt.Sprintf("holder pid %d (%s) is gone", o.PID, o.CommandLine())
+	}
+	act(f, func() (string, error) { return "", r.removeOwner(key) })
+}
+
+// endGroup ends every process of a dead lease's group and removes it.
+func endGroup(ctx context.Context, g *proctree.Group, holder int) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, endWait)
+	defer cancel()
+	n, err := g.Kill(ctx)
+	if err != nil {
+		return "", fmt.Errorf("end the processes of the lease of pid %d: %w", holder, err)
+	}
+	if err := g.Remove(); err != nil {
+		return "", err
+	}
+	if n == 0 {
+		return fmt.Sprintf("the lease of pid %d had no process left", holder), nil
+	}
+	return fmt.Sprintf("ended %d processes of the lease of pid %d, which is gone", n, holder), nil
+}
+
+// repairUsers looks for processes that still use the cache's image after
+// its lease ended. Without o.killUsers it names them and fails (ErrInUse).
+func (r *Root) repairUsers(ctx context.Context, key string, o repairOpts, act func(Finding, func() (string, error))) error {
+	use, err := volumes.FindImageUse(r.imagePath(key), r.MountPath(key))
+	if err != nil || len(use.Users) == 0 {
+		return nil // no image (not a loop cache), or nothing but our own mount
+	}
+	f := Finding{Key: key, What: FindOrphaned, Path: strings.Join(use.Devices, ","),
+		Note: procscan.Describe(use.Users, 5)}
+	ierr := &volumes.ImageInUseError{Use: use}
+	if !o.killUsers || slices.Contains(procscan.PIDs(use.Users), 0) {
+		f.Action = "kept"
+		f.Error = ierr.Error() + "; end them, or run again with --kill-users"
+		act(f, func() (string, error) { return "", nil })
+		return fmt.Errorf("cache %q: %w; end them, or run again with --kill-users", key, ierr)
+	}
+	f.Action = "killed"
+	act(f, func() (string, error) {
+		ctx, cancel := context.WithTimeout(ctx, endWait)
+		defer cancel()
+		return "", proctree.KillAll(ctx, procscan.PIDs(use.Users))
+	})
+	return nil
+}
+
+// detachOrphan detaches a loop device left on the image and confirms that
+// the kernel really unbound it: LOOP_CLR_FD on a device that something
+// still holds only marks it for autoclear.
+func (r *Root) detachOrphan(key string, d loopdev.Info) error {
+	if err := loopdev.DetachIfBacked(d.Path, d.BackingDev, d.BackingInode); err != nil {
+		return err
+	}
+	if err := loopdev.WaitDetached(d.Path, d.BackingDev, d.BackingInode, 2*time.Second); err != nil {
+		if use, uerr := volumes.FindImageUse(r.imagePath(key), r.MountPath(key)); uerr == nil && use.InUse() {
+			return fmt.Errorf("cache %q: %w", key, &volumes.ImageInUseError{Use: use})
+		}
+		return err
+	}
+	return nil
 }
 
 // removeHalfCreated removes the data of a key that has no record: a create

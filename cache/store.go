@@ -126,7 +126,7 @@ func (r *Root) Create(ctx context.Context, key string, spec Spec) (rec *Record, 
 
 // create builds a new cache; the caller holds its lock.
 func (r *Root) create(ctx context.Context, key string, spec Spec) (_ *Record, retErr error) {
-	if _, err := r.repairLocked(key, false); err != nil {
+	if _, err := r.repairLocked(ctx, key, repairOpts{}); err != nil {
 		return nil, err
 	}
 	if err := r.removeData(key); err != nil { // leftovers of a create that died
@@ -222,7 +222,7 @@ func (r *Root) Remove(key string) error {
 // the earlier generations of rec (when given), the log, the owner record
 // and the lock file. A record already gone is fine.
 func (r *Root) removeLocked(key string, rec *Record) error {
-	if _, err := r.repairLocked(key, false); err != nil {
+	if _, err := r.repairLocked(context.Background(), key, repairOpts{}); err != nil {
 		return err
 	}
 	if err := os.Remove(r.recordPath(key)); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -287,7 +287,7 @@ func (r *Root) grow(ctx context.Context, rec *Record, size int64) error {
 	}
 	defer l.release()
 	if rec.FS == volumes.Ext4 {
-		if _, err := r.repairLocked(rec.Key, false); err != nil {
+		if _, err := r.repairLocked(ctx, rec.Key, repairOpts{}); err != nil {
 			return err
 		}
 		return volumes.GrowImage(ctx, r.imagePath(rec.Key), size, rec.FS)

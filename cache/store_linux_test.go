@@ -16,7 +16,7 @@ import (
 // acquire takes a lease and releases it at cleanup if the test did not.
 func acquire(t *testing.T, r *Root, key string) *Lease {
 	t.Helper()
-	l, err := r.Acquire(context.Background(), key, ModeRun, []string{"test"})
+	l, err := r.Acquire(context.Background(), key, ModeRun, []string{"test"}, AcquireOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +50,7 @@ func lifecycle(t *testing.T, kind volumes.Kind) {
 	if err := os.WriteFile(filepath.Join(l.MountPath(), "f"), []byte("kept"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.Acquire(ctx, "k1", ModeRun, nil); !errors.Is(err, ErrLocked) {
+	if _, err := r.Acquire(ctx, "k1", ModeRun, nil, AcquireOptions{}); !errors.Is(err, ErrLocked) {
 		t.Fatalf("second Acquire: %v, want ErrLocked", err)
 	}
 	if err := r.Remove("k1"); !errors.Is(err, ErrLocked) {
@@ -141,7 +141,7 @@ func TestAcquireRefusesSymlinks(t *testing.T) {
 		if err := os.Symlink(outside, p); err != nil {
 			t.Fatal(err)
 		}
-		if l, err := r.Acquire(ctx, "s", ModeRun, nil); !errors.Is(err, ErrInvalid) {
+		if l, err := r.Acquire(ctx, "s", ModeRun, nil, AcquireOptions{}); !errors.Is(err, ErrInvalid) {
 			if err == nil {
 				l.Release()
 			}

@@ -64,7 +64,7 @@ func (r *Root) trim(ctx context.Context, rec *Record) (uint64, error) {
 // withMounted mounts an idle cache whose lock the caller holds (after
 // clearing what an earlier holder left), runs fn, and unmounts it again.
 func (r *Root) withMounted(ctx context.Context, rec *Record, fn func(*volumes.Mounted) error) error {
-	if _, err := r.repairLocked(rec.Key, false); err != nil {
+	if _, err := r.repairLocked(ctx, rec.Key, repairOpts{}); err != nil {
 		return err
 	}
 	m, err := r.mount(ctx, rec)

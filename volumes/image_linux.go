@@ -98,22 +98,52 @@ func runningKernel() kernelVersion {
 }
 
 // CheckImage runs the filesystem's own check before a mount: e2fsck -p for
-// ext4 (exit status 4 or more is ErrCheckFailed with e2fsck's output). xfs
+// ext4 (exit status 4 or more is ErrCheckFailed with e2fsck's output).
+// repaired says what e2fsck fixed when it fixed anything (exit 1 or 2). xfs
 // replays its log at mount and has no preen mode, so it is not checked here.
-func CheckImage(ctx context.Context, image string, fs FS) error {
+func CheckImage(ctx context.Context, image string, fs FS) (repaired string, err error) {
 	if fs != Ext4 {
-		return nil
+		return "", nil
 	}
 	out, err := run(ctx, "e2fsck", "-p", image)
 	var exit *exec.ExitError
 	if errors.As(err, &exit) && exit.ExitCode() < 4 {
-		return nil // 1 and 2: errors found and corrected
+		return fmt.Sprintf("e2fsck -p repaired %s (exit %d): %s", image, exit.ExitCode(),
+			lastLines(strings.TrimSpace(string(out)), 3)), nil
 	}
 	if err != nil {
-		return fmt.Errorf("%w: %s needs a manual `e2fsck -f %s`: %v (%s)", ErrCheckFailed, image, image, err,
-			strings.TrimSpace(string(out)))
+		return "", fmt.Errorf("%w: %s needs a manual check (dindstore repair KEY, or e2fsck -f %s): %w", ErrCheckFailed,
+			image, image, err)
 	}
-	return nil
+	return "", nil
+}
+
+// lastLines keeps the last n lines of s, joined by " / ".
+func lastLines(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, " / ")
+}
+
+// RepairImage checks and repairs an unmounted image for good: e2fsck -f -y
+// for ext4, xfs_repair for xfs. It returns the tool's output; an exit
+// status that says errors were left is ErrCheckFailed.
+func RepairImage(ctx context.Context, image string, fs FS) (string, error) {
+	name, args := "e2fsck", []string{"-f", "-y", image}
+	if fs == XFS {
+		name, args = "xfs_repair", []string{image}
+	}
+	out, err := run(ctx, name, args...)
+	var exit *exec.ExitError
+	if fs == Ext4 && errors.As(err, &exit) && exit.ExitCode() < 4 {
+		err = nil // 1, 2: errors corrected
+	}
+	if err != nil {
+		return string(out), fmt.Errorf("%w: %s %s: %w", ErrCheckFailed, name, image, err)
+	}
+	return string(out), nil
 }
 
 // CheckSparseSize tells whether the filesystem holding dir can hold a sparse

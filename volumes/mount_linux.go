@@ -1,6 +1,7 @@
 package volumes
 
 import (
+	"path/filepath"
 	"context"
 	"errors"
 	"fmt"
@@ -21,11 +22,20 @@ const fitrim = 0xc0185879
 
 type fstrimRange struct{ start, length, minlen uint64 }
 
-// MountImage checks the image, attaches it to a loop device tagged tag and
+// MountImage refuses an image that a loop device is still bound to
+// (ErrInUse, naming what holds it), checks the image, attaches it to a loop device tagged tag and
 // mounts it at target with noatime (never noexec, nosuid or nodev: inner
 // containers need them). On any failure nothing stays attached or mounted.
 func MountImage(ctx context.Context, image, target string, fs FS, tag string) (*Mounted, error) {
-	if err := CheckImage(ctx, image, fs); err != nil {
+	// Never a second device on an image that one still holds: both would
+	// write the same filesystem. Nor a check of a filesystem in use.
+	if use, err := FindImageUse(image, target); err != nil {
+		return nil, err
+	} else if use.InUse() {
+		return nil, fmt.Errorf("mount %s: %w", image, &ImageInUseError{Use: use})
+	}
+	repaired, err := CheckImage(ctx, image, fs)
+	if err != nil {
 		return nil, err
 	}
 	dev, err := loopdev.Attach(image, loopdev.Params{DirectIO: true, Tag: tag})
@@ -50,9 +60,62 @@ func MountImage(ctx context.Context, image, target string, fs FS, tag string) (*
 		data = "nouuid"
 	}
 	if err := unix.Mount(dev.Path, target, string(fs), unix.MS_NOATIME, data); err != nil {
-		return nil, fmt.Errorf("mount %s (%s on %s) at %s: %w", image, fs, dev.Path, target, err)
+		hint := "check it with `dindstore repair KEY` (e2fsck -f)"
+		if fs == XFS {
+			hint = "check it with `dindstore repair KEY` (xfs_repair)"
+		}
+		return nil, fmt.Errorf("mount %s (%s on %s) at %s: %w; if the filesystem is damaged, %s", image, fs, dev.Path,
+			target, err, hint)
 	}
-	return &Mounted{Target: target, Device: dev.Path, DirectIO: dev.DirectIO}, nil
+	return &Mounted{Target: target, Device: dev.Path, DirectIO: dev.DirectIO, Repaired: repaired}, nil
+}
+
+// Watch takes a descriptor on the filesystem mounted at m.Target, for
+// Health: syncfs reports write-back errors only since the descriptor was
+// opened, so it is taken right after the mount. The descriptor is
+// close-on-exec; Unmount closes it.
+func (m *Mounted) Watch() error {
+	f, err := os.OpenFile(m.Target, os.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("watch %s: %w", m.Target, err)
+	}
+	m.watch = f
+	return nil
+}
+
+// Health checks a mounted loop filesystem before its release: syncfs must
+// succeed (a write the host could not take, such as ENOSPC under a sparse
+// image, fails it; so does a shut-down xfs), and an ext4 must not have
+// counted errors (/sys/fs/ext4/DEV/errors_count). A damaged filesystem is
+// ErrDamaged with the reason.
+func (m *Mounted) Health() error {
+	f, ok := m.watch.(*os.File)
+	if !ok {
+		if err := m.Watch(); err != nil {
+			return err
+		}
+		f = m.watch.(*os.File)
+	}
+	if err := unix.Syncfs(int(f.Fd())); err != nil {
+		return fmt.Errorf("%w: %s lost writes (syncfs: %w); the host filesystem under it may have been full",
+			ErrDamaged, m.Target, err)
+	}
+	if m.Device == "" {
+		return nil
+	}
+	b, err := os.ReadFile(filepath.Join("/sys/fs/ext4", filepath.Base(m.Device), "errors_count"))
+	if n := strings.TrimSpace(string(b)); err == nil && n != "0" {
+		return fmt.Errorf("%w: ext4 on %s (%s) counted %s errors", ErrDamaged, m.Device, m.Target, n)
+	}
+	return nil
+}
+
+// CloseWatch drops the descriptor Watch took; Unmount needs it gone.
+func (m *Mounted) CloseWatch() {
+	if m.watch != nil {
+		_ = m.watch.Close()
+		m.watch = nil
+	}
 }
 
 // Bind bind-mounts the directory src at target.

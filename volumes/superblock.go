@@ -18,6 +18,9 @@ type Stats struct {
 	UsedBytes int64
 	// Inodes and InodesFree count inodes.
 	Inodes, InodesFree uint64
+	// Errors is set when the filesystem recorded errors (ext4: the error
+	// state bit or a non-zero error count in its superblock).
+	Errors string
 }
 
 // ReadStats reads the size and use of the filesystem in an unmounted image
@@ -75,5 +78,18 @@ func parseExt4(sb []byte) (Stats, error) {
 	}
 	shift := 10 + logBlock
 	return Stats{SizeBytes: int64(blocks << shift), UsedBytes: int64((blocks - free) << shift),
-		Inodes: uint64(le.Uint32(sb[0:4])), InodesFree: uint64(le.Uint32(sb[0x10:0x14]))}, nil
+		Inodes: uint64(le.Uint32(sb[0:4])), InodesFree: uint64(le.Uint32(sb[0x10:0x14])),
+		Errors: ext4Errors(sb)}, nil
+}
+
+// ext4Errors reads the superblock's error state (s_state bit 2) and error
+// count (s_error_count), "" when it recorded none.
+func ext4Errors(sb []byte) string {
+	le := binary.LittleEndian
+	const errorFS = 0x0002
+	state, count := le.Uint16(sb[0x3a:0x3c]), le.Uint32(sb[0x194:0x198])
+	if state&errorFS == 0 && count == 0 {
+		return ""
+	}
+	return fmt.Sprintf("ext4 recorded errors (error state %t, %d errors)", state&errorFS != 0, count)
 }

@@ -3,6 +3,8 @@ package volumes
 import (
 	"errors"
 	"fmt"
+
+	"github.com/dindstore/dindstore/procscan"
 )
 
 // Kind is a backing kind.
@@ -89,6 +91,13 @@ type Mounted struct {
 	Device string
 	// DirectIO is the loop device's effective direct I/O state.
 	DirectIO bool
+	// Repaired is what the check before the mount repaired ("" when it
+	// found nothing to repair).
+	Repaired string
+	// watch is a descriptor on the mounted filesystem taken at mount time:
+	// syncfs through it reports every write-back error since the mount
+	// (a descriptor opened later sees only later errors).
+	watch interface{ Close() error }
 }
 
 // Decision is what Decide chose for --kind auto, and why.
@@ -109,3 +118,24 @@ const (
 	ClonePlainCopy  CloneMethod = "plain-copy"  // read and write, zero blocks left as holes: O(size)
 	CloneTreeCopy   CloneMethod = "tree-copy"   // a dir cache's tree, file by file: O(data)
 )
+
+// ErrDamaged means a filesystem lost writes or recorded errors: it must be
+// checked (fsck) before it is used again.
+var ErrDamaged = errors.New("filesystem damaged")
+
+// ErrInUse means an image (or a mount) is still used by some process or
+// mount namespace, so it must not be attached, mounted, copied or removed.
+var ErrInUse = errors.New("still in use")
+
+// ImageUse is what still uses a loop image.
+type ImageUse struct {
+	// Image is the image's path.
+	Image string
+	// Devices are the loop devices bound to it.
+	Devices []string
+	// Users are the processes that hold its filesystem or its devices.
+	Users []procscan.User
+}
+
+// InUse reports whether anything still uses the image.
+func (u *ImageUse) InUse() bool { return u != nil && len(u.Devices) > 0 }

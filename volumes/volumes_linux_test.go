@@ -125,7 +125,7 @@ func TestCheckImageCorrupt(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Close()
-	if err := CheckImage(context.Background(), image, Ext4); !errors.Is(err, ErrCheckFailed) {
+	if _, err := CheckImage(context.Background(), image, Ext4); !errors.Is(err, ErrCheckFailed) {
 		t.Fatalf("CheckImage on a wiped superblock: %v, want ErrCheckFailed", err)
 	}
 }

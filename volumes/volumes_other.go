@@ -14,7 +14,7 @@ var errPlatform = fmt.Errorf("%w: dindstore backs inner daemons on Linux only, n
 func CreateImage(context.Context, string, int64, FS) error { return errPlatform }
 
 // CheckImage is not supported on this platform.
-func CheckImage(context.Context, string, FS) error { return errPlatform }
+func CheckImage(context.Context, string, FS) (string, error) { return "", errPlatform }
 
 // CheckSparseSize is not supported on this platform.
 func CheckSparseSize(string, int64) error { return errPlatform }
@@ -56,3 +56,21 @@ func CloneFile(string, string) (CloneMethod, error) { return "", errPlatform }
 
 // CloneDir is not supported on this platform.
 func CloneDir(string, string) (CloneMethod, error) { return "", errPlatform }
+
+// FindImageUse is not supported on this platform.
+func FindImageUse(string, string) (*ImageUse, error) { return nil, errPlatform }
+
+// BoundImages is not supported on this platform.
+func BoundImages(string) (map[string][]string, error) { return nil, errPlatform }
+
+// Watch is not supported on this platform.
+func (m *Mounted) Watch() error { return errPlatform }
+
+// Health is not supported on this platform.
+func (m *Mounted) Health() error { return errPlatform }
+
+// CloseWatch does nothing on this platform.
+func (m *Mounted) CloseWatch() {}
+
+// RepairImage is not supported on this platform.
+func RepairImage(context.Context, string, FS) (string, error) { return "", errPlatform }

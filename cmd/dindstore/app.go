@@ -20,8 +20,14 @@ const (
 	exitOK      = 0
 	exitFailure = 1
 	exitUsage   = 2
+	// exitDamaged is EX_IOERR from sysexits.h: the cache's filesystem lost
+	// writes or recorded errors (see `dindstore repair`).
+	exitDamaged = 74
 	// exitInUse is EX_TEMPFAIL from sysexits.h: try again later.
 	exitInUse = 75
+	// exitNoRoom: admission refused a loop cache (the host lacks room for
+	// what the caches in use may still write).
+	exitNoRoom = 76
 )
 
 var rootFlag = &cli.StringFlag{
@@ -114,8 +120,12 @@ func exitCode(err error) int {
 		return exitOK
 	case errors.As(err, &ec):
 		return ec.ExitCode()
-	case errors.Is(err, cache.ErrLocked):
+	case errors.Is(err, cache.ErrLocked), errors.Is(err, cache.ErrInUse):
 		return exitInUse
+	case errors.Is(err, cache.ErrNoRoom):
+		return exitNoRoom
+	case errors.Is(err, cache.ErrDamaged):
+		return exitDamaged
 	case errors.Is(err, errUsage), errors.Is(err, cache.ErrInvalid),
 		errors.Is(err, volumes.ErrInvalid), errors.Is(err, volumes.ErrShrink):
 		return exitUsage

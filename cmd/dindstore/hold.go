@@ -21,7 +21,7 @@ var holdCommand = &cli.Command{
 	Flags: append([]cli.Flag{
 		&cli.StringFlag{Name: "mode", Value: cache.ModePrepare},
 		&cli.IntFlag{Name: "watch-pid"},
-	}, launchFlags...),
+	}, append(append([]cli.Flag{}, launchFlags...), leaseFlags...)...),
 	Action: func(c *cli.Context) error {
 		ready := os.NewFile(3, "ready")
 		if ready == nil {
@@ -53,7 +53,11 @@ func hold(c *cli.Context, ready *os.File) error {
 	if err != nil {
 		return err
 	}
-	lease, err := root.Acquire(c.Context, key, c.String("mode"), os.Args)
+	opts, err := acquireOptions(c)
+	if err != nil {
+		return err
+	}
+	lease, err := root.Acquire(c.Context, key, c.String("mode"), os.Args, opts)
 	if err != nil {
 		return err
 	}

@@ -38,7 +38,7 @@ var prepareCommand = &cli.Command{
 	Description: "Creates the cache when missing, starts a small detached holder that takes the lock and\n" +
 		"mounts it, prints the mount (text: the path; json; env: DINDSTORE_MOUNT=... lines) and returns.\n" +
 		"The holder keeps the cache until `dindstore release KEY`, or until --watch-pid dies.",
-	Flags: append(append([]cli.Flag{}, createFlags...),
+	Flags: append(append(append([]cli.Flag{}, createFlags...), leaseFlags...),
 		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "text, json or env"},
 		&cli.IntFlag{Name: "watch-pid", Usage: "release when this process ends"},
 	),
@@ -58,7 +58,8 @@ var prepareCommand = &cli.Command{
 		if err != nil {
 			return err
 		}
-		rep, err := startHolder(root, key, "--mode", cache.ModePrepare, "--watch-pid", strconv.Itoa(pid))
+		args := append([]string{"--mode", cache.ModePrepare, "--watch-pid", strconv.Itoa(pid)}, forwardFlags(c, nil)...)
+		rep, err := startHolder(root, key, args...)
 		if err != nil {
 			return err
 		}

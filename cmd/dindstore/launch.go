@@ -44,7 +44,7 @@ var launchCommand = &cli.Command{
 		"(--storage-driver among ARGS when they are dockerd's, and DOCKER_DRIVER). When the container\n" +
 		"ends, or is removed, the cache is unmounted and released. --detach returns once the inner\n" +
 		"daemon answers and leaves a holder behind; `dindstore release KEY` stops the container.",
-	Flags: append(append(append([]cli.Flag{}, createFlags...), launchFlags...),
+	Flags: append(append(append(append([]cli.Flag{}, createFlags...), launchFlags...), leaseFlags...),
 		&cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "return once the inner daemon answers"}),
 	Action: func(c *cli.Context) error {
 		key, args, err := keyAndRest(c)
@@ -104,7 +104,7 @@ func parseOwner(s string) (uid, gid int, err error) {
 // the detached holder, the dind ARGS as --arg.
 func forwardFlags(c *cli.Context, args []string) []string {
 	var out []string
-	for _, f := range launchFlags {
+	for _, f := range append(append([]cli.Flag{}, launchFlags...), leaseFlags...) {
 		name := f.Names()[0]
 		if !c.IsSet(name) || name == "arg" {
 			continue
@@ -132,7 +132,11 @@ func launchForeground(c *cli.Context, root *cache.Root, key string, args []strin
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
-	lease, err := root.Acquire(c.Context, key, cache.ModeLaunch, os.Args)
+	opts, err := acquireOptions(c)
+	if err != nil {
+		return err
+	}
+	lease, err := root.Acquire(c.Context, key, cache.ModeLaunch, os.Args, opts)
 	if err != nil {
 		return err
 	}

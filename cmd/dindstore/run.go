@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/dindstore/dindstore/cache"
 	"github.com/dindstore/dindstore/overlay"
+	"github.com/dindstore/dindstore/proctree"
 	"github.com/urfave/cli/v2"
 )
 
@@ -27,12 +27,15 @@ var runCommand = &cli.Command{
 	Usage:     "hold a cache, mount it, and run a command on it (e.g. dockerd --data-root {mount})",
 	ArgsUsage: "KEY [create flags] -- CMD [ARGS...]",
 	Description: "Creates the cache when missing, takes its lock, mounts it, and runs CMD with every\n" +
-		"argument \"{mount}\" replaced by the mount path and DINDSTORE_MOUNT in its environment.\n" +
+		"argument \"{mount}\" replaced by the mount path and DINDSTORE_MOUNT in its environment, in a\n" +
+		"process group of its own (a cgroup) that ends whole with the lease.\n" +
 		"A dockerd command gets --storage-driver pinned to what the cache supports (overlay2, or vfs\n" +
 		"for a vfs cache) and DOCKER_DRIVER is set to the same; a --storage-driver that disagrees is\n" +
-		"refused. SIGINT, SIGTERM, SIGHUP and SIGQUIT are passed on to CMD. When CMD exits the cache is\n" +
-		"unmounted and released, and dindstore exits with CMD's status (128+N if killed by signal N).",
-	Flags: append(append([]cli.Flag{}, createFlags...),
+		"refused. SIGINT, SIGTERM, SIGHUP and SIGQUIT are passed on to CMD; --stop-timeout after SIGTERM or\n" +
+		"SIGINT, the whole tree is killed. When CMD exits, what is left of its tree is killed, the cache\n" +
+		"is checked, unmounted and released, and dindstore exits with CMD's status (128+N if killed by\n" +
+		"signal N) -- or non-zero when the release failed (74 damaged, 75 still in use).",
+	Flags: append(append(append([]cli.Flag{}, createFlags...), append(leaseFlags, stopTimeoutFlag)...),
 		&cli.StringFlag{Name: "commit-on", Usage: "success: when CMD exits 0, commit this clone into its warm cache (--from)"},
 		&cli.BoolFlag{Name: "reset", Usage: "empty the cache first (to start over with another image store)"}),
 	Action: func(c *cli.Context) error {
@@ -47,7 +50,7 @@ var runCommand = &cli.Command{
 		if err != nil {
 			return err
 		}
-		err = runLeased(c.Context, root, key, argv, c.Bool("reset"))
+		err = runLeased(c, root, key, argv, c.Bool("reset"))
 		if err == nil && c.String("commit-on") == "success" {
 			return promote(c, root, key)
 		}
@@ -65,34 +68,24 @@ func runArgs(c *cli.Context) (string, []string, error) {
 }
 
 // runLeased holds the cache while argv runs, and returns CMD's exit status
-// as a cli exit error.
-func runLeased(ctx context.Context, root *cache.Root, key string, argv []string, reset bool) (retErr error) {
+// as a cli exit error. A release that fails (damage found, a mount still
+// used) never lets a successful command's status through.
+func runLeased(c *cli.Context, root *cache.Root, key string, argv []string, reset bool) (retErr error) {
+	opts, err := acquireOptions(c)
+	if err != nil {
+		return err
+	}
 	// Catch signals from here on: one that arrives while the cache is being
 	// mounted must end in a clean release, not in a half-held cache.
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
 	defer signal.Stop(sigs)
-	lease, err := root.Acquire(ctx, key, cache.ModeRun, os.Args)
+	lease, err := root.Acquire(c.Context, key, cache.ModeRun, os.Args, opts)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if rerr := lease.Release(); rerr != nil {
-			fmt.Fprintf(os.Stderr, "dindstore: %v\n", rerr)
-			if retErr == nil {
-				retErr = rerr
-			}
-		}
-	}()
-	if o := lease.TookOver(); o != nil {
-		fmt.Fprintf(os.Stderr, "dindstore: took over cache %s from a holder that is gone (pid %d, %s, since %s)\n",
-			key, o.PID, o.CommandLine(), o.Acquired.Format(time.RFC3339))
-	}
-	for _, f := range lease.Repaired() {
-		if f.What != cache.FindStaleOwner {
-			fmt.Fprintf(os.Stderr, "dindstore: cleared %s %s left by the earlier holder\n", f.What, f.Path)
-		}
-	}
+	defer func() { retErr = releaseAfter(lease, retErr) }()
+	reportTakeover(lease)
 	if reset {
 		if err := lease.Reset(); err != nil {
 			return err
@@ -102,7 +95,8 @@ func runLeased(ctx context.Context, root *cache.Root, key string, argv []string,
 	if err != nil {
 		return err
 	}
-	status, err := runChild(lease.MountPath(), argv, env, sigs)
+	ch := &child{mount: lease.MountPath(), group: lease.Group(), stopTimeout: c.Duration(stopTimeoutFlag.Name)}
+	status, err := ch.run(argv, env, sigs)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "dindstore: %v\n", err)
 	}
@@ -112,40 +106,118 @@ func runLeased(ctx context.Context, root *cache.Root, key string, argv []string,
 	return cli.Exit("", status)
 }
 
-// runChild runs argv with the mount filled in, passing the signals from sigs
-// on, and returns its exit status. A signal that came before the start means
-// the command is not started at all. The cache's lock descriptor is
-// close-on-exec, so the child and its descendants never hold it.
-func runChild(mount string, argv, env []string, sigs chan os.Signal) (int, error) {
+// releaseAfter releases the lease after the command: a release error
+// replaces a success, and is printed (once) beside a failure's status.
+func releaseAfter(lease *cache.Lease, cmdErr error) error {
+	rerr := lease.Release()
+	switch {
+	case rerr == nil:
+		return cmdErr
+	case cmdErr == nil:
+		return rerr
+	}
+	fmt.Fprintf(os.Stderr, "dindstore: %v\n", rerr)
+	return cmdErr
+}
+
+// reportTakeover says on stderr what the lease had to clear first.
+func reportTakeover(lease *cache.Lease) {
+	key := lease.Key()
+	if o := lease.TookOver(); o != nil {
+		fmt.Fprintf(os.Stderr, "dindstore: took over cache %s from a holder that is gone (pid %d, %s, since %s)\n",
+			key, o.PID, o.CommandLine(), o.Acquired.Format(time.RFC3339))
+	}
+	for _, f := range lease.Repaired() {
+		switch {
+		case f.What == cache.FindStaleOwner:
+		case f.Note != "":
+			fmt.Fprintf(os.Stderr, "dindstore: %s %s: %s\n", f.What, f.Path, f.Note)
+		default:
+			fmt.Fprintf(os.Stderr, "dindstore: cleared %s %s left by the earlier holder\n", f.What, f.Path)
+		}
+	}
+	if r := lease.RepairedAtMount(); r != "" {
+		fmt.Fprintf(os.Stderr, "dindstore: WARNING: the check before mounting %s repaired it: %s\n", key, r)
+	}
+}
+
+// child is the command run starts on the mounted cache.
+type child struct {
+	mount       string
+	group       *proctree.Group // the lease's process group; nil without one
+	stopTimeout time.Duration
+}
+
+// run runs argv with the mount filled in, in the lease's process group,
+// passing the signals from sigs on, and returns its exit status. A signal
+// that came before the start means the command is not started at all.
+// SIGTERM or SIGINT starts the stop timeout: when it runs out, the whole
+// tree is killed and the status is 128+the signal. The cache's lock
+// descriptor is close-on-exec, so the child and its descendants never hold
+// it.
+func (ch *child) run(argv, env []string, sigs chan os.Signal) (int, error) {
 	args := make([]string, len(argv))
 	for i, a := range argv {
-		args[i] = strings.ReplaceAll(a, mountPlaceholder, mount)
+		args[i] = strings.ReplaceAll(a, mountPlaceholder, ch.mount)
 	}
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.Env = append(env, "DINDSTORE_MOUNT="+mount)
-	cmd.SysProcAttr = childProcAttr()
+	cmd.Env = append(env, "DINDSTORE_MOUNT="+ch.mount)
 	select {
 	case s := <-sigs:
 		return 128 + int(s.(syscall.Signal)), fmt.Errorf("got %v before %s started; not starting it", s, args[0])
 	default:
 	}
-	if err := cmd.Start(); err != nil {
+	if err := ch.start(cmd); err != nil {
 		return exitNotFound, fmt.Errorf("start %s: %w", args[0], err)
 	}
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		for {
-			select {
-			case s := <-sigs:
-				_ = cmd.Process.Signal(s)
-			case <-done:
-				return
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	var stopped syscall.Signal
+	var deadline <-chan time.Time
+	for {
+		select {
+		case s := <-sigs:
+			_ = cmd.Process.Signal(s)
+			if sig := s.(syscall.Signal); stopped == 0 && (sig == syscall.SIGTERM || sig == syscall.SIGINT) {
+				stopped, deadline = sig, time.After(ch.stopTimeout)
 			}
+		case <-deadline:
+			fmt.Fprintf(os.Stderr, "dindstore: %s did not stop within %s of %v: killing its whole tree\n",
+				args[0], ch.stopTimeout, stopped)
+			ch.killTree(cmd)
+		case err := <-waited:
+			status, werr := exitStatus(err)
+			if stopped != 0 && status == 128+int(syscall.SIGKILL) {
+				status = 128 + int(stopped)
+			}
+			return status, werr
 		}
-	}()
-	return exitStatus(cmd.Wait())
+	}
+}
+
+// start starts cmd straight into the lease's process group, so that no
+// fork of it escapes the group.
+func (ch *child) start(cmd *exec.Cmd) error {
+	cmd.SysProcAttr = childProcAttr()
+	if ch.group == nil {
+		return cmd.Start()
+	}
+	dir, err := ch.group.Dir()
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	setCgroup(cmd.SysProcAttr, int(dir.Fd()))
+	return cmd.Start()
+}
+
+// killTree SIGKILLs the command and everything of its lease.
+func (ch *child) killTree(cmd *exec.Cmd) {
+	_ = cmd.Process.Kill()
+	if ch.group != nil {
+		_ = ch.group.Signal(syscall.SIGKILL)
+	}
 }
 
 // exitStatus turns Wait's error into a shell-style exit status.

@@ -6,3 +6,6 @@ import "syscall"
 
 // childProcAttr has no parent-death signal outside Linux.
 func childProcAttr() *syscall.SysProcAttr { return nil }
+
+// setCgroup does nothing on this platform.
+func setCgroup(*syscall.SysProcAttr, int) {}

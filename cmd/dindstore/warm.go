@@ -26,7 +26,7 @@ var warmCommand = &cli.Command{
 		"copies images from the host's Docker daemon (docker save from the host API, load into the\n" +
 		"inner daemon: no registry involved) or pulls them (--registry-mirror for a pull-through\n" +
 		"mirror). Ends with the inner daemon stopped cleanly and the filesystem trimmed.",
-	Flags: append(append([]cli.Flag{}, createFlags...),
+	Flags: append(append(append([]cli.Flag{}, createFlags...), leaseFlags...),
 		&cli.StringSliceFlag{Name: "from-host", Usage: "image to copy from the host's daemon (DOCKER_HOST)"},
 		&cli.StringSliceFlag{Name: "pull", Usage: "image to pull through the inner daemon"},
 		&cli.StringSliceFlag{Name: "registry-mirror", Usage: "pull-through mirror for the inner daemon"},
@@ -52,7 +52,11 @@ var warmCommand = &cli.Command{
 
 // warm holds the cache, runs an inner daemon on it, fills it, and stops.
 func warm(c *cli.Context, root *cache.Root, key string, fromHost, pull []string) (retErr error) {
-	lease, err := root.Acquire(c.Context, key, cache.ModeWarm, os.Args)
+	opts, err := acquireOptions(c)
+	if err != nil {
+		return err
+	}
+	lease, err := root.Acquire(c.Context, key, cache.ModeWarm, os.Args, opts)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,145 @@
+package cache
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/docker/go-units"
+	"github.com/dindstore/dindstore/volumes"
+)
+
+// DefaultKeepFree is the admission floor when none is given: the share of
+// the host filesystem that caches in use may never claim.
+const DefaultKeepFree = 0.05
+
+// ErrNoRoom means admission refused a loop cache: what the caches in use
+// may still write would not fit in the host's free space above the floor.
+var ErrNoRoom = errors.New("not enough room on the host")
+
+// Room is the admission arithmetic for one host filesystem.
+type Room struct {
+	// Host is the directory whose filesystem holds the images.
+	Host string `json:"host"`
+	// FreeBytes and SizeBytes are the host filesystem's (statfs).
+	FreeBytes int64 `json:"free_bytes"`
+	SizeBytes int64 `json:"size_bytes"`
+	// FloorBytes is the part of the host kept free (keep-free × size).
+	FloorBytes int64 `json:"floor_bytes"`
+	// CommittedBytes is the sum over caches in use (this one included) of
+	// cap − allocated: what they may still write.
+	CommittedBytes int64 `json:"committed_bytes"`
+	// InUse names the caches counted.
+	InUse []string `json:"in_use"`
+}
+
+// Fits reports whether the committed bytes fit above the floor.
+func (m Room) Fits() bool { return m.CommittedBytes <= m.FreeBytes-m.FloorBytes }
+
+// NoRoomError is ErrNoRoom with the figures.
+type NoRoomError struct {
+	Key  string
+	Room Room
+}
+
+func (e *NoRoomError) Error() string {
+	m := e.Room
+	return fmt.Sprintf("cache %q not admitted: the caches in use (%s) may still write %s, but %s has %s free "+
+		"and %s of it must stay free (keep-free); prune idle caches (dindstore prune), use a smaller cap, "+
+		"or pass --overcommit to accept the risk of a full host", e.Key, strings.Join(m.InUse, ", "),
+		units.BytesSize(float64(m.CommittedBytes)), m.Host, units.BytesSize(float64(m.FreeBytes)),
+		units.BytesSize(float64(m.FloorBytes)))
+}
+
+// Unwrap makes errors.Is(err, ErrNoRoom) true.
+func (e *NoRoomError) Unwrap() error { return ErrNoRoom }
+
+// admit checks that a loop cache may be mounted for use: the sum over the
+// caches in use (held, or with a loop device still bound), this one
+// included since the caller holds its lock, of cap − allocated must fit in
+// the host filesystem's free space minus the floor. The caller holds the
+// cache's lock, so two holders racing both count each other.
+func (r *Root) admit(rec *Record, opts AcquireOptions) error {
+	if rec.Kind != volumes.Loop || opts.Overcommit {
+		return nil
+	}
+	room, err := r.Room(opts.KeepFree, rec.Key)
+	if err != nil {
+		return fmt.Errorf("admit cache %q: %w", rec.Key, err)
+	}
+	if !room.Fits() {
+		return &NoRoomError{Key: rec.Key, Room: room}
+	}
+	return nil
+}
+
+// Room computes the admission figures with keepFree as the floor (0:
+// DefaultKeepFree); the caches named in also count as in use.
+func (r *Root) Room(keepFree float64, also ...string) (Room, error) {
+	if keepFree <= 0 {
+		keepFree = DefaultKeepFree
+	}
+	host := filepath.Join(r.path, "images")
+	free, size, _, _, err := r.hostStat()
+	if err != nil {
+		return Room{}, err
+	}
+	m := Room{Host: host, FreeBytes: free, SizeBytes: size, FloorBytes: int64(keepFree * float64(size))}
+	keys, err := r.inUseKeys(also)
+	if err != nil {
+		return Room{}, err
+	}
+	for _, key := range keys {
+		rec, err := r.readRecord(key)
+		if err != nil || rec.Kind != volumes.Loop {
+			continue
+		}
+		_, allocated, _, err := fileSizes(r.imagePath(key))
+		if err != nil {
+			continue
+		}
+		m.CommittedBytes += max(rec.CapBytes-allocated, 0)
+		m.InUse = append(m.InUse, key)
+	}
+	return m, nil
+}
+
+// inUseKeys lists the keys whose lock is held or whose image a loop device
+// is still bound to, plus also.
+func (r *Root) inUseKeys(also []string) ([]string, error) {
+	entries, err := os.ReadDir(filepath.Join(r.path, "records"))
+	if err != nil {
+		return nil, err
+	}
+	flocks, err := readFlocks()
+	if err != nil {
+		return nil, err
+	}
+	bound, err := volumes.BoundImages(filepath.Join(r.path, "images"))
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range entries {
+		key, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok || ValidateKey(key) != nil {
+			continue
+		}
+		held, _, _, _ := r.holder(key, flocks)
+		if held || len(bound[r.imagePath(key)]) > 0 || contains(also, key) {
+			out = append(out, key)
+		}
+	}
+	return out, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

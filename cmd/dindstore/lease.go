@@ -1,0 +1,35 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/dindstore/dindstore/cache"
+	"github.com/urfave/cli/v2"
+)
+
+// leaseFlags are shared by every command that takes a cache for a daemon
+// (run, prepare, launch, warm).
+var leaseFlags = []cli.Flag{
+	&cli.BoolFlag{Name: "kill-users", Usage: "end processes that still use the cache's image but were never part of a lease (otherwise they are named and the command exits 75)"},
+	&cli.BoolFlag{Name: "overcommit", Usage: "mount a loop cache even when the host cannot hold what the caches in use may still write"},
+	&cli.StringFlag{Name: "keep-free", Usage: "admission floor: share of the host filesystem the caches in use may not claim (default 5%, or prune's keep-free from the config file)"},
+}
+
+// acquireOptions reads the lease flags.
+func acquireOptions(c *cli.Context) (cache.AcquireOptions, error) {
+	o := cache.AcquireOptions{KillUsers: c.Bool("kill-users"), Overcommit: c.Bool("overcommit")}
+	if s := c.String("keep-free"); s != "" {
+		f, err := cache.ParsePercent(s)
+		if err != nil {
+			return o, fmt.Errorf("%w: --keep-free: %w", errUsage, err)
+		}
+		o.KeepFree = f
+	}
+	return o, nil
+}
+
+// stopTimeoutFlag is how long run waits after passing SIGTERM/SIGINT on
+// before it ends the whole tree with SIGKILL.
+var stopTimeoutFlag = &cli.DurationFlag{Name: "stop-timeout", Value: 10 * time.Second,
+	Usage: "after passing SIGTERM or SIGINT on, wait this long, then SIGKILL the command's whole tree (like docker stop)"}

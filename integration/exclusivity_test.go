@@ -1,0 +1,214 @@
+//go:build linux
+
+package integration
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dindstore/dindstore/loopdev"
+)
+
+// escapeScript starts, in the background, a writer in a mount namespace of
+// its own (so its copy of the mount keeps the cache's filesystem alive when
+// the holder's namespace drops it), with a grandchild of its own, then
+// writes "data" and sleeps in the foreground.
+const escapeScript = `unshare -m --propagation private sh -c 'while :; do echo x >> "$DINDSTORE_MOUNT/log"; sleep 0.05; done' &
+echo data > {mount}/f; exec sleep 600`
+
+// killHolderWithTree runs `dindstore run KEY -- sh -c SCRIPT` on a loop
+// cache, waits until it holds the cache and {mount}/f exists, SIGKILLs the
+// holder alone, and returns its pid.
+func killHolderWithTree(t *testing.T, root, key, script string) int {
+	t.Helper()
+	cmd := exec.Command(binary, "--root", root, "run", key, "--kind", "loop", "--size", "256MiB", "--",
+		"sh", "-c", script)
+	must(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	waitInUse(t, root, key)
+	time.Sleep(300 * time.Millisecond) // let the background writer start
+	must(t, cmd.Process.Signal(syscall.SIGKILL))
+	_ = cmd.Wait()
+	return cmd.Process.Pid
+}
+
+// boundDevices counts the loop devices bound to the cache's image.
+func boundDevices(t *testing.T, root, key string) int {
+	t.Helper()
+	devs, err := loopdev.FindByFile(filepath.Join(root, "images", key+".img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(devs)
+}
+
+// writersOf lists the pids whose command line mentions the cache's log file
+// (the escaped writers of escapeScript).
+func writersOf(t *testing.T, marker string) []int {
+	t.Helper()
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	var out []int
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil || !strings.Contains(strings.ReplaceAll(string(b), "\x00", " "), marker) {
+			continue
+		}
+		pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+		if pid != os.Getpid() {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// killPids is the safety net: the test's own escaped processes, by pid.
+func killPids(pids []int) {
+	for _, p := range pids {
+		_ = syscall.Kill(p, syscall.SIGKILL)
+	}
+}
+
+// TestKilledHolderTreeInOtherNamespace: a holder SIGKILLed while a
+// descendant in a mount namespace of its own still writes to the cache. The
+// next run must never bind the image a second time; it ends the dead
+// lease's tree, and finds the data.
+func TestKilledHolderTreeInOtherNamespace(t *testing.T) {
+	requireSuite(t)
+	root := filepath.Join(t.TempDir(), "root")
+	key := "it-escape"
+	marker := `DINDSTORE_MOUNT/log`
+	t.Cleanup(func() { killPids(writersOf(t, marker)); time.Sleep(100 * time.Millisecond); cleanupRoot(t, root) })
+	killHolderWithTree(t, root, key, escapeScript)
+	if len(writersOf(t, marker)) == 0 {
+		t.Fatal("the escaped writer is not running: the test does not test anything")
+	}
+	if r := dindstore(t, root, "recover", "--dry-run"); strings.Contains(r.stdout, "cleared") {
+		t.Errorf("recover --dry-run claims to have cleared something: %s", r.stdout)
+	}
+	done := make(chan result, 1)
+	go func() { done <- dindstore(t, root, "run", key, "--", "cat", "{mount}/f") }()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if n := boundDevices(t, root, key); n > 1 {
+			t.Fatalf("%d loop devices bound to one image at once", n)
+		}
+		select {
+		case r := <-done:
+			if r.code != 0 || strings.TrimSpace(r.stdout) != "data" {
+				t.Fatalf("run after SIGKILL: exit %d, %q, %q", r.code, r.stdout, r.stderr)
+			}
+			if w := writersOf(t, marker); len(w) > 0 {
+				t.Errorf("the dead lease's writer(s) %v survive the next run", w)
+			}
+			if !strings.Contains(r.stderr, "ended") {
+				t.Errorf("the next run does not say it ended the dead lease's processes: %q", r.stderr)
+			}
+			assertNothingLeft(t, root)
+			return
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the next run did not finish within 30s")
+		}
+	}
+}
+
+// TestRecoverEndsDeadLease: recover ends the tree of a dead lease, reports
+// it, and only then says the loop device is gone.
+func TestRecoverEndsDeadLease(t *testing.T) {
+	requireSuite(t)
+	root := filepath.Join(t.TempDir(), "root")
+	key := "it-escape-rec"
+	marker := `DINDSTORE_MOUNT/log`
+	t.Cleanup(func() { killPids(writersOf(t, marker)); time.Sleep(100 * time.Millisecond); cleanupRoot(t, root) })
+	killHolderWithTree(t, root, key, escapeScript)
+	if l := listJSON(t, root)[key]; l.State != "orphaned" {
+		t.Errorf("ls calls a dead lease whose tree still uses the image %q, want orphaned", l.State)
+	}
+	r := dindstore(t, root, "recover")
+	if r.code != 0 {
+		t.Fatalf("recover: exit %d: %s %s", r.code, r.stdout, r.stderr)
+	}
+	if w := writersOf(t, marker); len(w) > 0 {
+		t.Errorf("recover left the dead lease's writer(s) %v", w)
+	}
+	if n := boundDevices(t, root, key); n != 0 {
+		t.Errorf("recover left %d loop device(s) bound: %s", n, r.stdout)
+	}
+	assertNothingLeft(t, root)
+}
+
+// TestForeignUserNamed: a process that never was part of a lease keeps the
+// cache's filesystem alive from a mount namespace of its own. The next run
+// is refused (75) naming it; --kill-users ends it and goes on.
+func TestForeignUserNamed(t *testing.T) {
+	requireSuite(t)
+	root := filepath.Join(t.TempDir(), "root")
+	key := "it-foreign"
+	t.Cleanup(func() { cleanupRoot(t, root) })
+	_, stop := holdInBackground(t, root, key, "true")
+	mnt := filepath.Join(root, "mounts", key)
+	foreign := exec.Command("unshare", "-m", "--propagation", "private", "sh", "-c",
+		fmt.Sprintf("cd %s && exec sleep 600 # it-foreign-user", mnt))
+	must(t, foreign.Start())
+	t.Cleanup(func() { _ = foreign.Process.Kill(); _ = foreign.Wait() })
+	time.Sleep(200 * time.Millisecond)
+	stop()
+	r := dindstore(t, root, "run", key, "--", "true")
+	if r.code != 75 || !strings.Contains(r.stderr, strconv.Itoa(foreign.Process.Pid)) {
+		t.Fatalf("run while a foreign process uses the image: exit %d, %q (want 75 naming pid %d)",
+			r.code, r.stderr, foreign.Process.Pid)
+	}
+	if n := boundDevices(t, root, key); n > 1 {
+		t.Fatalf("%d loop devices bound to one image", n)
+	}
+	if syscall.Kill(foreign.Process.Pid, 0) != nil {
+		t.Fatal("the foreign process was killed without --kill-users")
+	}
+	r = dindstore(t, root, "run", key, "--kill-users", "--", "true")
+	if r.code != 0 {
+		t.Fatalf("run --kill-users: exit %d, %q", r.code, r.stderr)
+	}
+	_ = foreign.Wait()
+	assertNothingLeft(t, root)
+}
+
+// TestStopTimeoutEscalates: SIGTERM to run whose command ignores SIGTERM
+// ends the whole tree with SIGKILL after --stop-timeout, releases the
+// cache and exits 143.
+func TestStopTimeoutEscalates(t *testing.T) {
+	requireSuite(t)
+	root := filepath.Join(t.TempDir(), "root")
+	key := "it-stop"
+	t.Cleanup(func() { cleanupRoot(t, root) })
+	cmd := exec.Command(binary, "--root", root, "run", key, "--kind", "loop", "--size", "256MiB",
+		"--stop-timeout", "1s", "--", "sh", "-c",
+		`trap "" TERM; (trap "" TERM; sleep 613; true) & echo data > {mount}/f; while :; do sleep 1; done`)
+	must(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	waitInUse(t, root, key)
+	start := time.Now()
+	must(t, cmd.Process.Signal(syscall.SIGTERM))
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case <-exited:
+	case <-time.After(20 * time.Second):
+		t.Fatal("run did not escalate: still running 20s after SIGTERM with --stop-timeout 1s")
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 143 {
+		t.Errorf("run exited %d after escalation, want 143", code)
+	}
+	t.Logf("SIGTERM to exit: %s", time.Since(start))
+	if w := writersOf(t, "sleep 613"); len(w) > 0 {
+		killPids(w)
+		t.Errorf("grandchild %v survived the escalation", w)
+	}
+	assertNothingLeft(t, root)
+}
