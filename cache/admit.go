@@ -7,8 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/docker/go-units"
 	"github.com/dindstore/dindstore/volumes"
+	"github.com/docker/go-units"
 )
 
 // DefaultKeepFree is the admission floor when none is given: the share of

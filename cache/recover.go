@@ -2,11 +2,11 @@ package cache
 
 import (
 	"context"
-	"slices"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"

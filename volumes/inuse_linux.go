@@ -43,7 +43,6 @@ func FindImageUse(image, mountpoint string) (*ImageUse, error) {
 	return use, nil
 }
 
-
 // BoundImages maps each image file directly in dir that a loop device is
 // bound to (matched by device and inode) to those devices.
 func BoundImages(dir string) (map[string][]string, error) {

@@ -1,11 +1,11 @@
 package volumes
 
 import (
-	"path/filepath"
 	"context"
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
