@@ -19,7 +19,18 @@ import (
 const (
 	StateIdle  = "idle"
 	StateInUse = "in-use"
+	// StateOrphaned: no live lease, but a loop device is still bound to the
+	// image (processes of a dead lease, or of no lease, still use it).
+	StateOrphaned = "orphaned"
+	// StateReleaseFailed: the last release could not unmount or detach.
+	StateReleaseFailed = "release-failed"
+	// StateDamaged: a release found the filesystem damaged; refused until
+	// `dindstore repair` or `rm`.
+	StateDamaged = "damaged"
 )
+
+// States lists every state, for reports and metrics.
+var States = []string{StateIdle, StateInUse, StateOrphaned, StateReleaseFailed, StateDamaged}
 
 // Where an entry's used bytes and inodes come from.
 const (
@@ -48,8 +59,11 @@ type Entry struct {
 	Inodes      uint64 `json:"inodes"`
 	InodesUsed  uint64 `json:"inodes_used"`
 	UsageSource string `json:"usage_source,omitempty"`
-	// State is idle or in-use.
-	State string `json:"state"`
+	// State is idle, in-use, orphaned, release-failed or damaged; Reason
+	// and PIDs say why and who for the last three.
+	State  string `json:"state"`
+	Reason string `json:"reason,omitempty"`
+	PIDs   []int  `json:"pids,omitempty"`
 	// HolderPID is the pid holding the cache, 0 when idle.
 	HolderPID int `json:"holder_pid"`
 	// Created and LastUsed are RFC 3339 times; LastUsed is null until the
@@ -93,6 +107,10 @@ func (r *Root) List(ctx context.Context, opts ListOptions) ([]Entry, error) {
 		return nil, fmt.Errorf("read /proc/locks: %w", err)
 	}
 	counters, _ := r.Counters()
+	bound, err := volumes.BoundImages(filepath.Join(r.path, "images"))
+	if err != nil {
+		return nil, err
+	}
 	var out []Entry
 	for _, n := range names {
 		key, ok := strings.CutSuffix(n.Name(), ".json")
@@ -103,10 +121,34 @@ func (r *Root) List(ctx context.Context, opts ListOptions) ([]Entry, error) {
 			return nil, err
 		}
 		e := r.entry(ctx, key, flocks, opts)
+		r.problemState(&e, bound)
 		e.Misses += counters.WarmMisses[key] // asked for while it did not exist
 		out = append(out, e)
 	}
 	return out, nil // ReadDir sorts by name: by key
+}
+
+// problemState marks an entry that is not held but not idle either: its
+// record says damaged or release-failed, or its image is still bound.
+func (r *Root) problemState(e *Entry, bound map[string][]string) {
+	if e.State != StateIdle || e.Error != "" {
+		return
+	}
+	rec, err := r.readRecord(e.Key)
+	if err != nil {
+		return
+	}
+	switch devs := bound[r.imagePath(e.Key)]; {
+	case rec.Damaged != nil:
+		e.State, e.Reason = StateDamaged, rec.Damaged.Reason
+	case len(devs) > 0:
+		e.State, e.Reason = StateOrphaned, "no live lease, but still bound to "+strings.Join(devs, ", ")
+		if use, err := volumes.FindImageUse(r.imagePath(e.Key), r.MountPath(e.Key)); err == nil && len(use.Users) > 0 {
+			e.Reason, e.PIDs = (&volumes.ImageInUseError{Use: use}).Error(), procscanPIDs(use)
+		}
+	case rec.ReleaseFailed != nil:
+		e.State, e.Reason, e.PIDs = StateReleaseFailed, rec.ReleaseFailed.Reason, rec.ReleaseFailed.PIDs
+	}
 }
 
 func (r *Root) entry(ctx context.Context, key string, flocks map[fileID]int, opts ListOptions) Entry {
@@ -211,8 +253,8 @@ func (r *Root) Summarize(entries []Entry) (Summary, error) {
 	var s Summary
 	for _, e := range entries {
 		s.Caches++
-		if e.State == StateInUse {
-			s.InUse++
+		if e.State != StateIdle {
+			s.InUse++ // held, or still used without a lease
 		}
 		s.CapBytes += e.CapBytes
 		s.ApparentBytes += e.ApparentBytes

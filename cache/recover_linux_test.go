@@ -16,6 +16,7 @@ import (
 func crash(t *testing.T, l *Lease) {
 	t.Helper()
 	l.released = true // the cleanup of acquire() must not release it properly
+	l.mount.CloseWatch() // a dead process's descriptors are closed
 	if err := l.lock.release(); err != nil {
 		t.Fatal(err)
 	}

@@ -21,10 +21,12 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 }
 
 var (
-	capDesc       = desc("cache_cap_bytes", "Size cap of the cache (0 for uncapped kinds).", cacheLabels...)
-	allocDesc     = desc("cache_allocated_bytes", "Bytes the cache allocates on the host (st_blocks*512).", cacheLabels...)
-	usedDesc      = desc("cache_used_bytes", "Bytes in use inside the cache's filesystem.", cacheLabels...)
-	inUseDesc     = desc("cache_in_use", "1 while a holder has the cache.", cacheLabels...)
+	capDesc   = desc("cache_cap_bytes", "Size cap of the cache (0 for uncapped kinds).", cacheLabels...)
+	allocDesc = desc("cache_allocated_bytes", "Bytes the cache allocates on the host (st_blocks*512).", cacheLabels...)
+	usedDesc  = desc("cache_used_bytes", "Bytes in use inside the cache's filesystem.", cacheLabels...)
+	inUseDesc = desc("cache_in_use", "1 while a holder has the cache.", cacheLabels...)
+	stateDesc = desc("cache_state", "1 for the cache's state (idle, in-use, orphaned, release-failed, damaged), 0 for the others.",
+		append(append([]string{}, cacheLabels...), "state")...)
 	lastUsedDesc  = desc("cache_last_used_timestamp_seconds", "When the cache was last used (created, if never).", cacheLabels...)
 	hitsDesc      = desc("cache_hits_total", "Jobs that asked for this warm cache and got a clone.", cacheLabels...)
 	missesDesc    = desc("cache_misses_total", "Jobs that asked for this warm cache and started cold.", cacheLabels...)
@@ -96,6 +98,13 @@ func collectEntry(ch chan<- prometheus.Metric, e cache.Entry) {
 	gauge(ch, allocDesc, float64(e.AllocatedBytes), labels...)
 	gauge(ch, usedDesc, float64(e.UsedBytes), labels...)
 	gauge(ch, inUseDesc, inUse, labels...)
+	for _, st := range cache.States {
+		v := 0.0
+		if e.State == st {
+			v = 1
+		}
+		gauge(ch, stateDesc, v, append(append([]string{}, labels...), st)...)
+	}
 	gauge(ch, lastUsedDesc, float64(last.UnixNano())/1e9, labels...)
 	ch <- prometheus.MustNewConstMetric(hitsDesc, prometheus.CounterValue, float64(e.Hits), labels...)
 	ch <- prometheus.MustNewConstMetric(missesDesc, prometheus.CounterValue, float64(e.Misses), labels...)

@@ -128,6 +128,9 @@ func state(e cache.Entry) string {
 	if e.Error != "" {
 		return "error: " + e.Error
 	}
+	if e.PIDs != nil {
+		return fmt.Sprintf("%s (pids %v)", e.State, e.PIDs)
+	}
 	return e.State
 }
 
