@@ -143,3 +143,26 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// TotalCaps sums the caps of every loop cache and gives the host
+// filesystem's size beside it.
+func (r *Root) TotalCaps() (caps, host int64, err error) {
+	_, host, _, _, err = r.hostStat()
+	if err != nil {
+		return 0, 0, err
+	}
+	entries, err := os.ReadDir(filepath.Join(r.path, "records"))
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, e := range entries {
+		key, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok || ValidateKey(key) != nil {
+			continue
+		}
+		if rec, err := r.readRecord(key); err == nil && rec.Kind == volumes.Loop {
+			caps += rec.CapBytes
+		}
+	}
+	return caps, host, nil
+}

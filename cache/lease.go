@@ -351,7 +351,11 @@ func (l *Lease) Release() error {
 		failed, pids = l.describeUsers(failed)
 	}
 	now := time.Now().UTC()
-	err := l.root.updateRecord(key, func(rec *Record) {
+	var err error
+	if damage != nil {
+		err = l.root.markDamaged(key) // first: it needs no room
+	}
+	err = errors.Join(err, l.root.updateRecord(key, func(rec *Record) {
 		rec.LastUsed = now
 		if usage != nil && rec.Kind == volumes.Loop {
 			rec.Usage = usage
@@ -363,7 +367,7 @@ func (l *Lease) Release() error {
 			rec.Damaged = problem(damage, nil)
 		}
 		rec.ReleaseFailed = problem(failed, pids)
-	})
+	}))
 	if failed == nil {
 		// A failed release keeps the owner record: it names the lease's
 		// group, which the next holder or recover must end.

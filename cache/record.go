@@ -137,7 +137,30 @@ func (r *Root) readRecord(key string) (*Record, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", r.recordPath(key), err)
 	}
+	if st, err := os.Lstat(r.damagedPath(key)); err == nil && rec.Damaged == nil {
+		rec.Damaged = &Problem{Reason: "a release found the filesystem damaged (the host was too full to record " +
+			"why; see the holder's output)", At: st.ModTime().UTC()}
+	}
 	return rec, nil
+}
+
+// markDamaged leaves the damage marker of key: an empty file, which needs
+// no data block, so that a damage is never lost even when the host is too
+// full for the record to be rewritten.
+func (r *Root) markDamaged(key string) error {
+	f, err := r.openOwned(r.damagedPath(key), os.O_WRONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("mark cache %q damaged: %w", key, err)
+	}
+	return f.Close()
+}
+
+// clearDamaged removes the damage marker of key.
+func (r *Root) clearDamaged(key string) error {
+	if err := os.Remove(r.damagedPath(key)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("clear the damage mark of %q: %w", key, err)
+	}
+	return nil
 }
 
 // parseRecord decodes and validates the record of key.

@@ -80,7 +80,7 @@ func (r *Root) knownKeys() ([]string, error) {
 		}
 		for _, e := range entries {
 			key := e.Name()
-			for _, suffix := range []string{".json", ".lock", ".owner", ".img.tmp", ".img"} {
+			for _, suffix := range []string{".json", ".lock", ".owner", ".damaged", ".img.tmp", ".img"} {
 				key = strings.TrimSuffix(key, suffix)
 			}
 			if ValidateKey(key) == nil {

@@ -15,7 +15,7 @@ import (
 // but its mount, loop device and owner record stay.
 func crash(t *testing.T, l *Lease) {
 	t.Helper()
-	l.released = true // the cleanup of acquire() must not release it properly
+	l.released = true    // the cleanup of acquire() must not release it properly
 	l.mount.CloseWatch() // a dead process's descriptors are closed
 	if err := l.lock.release(); err != nil {
 		t.Fatal(err)

@@ -85,9 +85,12 @@ func checkSafe(path string, fi os.FileInfo) error {
 func (r *Root) recordPath(key string) string { return filepath.Join(r.path, "records", key+".json") }
 func (r *Root) lockPath(key string) string   { return filepath.Join(r.path, "locks", key+".lock") }
 func (r *Root) ownerPath(key string) string  { return filepath.Join(r.path, "locks", key+".owner") }
-func (r *Root) imagePath(key string) string  { return filepath.Join(r.path, "images", key+".img") }
-func (r *Root) dataPath(key string) string   { return filepath.Join(r.path, "data", key) }
-func (r *Root) tmpDir() string               { return filepath.Join(r.path, "tmp") }
+func (r *Root) damagedPath(key string) string {
+	return filepath.Join(r.path, "locks", key+".damaged")
+}
+func (r *Root) imagePath(key string) string { return filepath.Join(r.path, "images", key+".img") }
+func (r *Root) dataPath(key string) string  { return filepath.Join(r.path, "data", key) }
+func (r *Root) tmpDir() string              { return filepath.Join(r.path, "tmp") }
 
 // LogPath is where a detached holder of key (and the inner daemon of a warm)
 // writes what it has to say.

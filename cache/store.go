@@ -239,6 +239,7 @@ func (r *Root) removeLocked(key string, rec *Record) error {
 	}
 	_ = os.Remove(r.LogPath(key))
 	_ = r.removeOwner(key)
+	_ = r.clearDamaged(key)
 	// Unlink the lock while holding it: a waiter that opened the old file
 	// sees it is gone (samePath) and locks the new one.
 	return os.Remove(r.lockPath(key))

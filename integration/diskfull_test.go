@@ -63,7 +63,7 @@ func TestHostDiskFull(t *testing.T) {
 	requireSuite(t)
 	host := smallHostFS(t, 64<<20)
 	root := filepath.Join(host, "root")
-	mustRun(t, root, "run", "other", "--kind", "loop", "--size", "1GiB", "--", "sh", "-c", "echo precious > {mount}/f")
+	mustRun(t, root, "run", "other", "--kind", "loop", "--size", "1GiB", "--overcommit", "--", "sh", "-c", "echo precious > {mount}/f")
 	fill(t, host, 48<<10)
 
 	r := dindstore(t, root, "create", "victim", "--kind", "loop", "--size", "1GiB")
@@ -82,8 +82,60 @@ func TestHostDiskFull(t *testing.T) {
 		t.Errorf("recover after the failures found: %s", out.stdout)
 	}
 	must(t, os.Remove(filepath.Join(host, "filler")))
-	if out := mustRun(t, root, "run", "other", "--", "cat", "{mount}/f"); strings.TrimSpace(out) != "precious" {
+	if out := mustRun(t, root, "run", "other", "--overcommit", "--", "cat", "{mount}/f"); strings.TrimSpace(out) != "precious" {
 		t.Fatalf("the other cache lost its data: %q", out)
+	}
+	assertNothingLeft(t, root)
+}
+
+// TestAdmissionAndDamage: two 256 MiB caches on a 320 MiB host filesystem.
+// With one in use, the other is refused at admission (76) with the figures;
+// with --overcommit both fill, the host runs out under the sparse images,
+// and the release of the one that lost writes fails (74) even though its
+// command exited 0: the cache is marked damaged and refused until repair.
+func TestAdmissionAndDamage(t *testing.T) {
+	requireSuite(t)
+	host := smallHostFS(t, 320<<20)
+	root := filepath.Join(host, "root")
+	for _, k := range []string{"it-a", "it-b"} {
+		r := dindstore(t, root, "create", k, "--kind", "loop", "--size", "256MiB")
+		if r.code != 0 {
+			t.Fatalf("create %s: exit %d, %s", k, r.code, r.stderr)
+		}
+		if k == "it-b" && !strings.Contains(r.stderr, "exceed the host filesystem") {
+			t.Errorf("create does not warn that the caps exceed the host: %q", r.stderr)
+		}
+	}
+	_, stop := holdInBackground(t, root, "it-a", "true")
+	r := dindstore(t, root, "run", "it-b", "--", "true")
+	if r.code != 76 || !strings.Contains(r.stderr, "not admitted") || !strings.Contains(r.stderr, "--overcommit") {
+		t.Fatalf("run of a cache that does not fit: exit %d, %q; want 76 with the figures and the way out", r.code, r.stderr)
+	}
+	t.Logf("refusal: %s", strings.TrimSpace(r.stderr))
+	stop()
+	// Fill both: a first (it fits), then b, which the host cannot hold.
+	fillCmd := "dd if=/dev/zero of={mount}/fill bs=1M count=200 2>/dev/null; true"
+	if r := dindstore(t, root, "run", "it-a", "--overcommit", "--", "sh", "-c", fillCmd); r.code != 0 {
+		t.Fatalf("filling a: exit %d, %s", r.code, r.stderr)
+	}
+	r = dindstore(t, root, "run", "it-b", "--overcommit", "--", "sh", "-c", fillCmd)
+	if r.code != 74 || !strings.Contains(r.stderr, "damaged") {
+		t.Fatalf("run that lost writes to a full host: exit %d, %q; want 74 and damaged", r.code, r.stderr)
+	}
+	t.Logf("damage: %s", strings.TrimSpace(r.stderr))
+	if st := listJSON(t, root)["it-b"].State; st != "damaged" {
+		t.Errorf("ls calls the damaged cache %q", st)
+	}
+	r = dindstore(t, root, "run", "it-b", "--", "true")
+	if r.code != 74 || !strings.Contains(r.stderr, "dindstore repair") {
+		t.Errorf("run of a damaged cache: exit %d, %q; want 74 naming repair", r.code, r.stderr)
+	}
+	mustRun(t, root, "rm", "it-a") // room for the repair
+	if r := dindstore(t, root, "repair", "it-b"); r.code != 0 {
+		t.Fatalf("repair: exit %d, %s %s", r.code, r.stdout, r.stderr)
+	}
+	if st := listJSON(t, root)["it-b"].State; st != "idle" {
+		t.Errorf("after repair, ls says %q", st)
 	}
 	assertNothingLeft(t, root)
 }

@@ -64,7 +64,21 @@ func ensureCache(c *cli.Context, key string, verbose bool) (*cache.Root, error) 
 	case created:
 		reportCreate(c.App.ErrWriter, c.App.ErrWriter, rec, created)
 	}
+	if created && rec.Kind == volumes.Loop {
+		warnOvercommit(c.App.ErrWriter, root)
+	}
 	return root, nil
+}
+
+// warnOvercommit says when the caps of all loop caches exceed the host
+// filesystem: allowed while they are idle, refused at admission in use.
+func warnOvercommit(w io.Writer, root *cache.Root) {
+	caps, host, err := root.TotalCaps()
+	if err == nil && caps > host {
+		fmt.Fprintf(w, "WARNING: the caps of all loop caches (%s) exceed the host filesystem (%s): fine while they "+
+			"are idle; a cache whose use would not fit is refused at admission (exit 76)\n",
+			units.BytesSize(float64(caps)), units.BytesSize(float64(host)))
+	}
 }
 
 // specFromFlags reads the create flags. Only flags given on the command line

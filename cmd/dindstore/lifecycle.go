@@ -51,3 +51,22 @@ var rmCommand = &cli.Command{
 		return nil
 	},
 }
+
+var repairCommand = &cli.Command{
+	Name:      "repair",
+	Usage:     "check and repair a cache's filesystem (e2fsck -f -y, xfs_repair) and clear its damaged mark",
+	ArgsUsage: "KEY",
+	Action: func(c *cli.Context) error {
+		key, root, err := keyAndRoot(c)
+		if err != nil {
+			return err
+		}
+		out, err := root.Repair(c.Context, key)
+		fmt.Fprint(c.App.Writer, out)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(c.App.Writer, "%s repaired\n", key)
+		return nil
+	},
+}

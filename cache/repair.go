@@ -1,0 +1,51 @@
+package cache
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/dindstore/dindstore/volumes"
+)
+
+// Repair checks and repairs a cache's filesystem for good (e2fsck -f -y for
+// ext4, xfs_repair for xfs) under its lock, after clearing what an earlier
+// holder left, and clears its damaged mark. It is the explicit step a
+// damaged cache waits for. It returns the tool's output; a repair that
+// leaves errors keeps the mark (ErrCheckFailed).
+func (r *Root) Repair(ctx context.Context, key string) (string, error) {
+	if err := ValidateKey(key); err != nil {
+		return "", err
+	}
+	l, err := r.tryLock(key)
+	if err != nil {
+		return "", err
+	}
+	defer l.release()
+	rec, err := r.readRecord(key)
+	if err != nil {
+		return "", err
+	}
+	if _, err := r.repairLocked(ctx, key, repairOpts{}); err != nil {
+		return "", err
+	}
+	out := fmt.Sprintf("cache %q is a %s cache: nothing to check", key, rec.Kind)
+	if rec.Kind == volumes.Loop {
+		if out, err = volumes.RepairImage(ctx, r.imagePath(key), rec.FS); err != nil {
+			return out, fmt.Errorf("repair cache %q: %w", key, err)
+		}
+	}
+	now := time.Now().UTC()
+	err = r.updateRecord(key, func(rec *Record) {
+		reason := "dindstore repair"
+		if rec.Damaged != nil {
+			reason += " of: " + rec.Damaged.Reason
+		}
+		rec.Damaged, rec.ReleaseFailed = nil, nil
+		rec.Repaired = &Problem{Reason: reason, At: now}
+	})
+	if err == nil {
+		err = r.clearDamaged(key)
+	}
+	return out, err
+}
