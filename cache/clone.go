@@ -58,6 +58,9 @@ func (r *Root) Clone(ctx context.Context, src, dst string) (*CloneResult, error)
 
 // cloneLocked copies srcRec's cache into dst; both are locked by the caller.
 func (r *Root) cloneLocked(srcRec *Record, dst string) (_ *CloneResult, retErr error) {
+	if err := r.quiet(srcRec); err != nil {
+		return nil, err
+	}
 	if _, err := r.repairLocked(context.Background(), dst, repairOpts{}); err != nil {
 		return nil, err
 	}
@@ -92,6 +95,29 @@ func (r *Root) cloneLocked(srcRec *Record, dst string) (_ *CloneResult, retErr e
 	rec.Key, rec.Parent, rec.Clone, rec.CloneMethod = dst, srcRec.Key, true, res.Method
 	rec.Created, rec.LastUsed, rec.Hits, rec.Misses, rec.Previous = time.Now().UTC(), time.Time{}, 0, 0, nil
 	return res, r.writeRecord(&rec)
+}
+
+// quiet makes sure nothing writes to a source the caller has locked: not
+// damaged, a dead holder's leftovers cleared, and its image bound to no
+// loop device (processes of no lease may still hold it: ErrInUse).
+func (r *Root) quiet(rec *Record) error {
+	if err := rec.usable(); err != nil {
+		return err
+	}
+	if _, err := r.repairLocked(context.Background(), rec.Key, repairOpts{}); err != nil {
+		return fmt.Errorf("clone %q: %w", rec.Key, err)
+	}
+	if rec.Kind != volumes.Loop {
+		return nil
+	}
+	use, err := volumes.FindImageUse(r.imagePath(rec.Key), r.MountPath(rec.Key))
+	if err != nil {
+		return err
+	}
+	if use.InUse() {
+		return fmt.Errorf("clone %q: it must be quiet: %w", rec.Key, &volumes.ImageInUseError{Use: use})
+	}
+	return nil
 }
 
 // lockWithin takes the lock of key, waiting up to d for a holder that is

@@ -21,7 +21,11 @@ func (r *Root) ReleaseHolder(ctx context.Context, key string, timeout time.Durat
 		return false, err
 	}
 	if !held {
-		_ = r.recoverKey(key, false) // a dead holder's leftovers, if any
+		for _, f := range r.recoverKey(key, false) { // a dead holder's leftovers, if any
+			if f.Error != "" {
+				return false, fmt.Errorf("release %q: clear what its holder left: %s %s: %s", key, f.What, f.Path, f.Error)
+			}
+		}
 		return false, nil
 	}
 	if owner == nil || (owner.Mode != ModePrepare && owner.Mode != ModeLaunch) {
@@ -31,10 +35,11 @@ func (r *Root) ReleaseHolder(ctx context.Context, key string, timeout time.Durat
 	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
 		return false, fmt.Errorf("ask holder pid %d of %q to release: %w", pid, key, err)
 	}
-	deadline := time.Now().Add(timeout)
+	asked := time.Now().UTC()
+	deadline := asked.Add(timeout)
 	for {
 		if held, _, _, _ := r.Holder(key); !held {
-			return true, nil
+			return true, r.releaseOutcome(key, pid, asked)
 		}
 		if time.Now().After(deadline) {
 			return false, fmt.Errorf("holder pid %d of %q did not release within %s; see %s", pid, key, timeout, r.LogPath(key))
@@ -45,4 +50,23 @@ func (r *Root) ReleaseHolder(ctx context.Context, key string, timeout time.Durat
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// releaseOutcome reads what the holder's release left in the record: a
+// release that could not unmount or detach (ErrInUse, naming what holds
+// it), or found the filesystem damaged (ErrDamaged).
+func (r *Root) releaseOutcome(key string, pid int, since time.Time) error {
+	rec, err := r.readRecord(key)
+	if err != nil {
+		return err
+	}
+	if d := rec.Damaged; d != nil && !d.At.Before(since.Truncate(time.Second)) {
+		return fmt.Errorf("holder pid %d released %q, but the cache is damaged: %s: %w; check it with "+
+			"`dindstore repair %s`", pid, key, d.Reason, ErrDamaged, key)
+	}
+	if f := rec.ReleaseFailed; f != nil && !f.At.Before(since) {
+		return fmt.Errorf("holder pid %d of %q could not release it: %s: %w (pids %v); end them, then run "+
+			"`dindstore recover`", pid, key, f.Reason, ErrInUse, f.PIDs)
+	}
+	return nil
 }

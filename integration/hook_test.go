@@ -58,3 +58,46 @@ func TestPrepareRelease(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestReleaseBusy: release of a prepare lease whose mount a process still
+// uses exits non-zero naming it; ls does not call the cache idle; a clone
+// of it is refused; once the process is gone, the next release clears it.
+func TestReleaseBusy(t *testing.T) {
+	requireSuite(t)
+	root := filepath.Join(t.TempDir(), "root")
+	t.Cleanup(func() { cleanupRoot(t, root) })
+	if r := dindstore(t, root, "prepare", "hk-busy", "--kind", "loop", "--size", "256MiB"); r.code != 0 {
+		t.Fatalf("prepare: exit %d, %s", r.code, r.stderr)
+	}
+	busy := exec.Command("sh", "-c", "cd "+filepath.Join(root, "mounts", "hk-busy")+" && exec sleep 600")
+	must(t, busy.Start())
+	t.Cleanup(func() { _ = busy.Process.Kill(); _ = busy.Wait() })
+	time.Sleep(200 * time.Millisecond)
+	pid := itoa(busy.Process.Pid)
+	r := dindstore(t, root, "release", "hk-busy")
+	if r.code == 0 || !strings.Contains(r.stderr, pid) {
+		t.Fatalf("release of a busy mount: exit %d, %q %q; want non-zero naming pid %s", r.code, r.stdout, r.stderr, pid)
+	}
+	t.Logf("release: exit %d: %s", r.code, strings.TrimSpace(r.stderr))
+	if strings.Count(r.stderr, "dindstore:") != 1 {
+		t.Errorf("the error is printed more than once: %q", r.stderr)
+	}
+	if st := listJSON(t, root)["hk-busy"].State; st == "idle" {
+		t.Error("ls calls a cache idle whose release failed")
+	}
+	if r := dindstore(t, root, "clone", "hk-busy", "hk-copy"); r.code != 75 {
+		t.Errorf("clone of a busy source: exit %d, %q; want 75", r.code, r.stderr)
+	}
+	if _, ok := listJSON(t, root)["hk-copy"]; ok {
+		t.Error("a refused clone left a cache")
+	}
+	_ = busy.Process.Kill()
+	_ = busy.Wait()
+	if r := dindstore(t, root, "release", "hk-busy"); r.code != 0 {
+		t.Fatalf("release once the process is gone: exit %d, %s", r.code, r.stderr)
+	}
+	assertNothingLeft(t, root)
+	if r := dindstore(t, root, "clone", "hk-busy", "hk-copy"); r.code != 0 {
+		t.Errorf("clone of the quiet source: exit %d, %s", r.code, r.stderr)
+	}
+}

@@ -36,6 +36,9 @@ type User struct {
 
 // String names the user for messages.
 func (u User) String() string {
+	if u.PID == 0 {
+		return u.How
+	}
 	return fmt.Sprintf("pid %d (%s): %s", u.PID, u.Command, u.How)
 }
 
