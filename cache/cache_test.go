@@ -235,3 +235,21 @@ func rootWith(t *testing.T, key string, spec Spec) *Root {
 	}
 	return r
 }
+
+// TestOpenRootRefusesNested: a root inside another root's folders (or
+// inside one of its caches) is refused before anything is made.
+func TestOpenRootRefusesNested(t *testing.T) {
+	outer := newRoot(t)
+	for _, p := range []string{
+		filepath.Join(outer.Path(), "mounts", "k", "inner"),
+		filepath.Join(outer.Path(), "data", "x"),
+		filepath.Join(outer.Path(), "other"),
+	} {
+		if _, err := OpenRoot(p, true); !errors.Is(err, ErrInvalid) {
+			t.Errorf("OpenRoot(%s) inside %s: %v, want ErrInvalid", p, outer.Path(), err)
+		}
+		if _, err := os.Lstat(p); err == nil {
+			t.Errorf("a refused root was made at %s", p)
+		}
+	}
+}

@@ -7,8 +7,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/docker/go-units"
 )
 
 // keyRE is the whole grammar of a key: it cannot hold a slash, cannot be
@@ -27,17 +25,29 @@ func ValidateKey(key string) error {
 // further, which volumes.CheckSparseSize finds out.
 const MaxSize int64 = 1 << 60
 
-// ParseSize parses a size such as 20GiB, 20G, 512MiB or 1073741824 (bytes).
-// Units are binary (G = GiB). Zero, negative and unknown units are ErrInvalid.
+// sizeRE is the whole size grammar: a decimal number, optional blanks, and
+// an optional unit: B, K, M, G, T, P or E, each optionally followed by B or
+// iB, in any case.
+var sizeRE = regexp.MustCompile(`^([0-9]+(?:\.[0-9]+)?) *(?:([kmgtpeKMGTPE])(?:[iI]?[bB])?|[bB])?$`)
+
+// sizeShift gives each unit's power of two: every unit is binary, so
+// 1G = 1GB = 1GiB = 2^30 bytes (as Docker counts).
+var sizeShift = map[string]uint{"": 0, "k": 10, "m": 20, "g": 30, "t": 40, "p": 50, "e": 60}
+
+// ParseSize parses a size such as 20GiB, 20G, 512MiB, 1.5TiB, 1EiB or
+// 1073741824 (bytes); see sizeRE for the grammar. Units are binary
+// (G = GB = GiB). Zero, more than 1 EiB, and anything else are ErrInvalid.
 func ParseSize(s string) (int64, error) {
-	n, err := units.RAMInBytes(s)
-	if err != nil {
-		return 0, fmt.Errorf("%w: size %q: %v (examples: 20GiB, 512MiB, 1073741824)", ErrInvalid, s, err)
+	m := sizeRE.FindStringSubmatch(strings.TrimSpace(s))
+	if m == nil {
+		return 0, fmt.Errorf("%w: size %q: want a number and a unit, e.g. 20GiB, 512MiB, 1.5TiB or 1073741824 (bytes)", ErrInvalid, s)
 	}
-	if n <= 0 || n > MaxSize {
-		return 0, fmt.Errorf("%w: size %q: must be more than 0 and at most 1 EiB", ErrInvalid, s)
+	n, err := strconv.ParseFloat(m[1], 64)
+	n *= float64(uint64(1) << sizeShift[strings.ToLower(m[2])])
+	if err != nil || n < 1 || n > float64(MaxSize) {
+		return 0, fmt.Errorf("%w: size %q: must be at least 1 byte and at most 1EiB", ErrInvalid, s)
 	}
-	return n, nil
+	return int64(n), nil
 }
 
 // ParseAge parses an age such as 72h, 90m, 3d or 2w (Go durations, plus d

@@ -26,7 +26,8 @@ func TestValidateKey(t *testing.T) {
 func TestParseSize(t *testing.T) {
 	cases := map[string]int64{
 		"20GiB": 20 << 30, "20G": 20 << 30, "20g": 20 << 30, "512MiB": 512 << 20,
-		"512M": 512 << 20, "1073741824": 1 << 30, "1TiB": 1 << 40,
+		"512M": 512 << 20, "1073741824": 1 << 30, "1TiB": 1 << 40, "1EiB": 1 << 60, "1e": 1 << 60,
+		"1.5GiB": 3 << 29, "20 GB": 20 << 30, "4096b": 4096, "2PiB": 2 << 50,
 	}
 	for s, want := range cases {
 		got, err := ParseSize(s)
@@ -34,7 +35,7 @@ func TestParseSize(t *testing.T) {
 			t.Errorf("ParseSize(%q) = %d, %v; want %d", s, got, err, want)
 		}
 	}
-	for _, s := range []string{"0", "-1", "10XB", "", "G", "abc", "1.5.5G", "2EiB", "99999999999999999999999G"} {
+	for _, s := range []string{"0", "-1", "10XB", "", "G", "abc", "1.5.5G", "2EiB", "99999999999999999999999G", "1EiB1", "1 iB", "NaN", "1e3G", "0.1B"} {
 		if _, err := ParseSize(s); !errors.Is(err, ErrInvalid) {
 			t.Errorf("ParseSize(%q) = %v, want ErrInvalid", s, err)
 		}

@@ -33,6 +33,10 @@ func OpenRoot(path string, create bool) (*Root, error) {
 		return nil, fmt.Errorf("%w: root %q must be an absolute path", ErrInvalid, path)
 	}
 	path = filepath.Clean(path)
+	if outer := enclosingRoot(path); outer != "" {
+		return nil, fmt.Errorf("%w: root %s lies inside the dindstore root %s: a root there would see its caches "+
+			"unmounted by the other's releases; pick a directory outside it", ErrInvalid, path, outer)
+	}
 	if err := checkDir(path, create); err != nil {
 		return nil, err
 	}
@@ -43,6 +47,27 @@ func OpenRoot(path string, create bool) (*Root, error) {
 		}
 	}
 	return &Root{path: path}, nil
+}
+
+// enclosingRoot returns the nearest ancestor of path that is a dindstore
+// root (it has every one of the root's subdirectories), "" when none is.
+func enclosingRoot(path string) string {
+	for dir := filepath.Dir(path); dir != filepath.Dir(dir); dir = filepath.Dir(dir) {
+		if isRoot(dir) {
+			return dir
+		}
+	}
+	return ""
+}
+
+// isRoot tells a dindstore root by the subdirectories every version made.
+func isRoot(dir string) bool {
+	for _, d := range []string{"records", "locks", "images", "mounts"} {
+		if fi, err := os.Lstat(filepath.Join(dir, d)); err != nil || !fi.IsDir() {
+			return false
+		}
+	}
+	return true
 }
 
 // checkDir makes sure path is a safe directory, creating it when asked.

@@ -12,7 +12,6 @@ import (
 	"github.com/dindstore/dindstore/cache"
 	"github.com/dindstore/dindstore/volumes"
 	"github.com/urfave/cli/v2"
-	"github.com/urfave/cli/v2/altsrc"
 )
 
 // Exit statuses.
@@ -42,33 +41,41 @@ const defaultConfig = "/etc/dindstore/config.toml"
 
 var configFlag = &cli.StringFlag{
 	Name:    "config",
-	Usage:   "TOML file with defaults for any flag, by its name (root, older-than, max-total, ...)",
+	Usage:   "TOML file with defaults for any flag of any command, by its name (size = \"20GiB\", stop-timeout = \"30s\"), or in a [command] table; unknown keys are refused",
 	EnvVars: []string{"DINDSTORE_CONFIG"},
 }
 
 // globalFlags are the app's flags; root may come from the config file.
-var globalFlags = []cli.Flag{altsrc.NewStringFlag(rootFlag), configFlag}
+var globalFlags = []cli.Flag{rootFlag, configFlag}
 
-// configSource fills flags from the config file: --config (or
-// DINDSTORE_CONFIG), else /etc/dindstore/config.toml when it exists. Flags
-// given on the command line or in the environment win.
-func configSource(flags []cli.Flag) cli.BeforeFunc {
-	return func(c *cli.Context) error {
-		path := c.String(configFlag.Name)
-		if path == "" {
-			if _, err := os.Stat(defaultConfig); err != nil {
-				return nil
-			}
-			path = defaultConfig
-		}
-		src, err := altsrc.NewTomlSourceFromFile(path)
+// configKey is where the app's Before leaves the parsed config file for
+// the commands' Before.
+const configKey = "dindstore.config"
+
+// withConfig loads the config file once for the app, applies it to the
+// global flags, and to each command's flags before that command runs.
+func withConfig(app *cli.App) {
+	app.Before = func(c *cli.Context) error {
+		cfg, err := loadConfig(c)
 		if err != nil {
-			return fmt.Errorf("%w: cannot read the config file %s: %v", errUsage, path, err)
+			return err
 		}
-		if err := altsrc.ApplyInputSourceValues(c, src, flags); err != nil {
-			return fmt.Errorf("%w: config file %s: %v", errUsage, path, err)
+		c.App.Metadata = map[string]any{configKey: cfg}
+		return cfg.apply(c, "", globalFlags)
+	}
+	for _, cmd := range app.Commands {
+		cmd := cmd
+		before := cmd.Before
+		cmd.Before = func(c *cli.Context) error {
+			cfg, _ := c.App.Metadata[configKey].(*config)
+			if err := cfg.apply(c, cmd.Name, cmd.Flags); err != nil {
+				return err
+			}
+			if before != nil {
+				return before(c)
+			}
+			return nil
 		}
-		return nil
 	}
 }
 
@@ -82,7 +89,6 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Writer:    stdout,
 		ErrWriter: stderr,
 		Flags:     globalFlags,
-		Before:    configSource(globalFlags),
 		Commands: []*cli.Command{
 			createCommand, runCommand, lsCommand, dfCommand, growCommand, rmCommand, recoverCommand,
 			pruneCommand, trimCommand, inspectCommand, gcCommand, metricsCommand, serveCommand,
@@ -98,6 +104,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 	for _, c := range app.Commands {
 		c.OnUsageError = app.OnUsageError
 	}
+	withConfig(app)
 	return app
 }
 

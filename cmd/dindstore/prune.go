@@ -6,17 +6,16 @@ import (
 
 	"github.com/dindstore/dindstore/cache"
 	"github.com/urfave/cli/v2"
-	"github.com/urfave/cli/v2/altsrc"
 )
 
 // pruneFlags may also come from the config file (--config), under the same
 // names: older-than = "72h", max-total = "200GiB", keep-free = "20%", ...
 var pruneFlags = []cli.Flag{
-	altsrc.NewStringFlag(&cli.StringFlag{Name: "older-than", Usage: "remove caches idle for longer (72h, 3d, 2w)"}),
-	altsrc.NewStringFlag(&cli.StringFlag{Name: "max-total", Usage: "keep what all caches allocate on the host under this (200GiB)"}),
-	altsrc.NewStringFlag(&cli.StringFlag{Name: "keep-free", Usage: "keep this share of the host filesystem free (20%)"}),
-	altsrc.NewStringFlag(&cli.StringFlag{Name: "keep-free-inodes", Usage: "keep this share of the host's inodes free (5%)"}),
-	altsrc.NewIntFlag(&cli.IntFlag{Name: "max-count", Value: -1, Usage: "keep at most this many caches (-1: no limit)"}),
+	&cli.StringFlag{Name: "older-than", Usage: "remove caches idle for longer (72h, 3d, 2w)"},
+	&cli.StringFlag{Name: "max-total", Usage: "keep what all caches allocate on the host under this (200GiB)"},
+	&cli.StringFlag{Name: "keep-free", Usage: "keep this share of the host filesystem free (20%)"},
+	&cli.StringFlag{Name: "keep-free-inodes", Usage: "keep this share of the host's inodes free (5%)"},
+	&cli.IntFlag{Name: "max-count", Value: -1, Usage: "keep at most this many caches (-1: no limit)"},
 }
 
 var pruneCommand = &cli.Command{
@@ -30,7 +29,6 @@ var pruneCommand = &cli.Command{
 		&cli.BoolFlag{Name: "include-warm", Usage: "let the policy remove warm caches too (by default the newest generation of each stays)"},
 		&cli.BoolFlag{Name: "json", Usage: "print the removals as JSON"},
 	),
-	Before: configSource(pruneFlags),
 	Action: func(c *cli.Context) error {
 		if c.NArg() != 0 {
 			return fmt.Errorf("%w: prune takes no arguments", errUsage)
