@@ -212,3 +212,61 @@ func TestStopTimeoutEscalates(t *testing.T) {
 	}
 	assertNothingLeft(t, root)
 }
+
+// TestKilledHolderWithDockerd: `dindstore run KEY -- dockerd` with five
+// containers writing to their layers; SIGKILL of the holder alone. The
+// containerd shims and the containers outlive it, in mount and PID
+// namespaces of their own. The next run ends them all, never binds the
+// image twice, and the daemon's image is still there.
+func TestKilledHolderWithDockerd(t *testing.T) {
+	requireSuite(t)
+	root := filepath.Join(t.TempDir(), "root")
+	key := "it-dkill"
+	marker := "it-dkill-writer"
+	t.Cleanup(func() { killPids(writersOf(t, marker)); time.Sleep(200 * time.Millisecond) })
+	d := startDaemon(t, root, key, []string{"--kind", "loop", "--size", "2GiB"})
+	if _, err := dockerStdin(d.sock, busyboxTar(t), "import", "--change", `CMD ["/bin/sh"]`, "-", "bb:local"); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 5; i++ {
+		if out, err := d.docker("run", "-d", "--network", "none", "bb:local", "sh", "-c",
+			"while :; do echo "+marker+" >> /log; sleep 0.1; done"); err != nil {
+			t.Fatalf("container %d: %v: %s", i, err, out)
+		}
+	}
+	must(t, d.cmd.Process.Signal(syscall.SIGKILL))
+	<-d.exited
+	time.Sleep(500 * time.Millisecond) // dockerd dies of its parent-death signal
+	if n := len(writersOf(t, marker)); n < 5 {
+		t.Fatalf("%d container processes outlived the holder, want 5 (the test tests nothing)", n)
+	}
+	done := make(chan result, 1)
+	go func() { done <- dindstore(t, root, "run", key, "--", "ls", "{mount}") }()
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if n := boundDevices(t, root, key); n > 1 {
+			t.Fatalf("%d loop devices bound to one image at once", n)
+		}
+		select {
+		case r := <-done:
+			if r.code != 0 {
+				t.Fatalf("run after SIGKILL: exit %d, %q", r.code, r.stderr)
+			}
+			t.Logf("next run: %s", strings.TrimSpace(r.stderr))
+			if w := writersOf(t, marker); len(w) > 0 {
+				t.Fatalf("container processes %v survived the next run", w)
+			}
+			assertNothingLeft(t, root)
+			d2 := startDaemon(t, root, key, nil)
+			if out, err := d2.docker("images", "--format", "{{.Repository}}"); err != nil || !strings.Contains(out, "bb") {
+				t.Fatalf("the image is gone after the takeover: %q, %v", out, err)
+			}
+			d2.stop()
+			assertNothingLeft(t, root)
+			return
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the next run did not finish within 60s")
+		}
+	}
+}
