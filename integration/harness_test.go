@@ -162,7 +162,15 @@ func startDaemon(t *testing.T, root, key string, flags []string, dockerdFlags ..
 		t.Fatal(err)
 	}
 	go func() { d.err = d.cmd.Wait(); logf.Close(); close(d.exited) }()
-	t.Cleanup(func() { d.stop(); cleanupRoot(t, root) })
+	t.Cleanup(func() {
+		d.stop()
+		cleanupRoot(t, root)
+		// A daemon killed with its holder leaves its containers' network
+		// namespaces bind-mounted below its exec root.
+		if err := volumes.Unmount(filepath.Join(dir, "exec")); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
 	d.waitReady()
 	return d
 }
