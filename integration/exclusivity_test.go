@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -49,15 +50,18 @@ func boundDevices(t *testing.T, root, key string) int {
 	return len(devs)
 }
 
-// writersOf lists the pids whose command line mentions the cache's log file
-// (the escaped writers of escapeScript).
+// writersOf lists the pids of the test's own tree processes: a sh, unshare
+// or sleep whose command line holds marker (never a shell of the person
+// running the tests whose script merely mentions it).
 func writersOf(t *testing.T, marker string) []int {
 	t.Helper()
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	var out []int
 	for _, p := range procs {
 		b, err := os.ReadFile(p)
-		if err != nil || !strings.Contains(strings.ReplaceAll(string(b), "\x00", " "), marker) {
+		argv := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		if err != nil || !slices.Contains([]string{"sh", "unshare", "sleep"}, filepath.Base(argv[0])) ||
+			!strings.Contains(strings.Join(argv, " "), marker) {
 			continue
 		}
 		pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))

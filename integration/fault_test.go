@@ -23,8 +23,11 @@ var faultOps = map[string]struct {
 	"after-record":   {[]string{"create", "victim", "--kind", "loop", "--size", "256MiB"}, false},
 	"after-attach":   {[]string{"run", "victim", "--", "true"}, true},
 	"after-mount":    {[]string{"run", "victim", "--", "true"}, true},
-	"during-grow":    {[]string{"grow", "victim", "--size", "512MiB"}, true},
-	"during-rm":      {[]string{"rm", "victim"}, true},
+	"while-tree-runs": {[]string{"run", "victim", "--", "sh", "-c",
+		`unshare -m --propagation private sh -c 'while :; do echo x >> "$DINDSTORE_MOUNT/log"; sleep 0.05; done' & ` +
+			`(sleep 613; true) & exec sleep 600`}, true},
+	"during-grow": {[]string{"grow", "victim", "--size", "512MiB"}, true},
+	"during-rm":   {[]string{"rm", "victim"}, true},
 }
 
 // TestFaultPoints kills dindstore (or makes it fail) at every failure point,
@@ -71,6 +74,10 @@ func faultPoint(t *testing.T, point, mode string) {
 	// forward) leave work for recover.
 	if mode == "error" && point != "during-rm" && point != "during-commit" && compactJSON(rec.stdout) != "[]" {
 		t.Errorf("an error at %s left something for recover: %s", point, rec.stdout)
+	}
+	if w := append(writersOf(t, "DINDSTORE_MOUNT/log"), writersOf(t, "sleep 613")...); len(w) > 0 {
+		killPids(w)
+		t.Errorf("processes %v of the command's tree survived", w)
 	}
 	assertNothingLeft(t, root)
 	checkVictim(t, root, op.prepare)

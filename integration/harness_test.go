@@ -119,6 +119,9 @@ func runBinaryStdin(t testing.TB, bin string, env []string, stdin []byte, root s
 	}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
+	// A killed dindstore leaves its command's tree holding the pipes until
+	// recover ends it: do not wait for them to close.
+	cmd.WaitDelay = 2 * time.Second
 	err := cmd.Run()
 	r := result{stdout: out.String(), stderr: errb.String()}
 	if ee, ok := err.(*exec.ExitError); ok {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dindstore/dindstore/cache"
+	"github.com/dindstore/dindstore/internal/fault"
 	"github.com/dindstore/dindstore/overlay"
 	"github.com/dindstore/dindstore/proctree"
 	"github.com/urfave/cli/v2"
@@ -173,10 +174,15 @@ func (ch *child) run(argv, env []string, sigs chan os.Signal) (int, error) {
 	}
 	waited := make(chan error, 1)
 	go func() { waited <- cmd.Wait() }()
+	faulted := treeFault()
 	var stopped syscall.Signal
 	var deadline <-chan time.Time
 	for {
 		select {
+		case ferr := <-faulted:
+			fmt.Fprintf(os.Stderr, "dindstore: %v: killing the command's whole tree\n", ferr)
+			ch.killTree(cmd)
+			stopped = syscall.SIGKILL
 		case s := <-sigs:
 			_ = cmd.Process.Signal(s)
 			if sig := s.(syscall.Signal); stopped == 0 && (sig == syscall.SIGTERM || sig == syscall.SIGINT) {
@@ -188,12 +194,31 @@ func (ch *child) run(argv, env []string, sigs chan os.Signal) (int, error) {
 			ch.killTree(cmd)
 		case err := <-waited:
 			status, werr := exitStatus(err)
-			if stopped != 0 && status == 128+int(syscall.SIGKILL) {
+			if stopped == syscall.SIGKILL {
+				status = exitFailure // the injected failure ended it
+			} else if stopped != 0 && status == 128+int(syscall.SIGKILL) {
 				status = 128 + int(stopped)
 			}
 			return status, werr
 		}
 	}
+}
+
+// treeFault arms the failure point while-tree-runs (a -tags faults build
+// only): it fires once the command's tree had time to start. In kill mode
+// dindstore dies there; in error mode the channel yields the error.
+func treeFault() <-chan error {
+	if !fault.Enabled {
+		return nil
+	}
+	ch := make(chan error, 1)
+	go func() {
+		time.Sleep(time.Second)
+		if err := fault.Point("while-tree-runs"); err != nil {
+			ch <- err
+		}
+	}()
+	return ch
 }
 
 // start starts cmd straight into the lease's process group, so that no

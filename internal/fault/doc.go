@@ -12,6 +12,7 @@
 //	after-record    create: the record is written (the cache is complete)
 //	after-attach    run: the image is on a loop device, not yet mounted
 //	after-mount     run: the cache is mounted, the command not yet started
+//	while-tree-runs run: a second after the start, while the command's tree runs
 //	during-grow     grow: the image file is longer, the filesystem not yet resized
 //	during-rm       rm: the record is gone, the data not yet
 //	during-commit   commit: the warm cache's data moved aside, the clone's not yet in

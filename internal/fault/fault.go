@@ -11,5 +11,5 @@ const Env = "DINDSTORE_FAULT"
 // Names lists every failure point, for tests that visit them all.
 var Names = []string{
 	"after-truncate", "after-mkfs", "after-record",
-	"after-attach", "after-mount", "during-grow", "during-rm", "during-commit",
+	"after-attach", "after-mount", "while-tree-runs", "during-grow", "during-rm", "during-commit",
 }
