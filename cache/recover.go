@@ -31,6 +31,7 @@ const (
 	FindPromotionCut = "commit-cut"    // a commit of a clone into its warm cache, cut short
 	FindDeadLease    = "dead-lease"    // processes of a lease whose holder died
 	FindOrphaned     = "orphaned"      // processes outside any live lease that still use the image
+	FindDamaged      = "damaged"       // a cache a release found damaged: kept for `dindstore repair`
 )
 
 // Finding is one thing Recover found, and what it did about it.
@@ -115,6 +116,10 @@ func (r *Root) recoverKey(key string, dryRun bool) []Finding {
 		findings = append(findings, r.removeHalfCreated(key, dryRun)...)
 	case err == nil && rec.Kind == volumes.Loop:
 		findings = append(findings, r.checkImageSize(rec, dryRun)...)
+	}
+	if err == nil && rec.Damaged != nil {
+		findings = append(findings, Finding{Key: key, What: FindDamaged, Path: r.recordPath(key), Action: "kept",
+			Note: rec.Damaged.Reason + "; check it with `dindstore repair " + key + "`"})
 	}
 	return findings
 }
