@@ -45,6 +45,9 @@ func (r *Root) Inspect(ctx context.Context, key string) (*Inspection, error) {
 		return nil, err
 	}
 	in := &Inspection{Record: rec, Entry: r.entry(ctx, key, flocks, ListOptions{})}
+	if bound, err := volumes.BoundImages(filepath.Join(r.path, "images")); err == nil {
+		r.problemState(&in.Entry, bound)
+	}
 	_, _, in.Owner, _ = r.holder(key, flocks)
 	if rec.Kind == volumes.Loop {
 		if in.Loop, err = loopdev.FindByFile(r.imagePath(key)); err != nil && !errors.Is(err, loopdev.ErrNotSupported) {
