@@ -3,8 +3,8 @@ package cache
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/dindstore/dindstore/volumes"
@@ -109,7 +109,7 @@ func (r *Root) Room(keepFree float64, also ...string) (Room, error) {
 // inUseKeys lists the keys whose lock is held or whose image a loop device
 // is still bound to, plus also.
 func (r *Root) inUseKeys(also []string) ([]string, error) {
-	entries, err := os.ReadDir(filepath.Join(r.path, "records"))
+	keys, err := r.recordKeys()
 	if err != nil {
 		return nil, err
 	}
@@ -122,26 +122,13 @@ func (r *Root) inUseKeys(also []string) ([]string, error) {
 		return nil, err
 	}
 	var out []string
-	for _, e := range entries {
-		key, ok := strings.CutSuffix(e.Name(), ".json")
-		if !ok || ValidateKey(key) != nil {
-			continue
-		}
+	for _, key := range keys {
 		held, _, _, _ := r.holder(key, flocks)
-		if held || len(bound[r.imagePath(key)]) > 0 || contains(also, key) {
+		if held || len(bound[r.imagePath(key)]) > 0 || slices.Contains(also, key) {
 			out = append(out, key)
 		}
 	}
 	return out, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // TotalCaps sums the caps of every loop cache and gives the host
@@ -151,15 +138,11 @@ func (r *Root) TotalCaps() (caps, host int64, err error) {
 	if err != nil {
 		return 0, 0, err
 	}
-	entries, err := os.ReadDir(filepath.Join(r.path, "records"))
+	keys, err := r.recordKeys()
 	if err != nil {
 		return 0, 0, err
 	}
-	for _, e := range entries {
-		key, ok := strings.CutSuffix(e.Name(), ".json")
-		if !ok || ValidateKey(key) != nil {
-			continue
-		}
+	for _, key := range keys {
 		if rec, err := r.readRecord(key); err == nil && rec.Kind == volumes.Loop {
 			caps += rec.CapBytes
 		}

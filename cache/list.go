@@ -95,12 +95,28 @@ type ListOptions struct {
 	Deep bool
 }
 
-// List returns one entry per cache, sorted by key. It never takes a lock,
-// so it cannot make a concurrent run fail.
-func (r *Root) List(ctx context.Context, opts ListOptions) ([]Entry, error) {
+// recordKeys lists the keys that have a record, sorted (temp files of
+// atomic writes and strangers in records/ are skipped).
+func (r *Root) recordKeys() ([]string, error) {
 	names, err := os.ReadDir(filepath.Join(r.path, "records"))
 	if err != nil {
 		return nil, fmt.Errorf("list records: %w", err)
+	}
+	var keys []string
+	for _, n := range names {
+		if key, ok := strings.CutSuffix(n.Name(), ".json"); ok && ValidateKey(key) == nil {
+			keys = append(keys, key)
+		}
+	}
+	return keys, nil
+}
+
+// List returns one entry per cache, sorted by key. It never takes a lock,
+// so it cannot make a concurrent run fail.
+func (r *Root) List(ctx context.Context, opts ListOptions) ([]Entry, error) {
+	keys, err := r.recordKeys()
+	if err != nil {
+		return nil, err
 	}
 	flocks, err := readFlocks()
 	if err != nil {
@@ -112,11 +128,7 @@ func (r *Root) List(ctx context.Context, opts ListOptions) ([]Entry, error) {
 		return nil, err
 	}
 	var out []Entry
-	for _, n := range names {
-		key, ok := strings.CutSuffix(n.Name(), ".json")
-		if !ok || ValidateKey(key) != nil {
-			continue // temp files of atomic writes, strangers
-		}
+	for _, key := range keys {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}

@@ -130,7 +130,11 @@ func TestAdmissionAndDamage(t *testing.T) {
 	if r.code != 74 || !strings.Contains(r.stderr, "dindstore repair") {
 		t.Errorf("run of a damaged cache: exit %d, %q; want 74 naming repair", r.code, r.stderr)
 	}
-	mustRun(t, root, "rm", "it-a") // room for the repair
+	// prune never touches a damaged cache; it makes room by removing a.
+	mustRun(t, root, "prune", "--max-count", "0")
+	if l := listJSON(t, root); l["it-b"].State != "damaged" || len(l) != 1 {
+		t.Fatalf("after prune --max-count 0: %+v; want the damaged it-b alone", l)
+	}
 	if r := dindstore(t, root, "repair", "it-b"); r.code != 0 {
 		t.Fatalf("repair: exit %d, %s %s", r.code, r.stdout, r.stderr)
 	}

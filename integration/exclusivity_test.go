@@ -40,6 +40,20 @@ func killHolderWithTree(t *testing.T, root, key, script string) int {
 	return cmd.Process.Pid
 }
 
+// escapedTree leaves a dead lease of key whose writer, in a mount
+// namespace of its own, still writes to the cache; it returns the root,
+// the key and the writer's command-line marker.
+func escapedTree(t *testing.T, key string) (root, k, marker string) {
+	requireSuite(t)
+	root, marker = filepath.Join(t.TempDir(), "root"), "DINDSTORE_MOUNT/log"
+	t.Cleanup(func() { killPids(writersOf(t, marker)); time.Sleep(100 * time.Millisecond); cleanupRoot(t, root) })
+	killHolderWithTree(t, root, key, escapeScript)
+	if len(writersOf(t, marker)) == 0 {
+		t.Fatal("the escaped writer is not running: the test does not test anything")
+	}
+	return root, key, marker
+}
+
 // boundDevices counts the loop devices bound to the cache's image.
 func boundDevices(t *testing.T, root, key string) int {
 	t.Helper()
@@ -84,15 +98,7 @@ func killPids(pids []int) {
 // next run must never bind the image a second time; it ends the dead
 // lease's tree, and finds the data.
 func TestKilledHolderTreeInOtherNamespace(t *testing.T) {
-	requireSuite(t)
-	root := filepath.Join(t.TempDir(), "root")
-	key := "it-escape"
-	marker := `DINDSTORE_MOUNT/log`
-	t.Cleanup(func() { killPids(writersOf(t, marker)); time.Sleep(100 * time.Millisecond); cleanupRoot(t, root) })
-	killHolderWithTree(t, root, key, escapeScript)
-	if len(writersOf(t, marker)) == 0 {
-		t.Fatal("the escaped writer is not running: the test does not test anything")
-	}
+	root, key, marker := escapedTree(t, "it-escape")
 	if r := dindstore(t, root, "recover", "--dry-run"); strings.Contains(r.stdout, "cleared") {
 		t.Errorf("recover --dry-run claims to have cleared something: %s", r.stdout)
 	}
@@ -126,12 +132,7 @@ func TestKilledHolderTreeInOtherNamespace(t *testing.T) {
 // TestRecoverEndsDeadLease: recover ends the tree of a dead lease, reports
 // it, and only then says the loop device is gone.
 func TestRecoverEndsDeadLease(t *testing.T) {
-	requireSuite(t)
-	root := filepath.Join(t.TempDir(), "root")
-	key := "it-escape-rec"
-	marker := `DINDSTORE_MOUNT/log`
-	t.Cleanup(func() { killPids(writersOf(t, marker)); time.Sleep(100 * time.Millisecond); cleanupRoot(t, root) })
-	killHolderWithTree(t, root, key, escapeScript)
+	root, key, marker := escapedTree(t, "it-escape-rec")
 	if l := listJSON(t, root)[key]; l.State != "orphaned" {
 		t.Errorf("ls calls a dead lease whose tree still uses the image %q, want orphaned", l.State)
 	}
