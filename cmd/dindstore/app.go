@@ -121,17 +121,20 @@ func run(ctx context.Context, args []string) int {
 
 // exitCode maps an error to the documented exit statuses.
 func exitCode(err error) int {
-	var ec cli.ExitCoder
+	// Only an exit error made here (cli.Exit) carries a status: a tool's
+	// *exec.ExitError deep inside an error is an ExitCoder too, and its
+	// status means nothing to dindstore's callers.
+	ec, isExit := err.(cli.ExitCoder)
 	switch {
 	case err == nil:
 		return exitOK
-	case errors.As(err, &ec):
+	case isExit:
 		return ec.ExitCode()
 	case errors.Is(err, cache.ErrLocked), errors.Is(err, cache.ErrInUse):
 		return exitInUse
 	case errors.Is(err, cache.ErrNoRoom):
 		return exitNoRoom
-	case errors.Is(err, cache.ErrDamaged):
+	case errors.Is(err, cache.ErrDamaged), errors.Is(err, volumes.ErrCheckFailed):
 		return exitDamaged
 	case errors.Is(err, errUsage), errors.Is(err, cache.ErrInvalid),
 		errors.Is(err, volumes.ErrInvalid), errors.Is(err, volumes.ErrShrink):

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os/exec"
 	"slices"
 	"testing"
 
@@ -43,6 +44,11 @@ func TestExitCode(t *testing.T) {
 		{fmt.Errorf("%w: x", errUsage), 2},
 		{&cache.HeldError{Key: "k"}, 75},
 		{cli.Exit("", 42), 42},
+		{fmt.Errorf("mount: %w", &exec.ExitError{}), 1},
+		{fmt.Errorf("mount: %w: %w", volumes.ErrCheckFailed, &exec.ExitError{}), 74},
+		{fmt.Errorf("x: %w", cache.ErrInUse), 75},
+		{&cache.NoRoomError{Key: "k"}, 76},
+		{fmt.Errorf("x: %w", cache.ErrDamaged), 74},
 	}
 	for _, c := range cases {
 		if got := exitCode(c.err); got != c.want {
