@@ -137,7 +137,7 @@ func (r *Root) Acquire(ctx context.Context, key, mode string, command []string, 
 	if err := rec.usable(); err != nil {
 		return nil, err
 	}
-	l, err := r.tryLock(key)
+	l, err := r.waitReaper(ctx, key)
 	if err != nil {
 		return nil, err
 	}

@@ -81,7 +81,7 @@ func (r *Root) knownKeys() ([]string, error) {
 		}
 		for _, e := range entries {
 			key := e.Name()
-			for _, suffix := range []string{".json", ".lock", ".owner", ".damaged", ".img.tmp", ".img"} {
+			for _, suffix := range []string{".json", ".lock", ".owner", ".damaged", ".reaper", ".img.tmp", ".img"} {
 				key = strings.TrimSuffix(key, suffix)
 			}
 			if ValidateKey(key) == nil {
@@ -109,7 +109,12 @@ func (r *Root) recoverKey(key string, dryRun bool) []Finding {
 		return []Finding{{Key: key, What: "lock", Path: r.lockPath(key), Action: "none", Error: err.Error()}}
 	}
 	defer l.release()
-	findings, _ := r.repairLocked(context.Background(), key, repairOpts{dryRun: dryRun}) // errors are in the findings
+	return r.recoverLocked(context.Background(), key, dryRun)
+}
+
+// recoverLocked is recoverKey for a key whose lock the caller holds.
+func (r *Root) recoverLocked(ctx context.Context, key string, dryRun bool) []Finding {
+	findings, _ := r.repairLocked(ctx, key, repairOpts{dryRun: dryRun}) // errors are in the findings
 	rec, err := r.readRecord(key)
 	switch {
 	case errors.Is(err, ErrNotFound):

@@ -155,6 +155,7 @@ func killedHolder(t *testing.T, root, key string) int {
 	must(t, cmd.Start())
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	waitInUse(t, root, key)
+	killGuardOf(t, root, cmd.Process.Pid) // what the guard would do, the next use must do
 	must(t, cmd.Process.Signal(syscall.SIGKILL))
 	_ = cmd.Wait()
 	return cmd.Process.Pid

@@ -25,30 +25,57 @@ const escapeScript = `unshare -m --propagation private sh -c 'while :; do echo x
 echo data > {mount}/f; exec sleep 600`
 
 // killHolderWithTree runs `dindstore run KEY -- sh -c SCRIPT` on a loop
-// cache, waits until it holds the cache and {mount}/f exists, SIGKILLs the
-// holder alone, and returns its pid.
-func killHolderWithTree(t *testing.T, root, key, script string) int {
+// cache, waits until it holds the cache, {mount}/f exists and a process
+// with marker runs, SIGKILLs the holder alone, and returns its pid. With
+// killGuard, the holder's guard is killed first: what a host where every
+// dindstore process was killed at once leaves (the next use or recover
+// must then end the tree).
+func killHolderWithTree(t *testing.T, root, key, script, marker string, killGuard bool) int {
 	t.Helper()
 	cmd := exec.Command(binary, "--root", root, "run", key, "--kind", "loop", "--size", "256MiB", "--",
 		"sh", "-c", script)
 	must(t, cmd.Start())
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	waitInUse(t, root, key)
-	time.Sleep(300 * time.Millisecond) // let the background writer start
+	for deadline := time.Now().Add(10 * time.Second); len(writersOf(t, marker)) == 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no process with %q started: the test does not test anything", marker)
+		}
+	}
+	if killGuard {
+		killGuardOf(t, root, cmd.Process.Pid)
+	}
 	must(t, cmd.Process.Signal(syscall.SIGKILL))
 	_ = cmd.Wait()
 	return cmd.Process.Pid
 }
 
+// killGuardOf SIGKILLs the guard that watches holder.
+func killGuardOf(t *testing.T, root string, holder int) {
+	t.Helper()
+	want := []string{"--root", root, "guard"}
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, _ := os.ReadFile(p)
+		argv := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		if len(argv) > 6 && slices.Equal(argv[1:4], want) && argv[len(argv)-1] == strconv.Itoa(holder) {
+			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+			must(t, syscall.Kill(pid, syscall.SIGKILL))
+			return
+		}
+	}
+	t.Fatalf("no guard of holder %d found", holder)
+}
+
 // escapedTree leaves a dead lease of key whose writer, in a mount
 // namespace of its own, still writes to the cache; it returns the root,
 // the key and the writer's command-line marker.
-func escapedTree(t *testing.T, key string) (root, k, marker string) {
+func escapedTree(t *testing.T, key string, killGuard bool) (root, k, marker string) {
 	requireSuite(t)
 	root, marker = filepath.Join(t.TempDir(), "root"), "DINDSTORE_MOUNT/log"
 	t.Cleanup(func() { killPids(writersOf(t, marker)); time.Sleep(100 * time.Millisecond); cleanupRoot(t, root) })
-	killHolderWithTree(t, root, key, escapeScript)
-	if len(writersOf(t, marker)) == 0 {
+	killHolderWithTree(t, root, key, escapeScript, marker, killGuard)
+	if killGuard && len(writersOf(t, marker)) == 0 {
 		t.Fatal("the escaped writer is not running: the test does not test anything")
 	}
 	return root, key, marker
@@ -98,7 +125,7 @@ func killPids(pids []int) {
 // next run must never bind the image a second time; it ends the dead
 // lease's tree, and finds the data.
 func TestKilledHolderTreeInOtherNamespace(t *testing.T) {
-	root, key, marker := escapedTree(t, "it-escape")
+	root, key, marker := escapedTree(t, "it-escape", true)
 	if r := dindstore(t, root, "recover", "--dry-run"); strings.Contains(r.stdout, "cleared") {
 		t.Errorf("recover --dry-run claims to have cleared something: %s", r.stdout)
 	}
@@ -132,7 +159,7 @@ func TestKilledHolderTreeInOtherNamespace(t *testing.T) {
 // TestRecoverEndsDeadLease: recover ends the tree of a dead lease, reports
 // it, and only then says the loop device is gone.
 func TestRecoverEndsDeadLease(t *testing.T) {
-	root, key, marker := escapedTree(t, "it-escape-rec")
+	root, key, marker := escapedTree(t, "it-escape-rec", true)
 	if l := listJSON(t, root)[key]; l.State != "orphaned" {
 		t.Errorf("ls calls a dead lease whose tree still uses the image %q, want orphaned", l.State)
 	}
@@ -239,6 +266,7 @@ func TestKilledHolderWithDockerd(t *testing.T) {
 			t.Fatalf("container %d: %v: %s", i, err, out)
 		}
 	}
+	killGuardOf(t, root, d.cmd.Process.Pid) // the next run must do the guard's work
 	must(t, d.cmd.Process.Signal(syscall.SIGKILL))
 	<-d.exited
 	time.Sleep(500 * time.Millisecond) // dockerd dies of its parent-death signal
@@ -273,5 +301,31 @@ func TestKilledHolderWithDockerd(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("the next run did not finish within 60s")
 		}
+	}
+}
+
+// TestGuardEndsTreeAtOnce: with nothing else run after the SIGKILL of the
+// holder, its guard ends the tree, unmounts and detaches within seconds;
+// the next run finds nothing to take over.
+func TestGuardEndsTreeAtOnce(t *testing.T) {
+	root, key, marker := escapedTree(t, "it-guard", false)
+	deadline := time.Now().Add(15 * time.Second)
+	for len(writersOf(t, marker)) > 0 || boundDevices(t, root, key) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("15s after the holder's SIGKILL: writers %v, %d loop devices bound",
+				writersOf(t, marker), boundDevices(t, root, key))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if st := listJSON(t, root)[key].State; st != "idle" {
+		t.Errorf("after the guard, ls says %q", st)
+	}
+	assertNothingLeft(t, root)
+	r := dindstore(t, root, "run", key, "--", "cat", "{mount}/f")
+	if r.code != 0 || strings.TrimSpace(r.stdout) != "data" || strings.Contains(r.stderr, "took over") {
+		t.Fatalf("run after the guard: exit %d, %q, %q", r.code, r.stdout, r.stderr)
+	}
+	if b, _ := os.ReadFile(filepath.Join(root, "logs", key+".log")); !strings.Contains(string(b), "dead-lease") {
+		t.Errorf("the guard did not log what it did: %q", b)
 	}
 }

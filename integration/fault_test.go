@@ -4,9 +4,11 @@ package integration
 
 import (
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dindstore/dindstore/internal/fault"
 )
@@ -64,6 +66,7 @@ func faultPoint(t *testing.T, point, mode string) {
 	case mode == "error" && (r.code != 1 || !strings.Contains(r.stderr, "injected failure")):
 		t.Fatalf("%v at %s: exit %d, want 1 with the injected error: %s", op.args, point, r.code, r.stderr)
 	}
+	waitGuards(t, root) // a killed run's guard repairs at once; recover comes after it
 	rec := dindstore(t, root, "recover", "--json")
 	if rec.code != 0 {
 		t.Fatalf("recover: exit %d: %s%s", rec.code, rec.stdout, rec.stderr)
@@ -134,5 +137,25 @@ func checkWarmAfterCommit(t *testing.T, root string) {
 	out := mustRun(t, root, "run", "warm", "--", "sh", "-c", "cat {mount}/g; cat {mount}/f 2>/dev/null; true")
 	if !strings.Contains(out, "gen0") {
 		t.Errorf("the warm cache lost its data in a commit cut short: %q", out)
+	}
+}
+
+// waitGuards waits until no guard of root runs any more.
+func waitGuards(t *testing.T, root string) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+		found := false
+		for _, p := range procs {
+			if b, _ := os.ReadFile(p); strings.Contains(string(b), root+"\x00guard\x00") {
+				found = true
+			}
+		}
+		if !found {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a guard still runs after 30s")
+		}
 	}
 }

@@ -86,6 +86,9 @@ func runLeased(c *cli.Context, root *cache.Root, key string, argv []string, rese
 		return err
 	}
 	defer func() { retErr = releaseAfter(lease, retErr) }()
+	if lease.Group() != nil {
+		startGuard(root, key)
+	}
 	reportTakeover(lease)
 	if reset {
 		if err := lease.Reset(); err != nil {

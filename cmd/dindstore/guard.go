@@ -1,0 +1,63 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/dindstore/dindstore/cache"
+	"github.com/urfave/cli/v2"
+)
+
+// guardCommand outlives a run holder that is killed: it waits for the
+// holder to end and then repairs the key as recover would, so that a dead
+// lease's tree (daemons, shims, containers) is ended within moments, not
+// only at the next use. After a clean release it finds nothing to do.
+var guardCommand = &cli.Command{
+	Name:      "guard",
+	Hidden:    true,
+	ArgsUsage: "KEY",
+	Flags:     []cli.Flag{&cli.IntFlag{Name: "holder", Required: true}},
+	Action: func(c *cli.Context) error {
+		key, root, err := keyAndRoot(c)
+		if err != nil {
+			return err
+		}
+		gone, err := watchPID(c.Int("holder"))
+		if err != nil {
+			return err
+		}
+		<-gone
+		findings, err := root.Reap(c.Context, key, c.Int("holder"))
+		for _, f := range findings {
+			fmt.Fprintf(os.Stderr, "%s dindstore guard: holder %d of %s is gone: %s %s %s %s %s\n",
+				time.Now().UTC().Format(time.RFC3339), c.Int("holder"), key, f.What, f.Path, f.Action, f.Note, f.Error)
+		}
+		return err
+	},
+}
+
+// startGuard starts the guard of a lease held by this process: detached
+// (its own session, not in the lease's group, no parent-death signal), with
+// its output in the key's log. A guard that cannot start is only a warning:
+// the next use or recover still ends a dead lease's tree.
+func startGuard(root *cache.Root, key string) {
+	logf, err := root.OpenLog(key)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "dindstore: WARNING: no guard for %s: %v\n", key, err)
+		return
+	}
+	defer logf.Close()
+	cmd := exec.Command("/proc/self/exe", "--root", root.Path(), "guard", key, "--holder", strconv.Itoa(os.Getpid()))
+	cmd.Args[0] = os.Args[0]
+	cmd.Dir, cmd.Stdout, cmd.Stderr = "/", logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintf(os.Stderr, "dindstore: WARNING: no guard for %s: %v\n", key, err)
+		return
+	}
+	_ = cmd.Process.Release()
+}
