@@ -52,7 +52,9 @@ func (r *Root) waitReaper(ctx context.Context, key string) (*lock, error) {
 	for {
 		l, err := r.tryLock(key)
 		var held *HeldError
-		if !errors.As(err, &held) || !r.isReaper(key, held.PID) || time.Now().After(deadline) {
+		// PID 0: the lock was let go between our try and the look at
+		// /proc/locks; try again.
+		if !errors.As(err, &held) || (held.PID != 0 && !r.isReaper(key, held.PID)) || time.Now().After(deadline) {
 			return l, err
 		}
 		select {

@@ -312,6 +312,17 @@ func checkMetrics(t *testing.T, r io.Reader) {
 			t.Errorf("metric %s missing", name)
 		}
 	}
+	states := map[string]float64{}
+	for _, m := range families["dindstore_cache_state"].GetMetric() {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "state" {
+				states[l.GetValue()] = m.GetGauge().GetValue()
+			}
+		}
+	}
+	if len(states) != 5 || states["in-use"] != 1 || states["idle"] != 0 || states["damaged"] != 0 {
+		t.Errorf("dindstore_cache_state: %v, want in-use 1 and the other four states 0", states)
+	}
 }
 
 // serveMetrics starts `dindstore serve` on a free port and returns its
