@@ -201,10 +201,16 @@ func (l *Lease) own(mode string, command []string) error {
 	if err := l.root.writeOwner(l.record.Key, owner); err != nil {
 		return err
 	}
-	if owner.Group != "" {
-		if l.group, err = proctree.New(name); err != nil {
-			return fmt.Errorf("make the process group of the lease: %w", err)
-		}
+	if owner.Group == "" {
+		return nil
+	}
+	if l.group, err = proctree.New(name); err != nil {
+		// A read-only cgroup hierarchy (dindstore itself in a container):
+		// the lease goes on without a group, as on a host without one.
+		fmt.Fprintf(os.Stderr, "dindstore: WARNING: cache %s gets no process group (%v): a dead lease's "+
+			"processes will be found only through what they hold\n", l.record.Key, err)
+		owner.Group = ""
+		return l.root.writeOwner(l.record.Key, owner)
 	}
 	return nil
 }

@@ -32,11 +32,21 @@ func (r *Root) Reap(ctx context.Context, key string, holder int) ([]Finding, err
 		return nil, err
 	}
 	defer l.release()
-	if err := os.WriteFile(r.reaperPath(key), []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
+	if err := r.markReaper(key); err != nil {
 		return nil, fmt.Errorf("reap %q: %w", key, err)
 	}
 	defer os.Remove(r.reaperPath(key))
 	return r.recoverLocked(ctx, key, false), nil
+}
+
+// markReaper writes this process's pid into the reaper marker of key.
+func (r *Root) markReaper(key string) error {
+	f, err := r.openOwned(r.reaperPath(key), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(strconv.Itoa(os.Getpid()))
+	return errors.Join(err, f.Close())
 }
 
 func (r *Root) reaperPath(key string) string { return filepath.Join(r.path, "locks", key+".reaper") }

@@ -75,6 +75,9 @@ func MountImage(ctx context.Context, image, target string, fs FS, tag string) (*
 // opened, so it is taken right after the mount. The descriptor is
 // close-on-exec; Unmount closes it.
 func (m *Mounted) Watch() error {
+	if m.Device == "" {
+		return nil // see Health
+	}
 	f, err := os.OpenFile(m.Target, os.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("watch %s: %w", m.Target, err)
@@ -89,6 +92,9 @@ func (m *Mounted) Watch() error {
 // counted errors (/sys/fs/ext4/DEV/errors_count). A damaged filesystem is
 // ErrDamaged with the reason.
 func (m *Mounted) Health() error {
+	if m.Device == "" {
+		return nil // a bind mount: its syncfs would be the host filesystem's
+	}
 	f, ok := m.watch.(*os.File)
 	if !ok {
 		if err := m.Watch(); err != nil {
@@ -99,9 +105,6 @@ func (m *Mounted) Health() error {
 	if err := unix.Syncfs(int(f.Fd())); err != nil {
 		return fmt.Errorf("%w: %s lost writes (syncfs: %w); the host filesystem under it may have been full",
 			ErrDamaged, m.Target, err)
-	}
-	if m.Device == "" {
-		return nil
 	}
 	b, err := os.ReadFile(filepath.Join("/sys/fs/ext4", filepath.Base(m.Device), "errors_count"))
 	if n := strings.TrimSpace(string(b)); err == nil && n != "0" {
