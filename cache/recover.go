@@ -99,7 +99,7 @@ func (r *Root) knownKeys() ([]string, error) {
 
 // recoverKey repairs one key under its lock; a held key is only reported.
 func (r *Root) recoverKey(key string, dryRun bool) []Finding {
-	l, err := r.tryLock(key)
+	l, err := r.waitReaper(context.Background(), key)
 	var held *HeldError
 	if errors.As(err, &held) {
 		return []Finding{{Key: key, What: FindInUse, Path: r.MountPath(key),

@@ -106,7 +106,7 @@ func (r *Root) Create(ctx context.Context, key string, spec Spec) (rec *Record, 
 			return nil, false, err
 		}
 	}
-	l, err := r.tryLock(key)
+	l, err := r.waitReaper(ctx, key)
 	if err != nil {
 		return nil, false, err
 	}
@@ -202,7 +202,7 @@ func (r *Root) Remove(key string) error {
 	if err := ValidateKey(key); err != nil {
 		return err
 	}
-	l, err := r.tryLock(key)
+	l, err := r.waitReaper(context.Background(), key)
 	if err != nil {
 		return err
 	}
@@ -275,7 +275,7 @@ func (r *Root) Grow(ctx context.Context, key string, size int64) error {
 }
 
 func (r *Root) grow(ctx context.Context, rec *Record, size int64) error {
-	l, err := r.tryLock(rec.Key)
+	l, err := r.waitReaper(ctx, rec.Key)
 	if errors.Is(err, ErrLocked) {
 		dev, err := r.mountedDevice(rec.Key)
 		if err != nil {

@@ -329,3 +329,32 @@ func TestGuardEndsTreeAtOnce(t *testing.T) {
 		t.Errorf("the guard did not log what it did: %q", b)
 	}
 }
+
+// TestRaceAfterKill: right after a holder's SIGKILL, its guard, a run, a
+// recover, an ls and a trim of the key race; the run waits for the guard
+// instead of failing, and never are two devices bound to the image.
+func TestRaceAfterKill(t *testing.T) {
+	root, key, _ := escapedTree(t, "it-race", false)
+	type out struct {
+		name string
+		r    result
+	}
+	results := make(chan out, 4)
+	for _, args := range [][]string{{"run", key, "--", "cat", "{mount}/f"}, {"recover"}, {"ls"}, {"trim", key}} {
+		go func() { results <- out{args[0], dindstore(t, root, args...)} }()
+	}
+	for i := 0; i < 4; i++ {
+		if n := boundDevices(t, root, key); n > 1 {
+			t.Fatalf("%d loop devices bound to one image", n)
+		}
+		o := <-results
+		switch {
+		case o.name == "run" && (o.r.code != 0 || strings.TrimSpace(o.r.stdout) != "data"):
+			t.Errorf("run racing the guard: exit %d, %q, %q", o.r.code, o.r.stdout, o.r.stderr)
+		case o.name != "run" && o.r.code != 0 && o.r.code != 75:
+			t.Errorf("%s racing the guard: exit %d, %s", o.name, o.r.code, o.r.stderr)
+		}
+	}
+	waitGuards(t, root)
+	assertNothingLeft(t, root)
+}
