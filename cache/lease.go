@@ -246,17 +246,12 @@ func (l *Lease) mountAndPin(ctx context.Context) error {
 	if l.mount, err = r.mount(ctx, l.record); err != nil {
 		return fmt.Errorf("mount cache %q: %w", key, err)
 	}
-	if l.mount.Repaired != "" {
-		_ = r.updateRecord(key, func(rec *Record) { rec.Repaired = &Problem{Reason: l.mount.Repaired, At: time.Now().UTC()} })
-	}
-	if l.driver, err = r.pinDriver(l.record, l.mount.Target); err == nil {
-		err = r.recordDriver(key, l.driver)
-	}
-	if err == nil {
+	var probed *ProbeStamp
+	if l.driver, probed, err = r.pinDriver(l.record, l.mount.Target); err == nil {
 		err = fault.Point("after-mount")
 	}
 	if err == nil {
-		err = r.touch(key)
+		err = r.recordUse(key, l.driver, probed, l.mount.Repaired)
 	}
 	if err == nil {
 		err = l.mount.Watch()
@@ -299,7 +294,8 @@ func (r *Root) mountAt(ctx context.Context, rec *Record, target string) (*volume
 		if err := r.checkImage(rec.Key); err != nil {
 			return nil, err
 		}
-		return volumes.MountImage(ctx, r.imagePath(rec.Key), target, rec.FS, loopdev.Tag(TagPrefix, rec.Key))
+		return volumes.MountImageWith(ctx, r.imagePath(rec.Key), target, rec.FS, loopdev.Tag(TagPrefix, rec.Key),
+			volumes.MountOptions{ReleasedClean: rec.ReleasedClean})
 	}
 	src, pinned, err := r.pinDir(r.dataPath(rec.Key))
 	if err != nil {
@@ -318,12 +314,6 @@ func (r *Root) checkImage(key string) error {
 	}
 	defer f.Close()
 	return checkOwnedRegular(f)
-}
-
-// touch sets the cache's last-used time to now.
-func (r *Root) touch(key string) error {
-	now := time.Now().UTC()
-	return r.updateRecord(key, func(rec *Record) { rec.LastUsed = now })
 }
 
 // Release ends the lease: what is left of the lease's processes is ended,
@@ -345,7 +335,10 @@ func (l *Lease) Release() error {
 	store := overlay.DetectStore(l.mount.Target)
 	damage := l.mount.Health()
 	l.mount.CloseWatch()
-	unmountErr := volumes.Unmount(l.mount.Target)
+	if damage == nil && l.needsTrim(usage) {
+		_, _ = volumes.Trim(l.mount.Target) // best effort: a failed trim loses no data
+	}
+	unmountErr := volumes.UnmountNoTrim(l.mount.Target)
 	if unmountErr == nil && treeErr == nil {
 		if damage == nil {
 			damage = l.superblockErrors()
@@ -372,6 +365,7 @@ func (l *Lease) Release() error {
 		if damage != nil {
 			rec.Damaged = problem(damage, nil)
 		}
+		rec.ReleasedClean = damage == nil && failed == nil
 		rec.ReleaseFailed = problem(failed, pids)
 	}))
 	if failed == nil {
@@ -384,6 +378,27 @@ func (l *Lease) Release() error {
 		return fmt.Errorf("release cache %q: %w", key, err)
 	}
 	return nil
+}
+
+// Reclaim goal: after a release, a loop image takes at most
+// trimSlack × used + trimFloor on the host.
+const (
+	trimSlack = 1.1
+	trimFloor = 16 << 20
+)
+
+// needsTrim tells whether the image takes more on the host than the
+// reclaim goal allows for what its filesystem uses: only then is the
+// (whole-filesystem) FITRIM worth its cost. Without figures, trim.
+func (l *Lease) needsTrim(usage *Usage) bool {
+	if l.record.Kind != volumes.Loop {
+		return false
+	}
+	_, allocated, _, err := fileSizes(l.root.imagePath(l.record.Key))
+	if err != nil || usage == nil {
+		return true
+	}
+	return float64(allocated) > trimSlack*float64(usage.UsedBytes)+trimFloor
 }
 
 // superblockErrors reads the released image's superblock for errors the

@@ -69,6 +69,13 @@ type Record struct {
 	// ReleaseFailed is set when the last release could not unmount or
 	// detach the cache (something still used it); the next use clears it.
 	ReleaseFailed *Problem `json:"release_failed,omitempty"`
+	// ReleasedClean says the last release unmounted the cache cleanly
+	// (no damage, nothing left holding it): with a clean superblock, the
+	// next mount needs no check. A fresh image is clean.
+	ReleasedClean bool `json:"released_clean,omitempty"`
+	// Probe stamps the overlay probe's answer (StorageDriver): it holds
+	// until the boot, kernel or filesystem changes.
+	Probe *ProbeStamp `json:"probe,omitempty"`
 	// Repaired is the last repair: a check at mount that fixed something,
 	// or `dindstore repair`.
 	Repaired *Problem `json:"repaired,omitempty"`

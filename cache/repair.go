@@ -41,7 +41,7 @@ func (r *Root) Repair(ctx context.Context, key string) (string, error) {
 		if rec.Damaged != nil {
 			reason += " of: " + rec.Damaged.Reason
 		}
-		rec.Damaged, rec.ReleaseFailed = nil, nil
+		rec.Damaged, rec.ReleaseFailed, rec.ReleasedClean = nil, nil, rec.Kind == volumes.Loop
 		rec.Repaired = &Problem{Reason: reason, At: now}
 	})
 	if err == nil {

@@ -49,6 +49,22 @@ func OpenRoot(path string, create bool) (*Root, error) {
 	return &Root{path: path}, nil
 }
 
+// OpenRootNoCreate opens an existing root and creates nothing, not even a
+// missing subdirectory (which is ErrNotFound): for a process that may run
+// after the root is gone (a lease's guard).
+func OpenRootNoCreate(path string) (*Root, error) {
+	if !filepath.IsAbs(path) {
+		return nil, fmt.Errorf("%w: root %q must be an absolute path", ErrInvalid, path)
+	}
+	path = filepath.Clean(path)
+	for _, d := range append([]string{""}, subdirs...) {
+		if err := checkDir(filepath.Join(path, d), false); err != nil {
+			return nil, err
+		}
+	}
+	return &Root{path: path}, nil
+}
+
 // enclosingRoot returns the nearest ancestor of path that is a dindstore
 // root (it has every one of the root's subdirectories), "" when none is.
 func enclosingRoot(path string) string {

@@ -149,6 +149,7 @@ func (r *Root) create(ctx context.Context, key string, spec Spec) (_ *Record, re
 		return nil, fmt.Errorf("create cache %q: %w", key, err)
 	}
 	rec.StorageDriver = rec.Kind.StorageDriver()
+	rec.ReleasedClean = rec.Kind == volumes.Loop // a fresh mkfs is clean
 	if err := r.writeRecord(rec); err != nil {
 		return nil, err
 	}

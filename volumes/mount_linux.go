@@ -27,6 +27,20 @@ type fstrimRange struct{ start, length, minlen uint64 }
 // mounts it at target with noatime (never noexec, nosuid or nodev: inner
 // containers need them). On any failure nothing stays attached or mounted.
 func MountImage(ctx context.Context, image, target string, fs FS, tag string) (*Mounted, error) {
+	return MountImageWith(ctx, image, target, fs, tag, MountOptions{})
+}
+
+// MountOptions tune MountImageWith.
+type MountOptions struct {
+	// ReleasedClean says the caller knows the image was last unmounted by
+	// a clean release: then, if its superblock agrees (ext4: valid state,
+	// no journal to recover, no error), the check before the mount is
+	// skipped. Checked says whether it ran.
+	ReleasedClean bool
+}
+
+// MountImageWith is MountImage with options.
+func MountImageWith(ctx context.Context, image, target string, fs FS, tag string, o MountOptions) (*Mounted, error) {
 	// Never a second device on an image that one still holds: both would
 	// write the same filesystem. Nor a check of a filesystem in use.
 	if use, err := FindImageUse(image, target); err != nil {
@@ -34,7 +48,7 @@ func MountImage(ctx context.Context, image, target string, fs FS, tag string) (*
 	} else if use.InUse() {
 		return nil, fmt.Errorf("mount %s: %w", image, &ImageInUseError{Use: use})
 	}
-	repaired, err := CheckImage(ctx, image, fs)
+	repaired, checked, err := checkUnlessClean(ctx, image, fs, o.ReleasedClean)
 	if err != nil {
 		return nil, err
 	}
@@ -67,7 +81,19 @@ func MountImage(ctx context.Context, image, target string, fs FS, tag string) (*
 		return nil, fmt.Errorf("mount %s (%s on %s) at %s: %w; if the filesystem is damaged, %s", image, fs, dev.Path,
 			target, err, hint)
 	}
-	return &Mounted{Target: target, Device: dev.Path, DirectIO: dev.DirectIO, Repaired: repaired}, nil
+	return &Mounted{Target: target, Device: dev.Path, DirectIO: dev.DirectIO, Repaired: repaired, Checked: checked}, nil
+}
+
+// checkUnlessClean runs CheckImage unless the image was released cleanly
+// and its superblock says so too; checked tells whether the check ran.
+func checkUnlessClean(ctx context.Context, image string, fs FS, releasedClean bool) (repaired string, checked bool, err error) {
+	if releasedClean && fs == Ext4 {
+		if st, err := ReadStats(image, fs); err == nil && st.Clean {
+			return "", false, nil
+		}
+	}
+	repaired, err = CheckImage(ctx, image, fs)
+	return repaired, fs == Ext4, err
 }
 
 // Watch takes a descriptor on the filesystem mounted at m.Target, for
@@ -160,7 +186,13 @@ func Trim(target string) (uint64, error) {
 // submounts first (an inner daemon that died may leave its overlay mounts
 // behind), and, for a loop device, waits until autoclear has detached it.
 // Nothing mounted there is not an error.
-func Unmount(target string) error {
+func Unmount(target string) error { return unmount(target, true) }
+
+// UnmountNoTrim is Unmount without the trim, for a caller that decided
+// itself whether the filesystem needs one (see Trim).
+func UnmountNoTrim(target string) error { return unmount(target, false) }
+
+func unmount(target string, trim bool) error {
 	infos, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(target))
 	if err != nil {
 		return fmt.Errorf("unmount %s: read mountinfo: %w", target, err)
@@ -171,7 +203,7 @@ func Unmount(target string) error {
 		if strings.HasPrefix(top.Source, "/dev/loop") {
 			loop, _ = loopdev.Status(top.Source)
 		}
-		if top.FSType == string(Ext4) || top.FSType == string(XFS) {
+		if trim && (top.FSType == string(Ext4) || top.FSType == string(XFS)) {
 			_, _ = Trim(target) // best effort: a failed trim loses no data
 		}
 	}

@@ -21,6 +21,9 @@ type Stats struct {
 	// Errors is set when the filesystem recorded errors (ext4: the error
 	// state bit or a non-zero error count in its superblock).
 	Errors string
+	// Clean says the filesystem was cleanly unmounted: ext4's valid-state
+	// bit is set, its journal needs no recovery, and no error is recorded.
+	Clean bool
 }
 
 // ReadStats reads the size and use of the filesystem in an unmounted image
@@ -77,9 +80,12 @@ func parseExt4(sb []byte) (Stats, error) {
 		return Stats{}, fmt.Errorf("%w: implausible ext4 superblock", ErrCheckFailed)
 	}
 	shift := 10 + logBlock
-	return Stats{SizeBytes: int64(blocks << shift), UsedBytes: int64((blocks - free) << shift),
+	st := Stats{SizeBytes: int64(blocks << shift), UsedBytes: int64((blocks - free) << shift),
 		Inodes: uint64(le.Uint32(sb[0:4])), InodesFree: uint64(le.Uint32(sb[0x10:0x14])),
-		Errors: ext4Errors(sb)}, nil
+		Errors: ext4Errors(sb)}
+	const validFS, incompatRecover = 0x0001, 0x0004
+	st.Clean = le.Uint16(sb[0x3a:0x3c])&validFS != 0 && le.Uint32(sb[0x60:0x64])&incompatRecover == 0 && st.Errors == ""
+	return st, nil
 }
 
 // ext4Errors reads the superblock's error state (s_state bit 2) and error

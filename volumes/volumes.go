@@ -92,8 +92,9 @@ type Mounted struct {
 	// DirectIO is the loop device's effective direct I/O state.
 	DirectIO bool
 	// Repaired is what the check before the mount repaired ("" when it
-	// found nothing to repair).
+	// found nothing to repair); Checked says whether the check ran.
 	Repaired string
+	Checked  bool
 	// watch is a descriptor on the mounted filesystem taken at mount time:
 	// syncfs through it reports every write-back error since the mount
 	// (a descriptor opened later sees only later errors).

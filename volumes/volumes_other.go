@@ -74,3 +74,14 @@ func (m *Mounted) CloseWatch() {}
 
 // RepairImage is not supported on this platform.
 func RepairImage(context.Context, string, FS) (string, error) { return "", errPlatform }
+
+// MountOptions tune MountImageWith.
+type MountOptions struct{ ReleasedClean bool }
+
+// MountImageWith is not supported on this platform.
+func MountImageWith(context.Context, string, string, FS, string, MountOptions) (*Mounted, error) {
+	return nil, errPlatform
+}
+
+// UnmountNoTrim is not supported on this platform.
+func UnmountNoTrim(string) error { return errPlatform }

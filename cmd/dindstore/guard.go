@@ -22,15 +22,17 @@ var guardCommand = &cli.Command{
 	ArgsUsage: "KEY",
 	Flags:     []cli.Flag{&cli.IntFlag{Name: "holder", Required: true}},
 	Action: func(c *cli.Context) error {
-		key, root, err := keyAndRoot(c)
+		key, err := oneKey(c)
 		if err != nil {
 			return err
 		}
-		gone, err := watchPID(c.Int("holder"))
+		if gone, err := watchPID(c.Int("holder")); err == nil {
+			<-gone
+		} // else the holder is gone already (ESRCH)
+		root, err := cache.OpenRootNoCreate(c.String(rootFlag.Name))
 		if err != nil {
-			return err
+			return nil // the root went away with its caches: nothing to guard
 		}
-		<-gone
 		findings, err := root.Reap(c.Context, key, c.Int("holder"))
 		for _, f := range findings {
 			fmt.Fprintf(os.Stderr, "%s dindstore guard: holder %d of %s is gone: %s %s %s %s %s\n",
