@@ -302,7 +302,9 @@ func DetachIfBacked(path string, dev, ino uint64) error {
 // which can lag an unmount slightly.
 func WaitDetached(path string, dev, ino uint64, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
-	for {
+	// Autoclear usually runs within a millisecond of the last close: poll
+	// fast first, then back off to 10ms.
+	for wait := 250 * time.Microsecond; ; wait = min(2*wait, 10*time.Millisecond) {
 		info, err := Status(path)
 		if err != nil || info.BackingDev != dev || info.BackingInode != ino {
 			return nil
@@ -310,7 +312,7 @@ func WaitDetached(path string, dev, ino uint64, timeout time.Duration) error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("loopdev: %s still bound to inode %d after %s: %w", path, ino, timeout, unix.EBUSY)
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(wait)
 	}
 }
 
