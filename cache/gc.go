@@ -4,7 +4,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/dindstore/dindstore/loopdev"
 	"github.com/dindstore/dindstore/volumes"
 	"github.com/moby/sys/mountinfo"
 )
@@ -72,7 +71,7 @@ func (r *Root) removeRecordWithoutImage(f Finding, dryRun bool) Finding {
 // replaced), unmounts their mounts below the root and detaches them. A
 // device mounted outside the root is reported and left alone.
 func (r *Root) strayLoops(dryRun bool) []Finding {
-	devs, err := loopdev.ListTagged(TagPrefix)
+	devs, err := volumes.TaggedDevices(TagPrefix)
 	if err != nil {
 		return nil
 	}
@@ -89,8 +88,8 @@ func (r *Root) strayLoops(dryRun bool) []Finding {
 
 // isCurrentImage reports whether the device is backed by the image file
 // now at its backing path (by device and inode).
-func (r *Root) isCurrentImage(d loopdev.Info) bool {
-	found, err := loopdev.FindByFile(strings.TrimSuffix(d.BackingFile, " (deleted)"))
+func (r *Root) isCurrentImage(d volumes.LoopInfo) bool {
+	found, err := volumes.ImageDevices(strings.TrimSuffix(d.BackingFile, " (deleted)"))
 	if err != nil {
 		return false
 	}
@@ -102,7 +101,7 @@ func (r *Root) isCurrentImage(d loopdev.Info) bool {
 	return false
 }
 
-func (r *Root) detachStray(d loopdev.Info, dryRun bool) Finding {
+func (r *Root) detachStray(d volumes.LoopInfo, dryRun bool) Finding {
 	f := Finding{What: FindStrayLoop, Path: d.Path, Action: "detached", Note: d.BackingFile}
 	mounts, _ := mountinfo.GetMounts(func(m *mountinfo.Info) (skip, stop bool) { return m.Source != d.Path, false })
 	for _, m := range mounts {
@@ -120,7 +119,7 @@ func (r *Root) detachStray(d loopdev.Info, dryRun bool) Finding {
 			return f
 		}
 	}
-	if err := loopdev.DetachIfBacked(d.Path, d.BackingDev, d.BackingInode); err != nil {
+	if err := volumes.DetachDevice(d, 0); err != nil {
 		f.Error = err.Error()
 	}
 	return f

@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/dindstore/dindstore/internal/testutil"
-	"github.com/dindstore/dindstore/loopdev"
 	"github.com/dindstore/dindstore/volumes"
 	"golang.org/x/sys/unix"
 )
@@ -97,7 +96,7 @@ func TestHostileImage(t *testing.T) {
 		}
 		t.Fatalf("Acquire through a symlinked image: %v, want ErrInvalid", err)
 	}
-	if found, _ := loopdev.FindByFile(outside); len(found) > 0 {
+	if found, _ := volumes.ImageDevices(outside); len(found) > 0 {
 		t.Fatal("attached the symlink's target")
 	}
 	if err := os.Remove(image); err != nil {

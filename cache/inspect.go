@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/containerd/continuity/fs"
-	"github.com/dindstore/dindstore/loopdev"
 	"github.com/dindstore/dindstore/volumes"
 	"github.com/moby/sys/mountinfo"
 )
@@ -20,7 +19,7 @@ type Inspection struct {
 	// Owner is the live holder's owner record.
 	Owner *Owner `json:"owner,omitempty"`
 	// Loop lists the loop devices backed by the image.
-	Loop []loopdev.Info `json:"loop_devices,omitempty"`
+	Loop []volumes.LoopInfo `json:"loop_devices,omitempty"`
 	// Mounts lists the cache's mount and those below it.
 	Mounts []*mountinfo.Info `json:"mounts,omitempty"`
 	// Daemons are the inner dockerds running on the cache.
@@ -50,7 +49,7 @@ func (r *Root) Inspect(ctx context.Context, key string) (*Inspection, error) {
 	}
 	_, _, in.Owner, _ = r.holder(key, flocks)
 	if rec.Kind == volumes.Loop {
-		if in.Loop, err = loopdev.FindByFile(r.imagePath(key)); err != nil && !errors.Is(err, loopdev.ErrNotSupported) {
+		if in.Loop, err = volumes.ImageDevices(r.imagePath(key)); err != nil && !errors.Is(err, volumes.ErrNotSupported) {
 			return nil, fmt.Errorf("inspect %q: %w", key, err)
 		}
 	}

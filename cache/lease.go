@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/dindstore/dindstore/internal/fault"
-	"github.com/dindstore/dindstore/loopdev"
 	"github.com/dindstore/dindstore/overlay"
 	"github.com/dindstore/dindstore/proctree"
 	"github.com/dindstore/dindstore/volumes"
@@ -294,7 +293,7 @@ func (r *Root) mountAt(ctx context.Context, rec *Record, target string) (*volume
 		if err := r.checkImage(rec.Key); err != nil {
 			return nil, err
 		}
-		return volumes.MountImageWith(ctx, r.imagePath(rec.Key), target, rec.FS, loopdev.Tag(TagPrefix, rec.Key),
+		return volumes.MountImageWith(ctx, r.imagePath(rec.Key), target, rec.FS, volumes.LoopTag(TagPrefix, rec.Key),
 			volumes.MountOptions{ReleasedClean: rec.ReleasedClean})
 	}
 	src, pinned, err := r.pinDir(r.dataPath(rec.Key))

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dindstore/dindstore/loopdev"
 	"github.com/dindstore/dindstore/procscan"
 	"github.com/dindstore/dindstore/proctree"
 	"github.com/dindstore/dindstore/volumes"
@@ -213,7 +212,7 @@ func (r *Root) repairLocked(ctx context.Context, key string, o repairOpts) (out 
 				func() (string, error) { return "", volumes.Unmount(p) })
 		}
 	}
-	if devs, err := loopdev.FindByFile(r.imagePath(key)); err == nil {
+	if devs, err := volumes.ImageDevices(r.imagePath(key)); err == nil {
 		for _, d := range devs {
 			act(Finding{Key: key, What: FindOrphanLoop, Path: d.Path, Action: "detached"},
 				func() (string, error) { return "", r.detachOrphan(key, d) })
@@ -288,11 +287,8 @@ func (r *Root) repairUsers(ctx context.Context, key string, o repairOpts, act fu
 // detachOrphan detaches a loop device left on the image and confirms that
 // the kernel really unbound it: LOOP_CLR_FD on a device that something
 // still holds only marks it for autoclear.
-func (r *Root) detachOrphan(key string, d loopdev.Info) error {
-	if err := loopdev.DetachIfBacked(d.Path, d.BackingDev, d.BackingInode); err != nil {
-		return err
-	}
-	if err := loopdev.WaitDetached(d.Path, d.BackingDev, d.BackingInode, 2*time.Second); err != nil {
+func (r *Root) detachOrphan(key string, d volumes.LoopInfo) error {
+	if err := volumes.DetachDevice(d, 2*time.Second); err != nil {
 		if use, uerr := volumes.FindImageUse(r.imagePath(key), r.MountPath(key)); uerr == nil && use.InUse() {
 			return fmt.Errorf("cache %q: %w", key, &volumes.ImageInUseError{Use: use})
 		}

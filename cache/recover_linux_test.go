@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"github.com/dindstore/dindstore/internal/testutil"
-	"github.com/dindstore/dindstore/loopdev"
 	"github.com/dindstore/dindstore/volumes"
 )
 
@@ -118,7 +117,7 @@ func TestRecoverHalfCreated(t *testing.T) {
 			}
 		}
 	}
-	if devs, _ := loopdev.ListTagged(TagPrefix + "half"); len(devs) > 0 {
+	if devs, _ := volumes.TaggedDevices(TagPrefix + "half"); len(devs) > 0 {
 		t.Errorf("loop devices: %v", devs)
 	}
 }
@@ -137,7 +136,7 @@ func TestGCStrayLoop(t *testing.T) {
 	if err := os.Mkdir(target, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	m, err := volumes.MountImage(ctx, image, target, volumes.Ext4, loopdev.Tag(TagPrefix, "stray"))
+	m, err := volumes.MountImage(ctx, image, target, volumes.Ext4, volumes.LoopTag(TagPrefix, "stray"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +154,7 @@ func TestGCStrayLoop(t *testing.T) {
 	if mounted, _ := volumes.IsMounted(target); mounted {
 		t.Fatal("the stray device is still mounted")
 	}
-	if st, err := loopdev.Status(m.Device); err == nil && st.Tag == loopdev.Tag(TagPrefix, "stray") {
+	if devs, _ := volumes.TaggedDevices(volumes.LoopTag(TagPrefix, "stray")); len(devs) > 0 {
 		t.Fatalf("the stray device %s is still attached", m.Device)
 	}
 }

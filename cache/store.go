@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/dindstore/dindstore/internal/fault"
-	"github.com/dindstore/dindstore/loopdev"
 	"github.com/dindstore/dindstore/volumes"
 )
 
@@ -301,7 +300,7 @@ func (r *Root) grow(ctx context.Context, rec *Record, size int64) error {
 
 // mountedDevice finds the loop device backing the cache's image, by inode.
 func (r *Root) mountedDevice(key string) (string, error) {
-	devs, err := loopdev.FindByFile(r.imagePath(key))
+	devs, err := volumes.ImageDevices(r.imagePath(key))
 	if err != nil {
 		return "", err
 	}

@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/dindstore/dindstore/internal/testutil"
-	"github.com/dindstore/dindstore/loopdev"
 	"github.com/dindstore/dindstore/volumes"
 	"golang.org/x/sys/unix"
 )
@@ -87,8 +86,8 @@ func assertNothingMounted(t *testing.T, r *Root, key string) {
 	if m, _ := volumes.IsMounted(r.MountPath(key)); m {
 		t.Errorf("%s still mounted", r.MountPath(key))
 	}
-	tag := loopdev.Tag(TagPrefix, key)
-	devs, _ := loopdev.ListTagged(tag)
+	tag := volumes.LoopTag(TagPrefix, key)
+	devs, _ := volumes.TaggedDevices(tag)
 	for _, d := range devs {
 		if d.Tag == tag {
 			t.Errorf("loop device %s (%s) still attached", d.Path, d.Tag)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/dindstore/dindstore/loopdev"
 	"github.com/dindstore/dindstore/procscan"
@@ -72,4 +73,25 @@ func BoundImages(dir string) (map[string][]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// ImageDevices lists the loop devices bound to the image, matched by its
+// device and inode (never by name).
+func ImageDevices(image string) ([]LoopInfo, error) { return loopdev.FindByFile(image) }
+
+// TaggedDevices lists the bound loop devices whose tag starts with prefix.
+func TaggedDevices(prefix string) ([]LoopInfo, error) { return loopdev.ListTagged(prefix) }
+
+// DetachDevice detaches d if it is still backed by the same file, and
+// waits up to wait for the kernel to really unbind it: LOOP_CLR_FD on a
+// device that something still holds only marks it for autoclear, which an
+// error past wait says (wrapping EBUSY).
+func DetachDevice(d LoopInfo, wait time.Duration) error {
+	if err := loopdev.DetachIfBacked(d.Path, d.BackingDev, d.BackingInode); err != nil {
+		return err
+	}
+	if wait <= 0 {
+		return nil
+	}
+	return loopdev.WaitDetached(d.Path, d.BackingDev, d.BackingInode, wait)
 }

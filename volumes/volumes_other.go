@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"time"
 )
 
 var errPlatform = fmt.Errorf("%w: dindstore backs inner daemons on Linux only, not %s", ErrNotSupported, runtime.GOOS)
@@ -85,3 +86,12 @@ func MountImageWith(context.Context, string, string, FS, string, MountOptions) (
 
 // UnmountNoTrim is not supported on this platform.
 func UnmountNoTrim(string) error { return errPlatform }
+
+// ImageDevices is not supported on this platform.
+func ImageDevices(string) ([]LoopInfo, error) { return nil, errPlatform }
+
+// TaggedDevices is not supported on this platform.
+func TaggedDevices(string) ([]LoopInfo, error) { return nil, errPlatform }
+
+// DetachDevice is not supported on this platform.
+func DetachDevice(LoopInfo, time.Duration) error { return errPlatform }
