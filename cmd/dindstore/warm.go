@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dindstore/dindstore/cache"
+	"github.com/dindstore/dindstore/handoff"
 	"github.com/dindstore/dindstore/launch"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
@@ -102,7 +103,7 @@ func startWarmDaemon(c *cli.Context, root *cache.Root, lease *cache.Lease, prog 
 		return nil, err
 	}
 	defer log.Close()
-	argv, _, err := pinCommand(lease, append([]string{"dockerd"}, extra...))
+	argv, _, err := handoff.PinCommand(lease, append([]string{"dockerd"}, extra...), os.Environ())
 	if err != nil {
 		return nil, err
 	}

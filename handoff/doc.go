@@ -1,0 +1,19 @@
+// Package handoff owns a lease's life: acquire the cache (with the
+// exclusivity and admission checks of package cache), start the payload on
+// the mount, pass signals on and escalate to killing the payload's whole
+// tree after a stop timeout, wait for it, and release the cache on every
+// path. A payload is anything a lease is handed to — a command (Command,
+// for `dindstore run`), a container, a detached holder's wait, a warm
+// daemon — behind one small interface, so that each caller is its flags
+// plus one call to Hand.
+//
+// The steps, in order:
+//
+//	acquire ─▶ start payload ─▶ supervise (signals, stop timeout, kill) ─▶ release
+//	   │             │                                                       ▲
+//	   └── error ────┴───────────────── release on every path ──────────────┘
+//
+// A release that fails never lets a payload's success through: Hand then
+// returns the release's error (ErrDamaged, ErrInUse...) with status 0, and
+// beside a failure's status it returns both.
+package handoff

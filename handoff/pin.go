@@ -1,0 +1,83 @@
+package handoff
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+
+	"github.com/dindstore/dindstore/cache"
+	"github.com/dindstore/dindstore/overlay"
+)
+
+// PinCommand pins the image store and storage driver of a command run on
+// a cache lease (a Command's Pin): a dockerd gets --feature
+// containerd-snapshotter (engines 24+) and --storage-driver; every command
+// gets DOCKER_DRIVER once the cache's store is known. A dockerd that would
+// open the cache with the other image store is refused. Warnings go to
+// stderr.
+func PinCommand(l Lease, argv, env []string) ([]string, []string, error) {
+	lease, ok := l.(*cache.Lease)
+	if !ok {
+		return argv, env, nil
+	}
+	store := lease.ImageStore()
+	if store == "" && lease.StorageDriver() == "vfs" {
+		store = overlay.StoreGraphDriver // vfs caches keep dockerd's own vfs driver
+	}
+	if overlay.IsDockerd(argv) {
+		var err error
+		if argv, store, err = pinDockerd(lease, argv, store); err != nil {
+			return nil, nil, err
+		}
+	}
+	if store == "" {
+		// Some other command (a script) will start the daemon: its engine
+		// picks the store, and the release records what it used. Overlay
+		// works here (probed), so nothing falls back to vfs.
+		return argv, env, nil
+	}
+	driver := overlay.DriverFor(store, lease.StorageDriver())
+	argv, err := overlay.PinArgs(argv, driver, false)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", cache.ErrInvalid, err)
+	}
+	env, warning := overlay.PinEnv(env, driver)
+	if warning != "" {
+		fmt.Fprintf(os.Stderr, "dindstore: WARNING: %s\n", warning)
+	}
+	return argv, env, nil
+}
+
+// pinDockerd decides the image store of a dockerd command line on the
+// cache, records it, and pins it in the arguments.
+func pinDockerd(lease *cache.Lease, argv []string, store string) ([]string, string, error) {
+	path, err := exec.LookPath(argv[0])
+	if err != nil {
+		return nil, "", fmt.Errorf("%w: %s: %w", cache.ErrInvalid, argv[0], err)
+	}
+	eng, err := overlay.ProbeEngine(path)
+	if err != nil {
+		return nil, "", err
+	}
+	if store, err = overlay.DecideStore(store, overlay.RequestedStore(argv), eng); err != nil {
+		return nil, "", fmt.Errorf("cache %s: %w", lease.Key(), err)
+	}
+	if err := lease.SetImageStore(store); err != nil {
+		return nil, "", err
+	}
+	argv = overlay.PinStore(argv, store, eng, false)
+	warnExternalContainerd(argv)
+	return argv, store, nil
+}
+
+// warnExternalContainerd says when a dockerd is pointed at a containerd of
+// its own: that containerd keeps its snapshots outside the cache.
+func warnExternalContainerd(argv []string) {
+	for _, a := range argv {
+		if a == "--containerd" || strings.HasPrefix(a, "--containerd=") {
+			fmt.Fprintf(os.Stderr, "dindstore: WARNING: dockerd uses an external containerd (--containerd): its "+
+				"images and snapshots live under that containerd's root, not in the cache\n")
+		}
+	}
+}
