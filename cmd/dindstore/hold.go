@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -8,6 +9,7 @@ import (
 	"syscall"
 
 	"github.com/dindstore/dindstore/cache"
+	"github.com/dindstore/dindstore/handoff"
 	"github.com/urfave/cli/v2"
 )
 
@@ -36,8 +38,8 @@ var holdCommand = &cli.Command{
 	},
 }
 
-// hold takes the lease and keeps it; every error before the report goes
-// back to the starter through ready.
+// hold takes the lease and keeps it (see handoff); every error before the
+// report goes back to the starter through ready, the rest to the log.
 func hold(c *cli.Context, ready *os.File) error {
 	key, err := oneKey(c)
 	if err != nil {
@@ -57,38 +59,30 @@ func hold(c *cli.Context, ready *os.File) error {
 	if err != nil {
 		return err
 	}
-	lease, err := root.Acquire(c.Context, key, c.String("mode"), os.Args, opts)
-	if err != nil {
-		return err
+	var p handoff.Payload = &handoff.Hold{Until: gone}
+	if c.String("mode") != cache.ModePrepare {
+		p = &handoff.Container{Begin: beginContainer(c, c.StringSlice("arg")),
+			ReadyTimeout: c.Duration("ready-timeout"), Until: gone}
 	}
-	defer func() {
-		if err := lease.Release(); err != nil {
-			fmt.Fprintf(os.Stderr, "dindstore: %v\n", err)
+	acquire := func(ctx context.Context) (handoff.Lease, error) {
+		return root.Acquire(ctx, key, c.String("mode"), os.Args, opts)
+	}
+	reported := false
+	started := func(l handoff.Lease) {
+		rep := leaseReport(l.(*cache.Lease))
+		if ctr, ok := p.(*handoff.Container); ok {
+			rep.ContainerID = ctr.Ctr.ID
 		}
-	}()
-	rep := leaseReport(lease)
-	p, err := startPayload(c, lease, c.StringSlice("arg"))
-	if err != nil {
-		return err
+		report(ready, rep)
+		ready.Close()
+		reported = true
 	}
-	if p.ctr != nil {
-		rep.ContainerID = p.ctr.ID
-		if err := p.ctr.WaitReady(c.Context, c.Duration("ready-timeout")); err != nil {
-			_ = p.stop()
-			return err
-		}
+	_, err = handoff.Hand(c.Context, acquire, p, handoff.Options{Signals: sigs, Started: started})
+	if reported {
+		fmt.Fprintf(os.Stderr, "dindstore: %s released (%v)\n", key, err)
+		return nil // the starter is gone; the record tells `release` how it went
 	}
-	report(ready, rep)
-	ready.Close()
-	select {
-	case s := <-sigs:
-		fmt.Fprintf(os.Stderr, "dindstore: %v: releasing %s\n", s, key)
-	case <-gone:
-		fmt.Fprintf(os.Stderr, "dindstore: watched pid %d ended: releasing %s\n", c.Int("watch-pid"), key)
-	case <-p.ended:
-		fmt.Fprintf(os.Stderr, "dindstore: container %s ended: releasing %s\n", p.ctr.ID, key)
-	}
-	return p.stop()
+	return err
 }
 
 func leaseReport(l *cache.Lease) *holdReport {

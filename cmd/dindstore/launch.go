@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dindstore/dindstore/cache"
+	"github.com/dindstore/dindstore/handoff"
 	"github.com/dindstore/dindstore/launch"
 	"github.com/dindstore/dindstore/overlay"
 	"github.com/urfave/cli/v2"
@@ -126,9 +128,9 @@ func forwardFlags(c *cli.Context, args []string) []string {
 	return out
 }
 
-// launchForeground holds the cache while the container runs; SIGINT and
-// SIGTERM stop the container.
-func launchForeground(c *cli.Context, root *cache.Root, key string, args []string) (retErr error) {
+// launchForeground holds the cache while the container runs; a signal
+// stops the container (see handoff.Container).
+func launchForeground(c *cli.Context, root *cache.Root, key string, args []string) error {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
@@ -136,71 +138,45 @@ func launchForeground(c *cli.Context, root *cache.Root, key string, args []strin
 	if err != nil {
 		return err
 	}
-	lease, err := root.Acquire(c.Context, key, cache.ModeLaunch, os.Args, opts)
-	if err != nil {
-		return err
+	acquire := func(ctx context.Context) (handoff.Lease, error) {
+		return root.Acquire(ctx, key, cache.ModeLaunch, os.Args, opts)
 	}
-	defer func() {
-		if err := lease.Release(); err != nil && retErr == nil {
-			retErr = err
+	p := &handoff.Container{Begin: beginContainer(c, args)}
+	started := func(handoff.Lease) { fmt.Fprintf(c.App.Writer, "%s\n", p.Ctr.ID) }
+	status, err := handoff.Hand(c.Context, acquire, p, handoff.Options{Signals: sigs, Started: started})
+	return exitFor(status, err)
+}
+
+// beginContainer starts the lease's dind container: spec from the flags
+// and ARGS, pinned, labelled, the mount's owner set, and the container
+// recorded in the owner record.
+func beginContainer(c *cli.Context, args []string) func(context.Context, handoff.Lease) (*launch.Container, error) {
+	return func(ctx context.Context, l handoff.Lease) (*launch.Container, error) {
+		lease := l.(*cache.Lease)
+		spec, err := launchSpec(c, args)
+		if err != nil {
+			return nil, err
 		}
-	}()
-	p, err := startPayload(c, lease, args)
-	if err != nil {
-		return err
+		if err := pinLaunch(lease, &spec); err != nil {
+			return nil, err
+		}
+		spec.Labels = map[string]string{launch.LabelKey: lease.Key(), launch.LabelRoot: c.String(rootFlag.Name)}
+		if err := chownMount(c.String("owner"), lease.MountPath()); err != nil {
+			return nil, err
+		}
+		api, err := launch.NewClient()
+		if err != nil {
+			return nil, err
+		}
+		ctr, err := launch.Start(ctx, api, spec, lease.MountPath())
+		if err != nil {
+			return nil, err
+		}
+		if err := lease.SetContainer(ctr.ID, ctr.Started); err != nil {
+			return nil, errors.Join(err, ctr.Stop(context.Background()))
+		}
+		return ctr, nil
 	}
-	fmt.Fprintf(c.App.Writer, "%s\n", p.ctr.ID)
-	select {
-	case s := <-sigs:
-		fmt.Fprintf(os.Stderr, "dindstore: %v: stopping container %s\n", s, p.ctr.ID)
-	case <-p.ended:
-	}
-	return p.stop()
-}
-
-// payload is what a lease holds beyond the mount: a container, for launch.
-type payload struct {
-	ctr   *launch.Container
-	ended <-chan struct{} // nil (never) without a container
-}
-
-func (p *payload) stop() error {
-	if p == nil || p.ctr == nil {
-		return nil
-	}
-	return p.ctr.Stop(context.Background())
-}
-
-// startPayload starts the lease's container when the lease is a launch; for
-// prepare there is none.
-func startPayload(c *cli.Context, lease *cache.Lease, args []string) (*payload, error) {
-	if c.String("mode") == cache.ModePrepare {
-		return &payload{}, nil
-	}
-	spec, err := launchSpec(c, args)
-	if err != nil {
-		return nil, err
-	}
-	if err := pinLaunch(lease, &spec); err != nil {
-		return nil, err
-	}
-	spec.Labels = map[string]string{launch.LabelKey: lease.Key(), launch.LabelRoot: c.String(rootFlag.Name)}
-	if err := chownMount(c.String("owner"), lease.MountPath()); err != nil {
-		return nil, err
-	}
-	api, err := launch.NewClient()
-	if err != nil {
-		return nil, err
-	}
-	ctr, err := launch.Start(c.Context, api, spec, lease.MountPath())
-	if err != nil {
-		return nil, err
-	}
-	if err := lease.SetContainer(ctr.ID, ctr.Started); err != nil {
-		_ = ctr.Stop(context.Background())
-		return nil, err
-	}
-	return &payload{ctr: ctr, ended: ctr.Wait(context.Background())}, nil
 }
 
 // pinLaunch pins the dind container's image store and storage driver: the

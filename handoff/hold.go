@@ -1,0 +1,132 @@
+package handoff
+
+import (
+	"context"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/dindstore/dindstore/launch"
+)
+
+// ending closes a done channel once, with the error of the way it ended.
+type ending struct {
+	once sync.Once
+	done chan struct{}
+	mu   sync.Mutex
+	err  error
+}
+
+func (e *ending) init() { e.done = make(chan struct{}) }
+
+func (e *ending) end(err error) {
+	e.once.Do(func() {
+		e.mu.Lock()
+		e.err = err
+		e.mu.Unlock()
+		close(e.done)
+	})
+}
+
+func (e *ending) result() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.err
+}
+
+// Hold is a payload that runs nothing: the lease is held for someone else
+// (a runner's job, `dindstore prepare`) until a signal (`dindstore release`
+// sends SIGTERM) or until Until is closed (a watched process ended).
+type Hold struct {
+	// Until ends the hold when closed (nil: never).
+	Until <-chan struct{}
+	// Why is set to what ended the hold.
+	Why string
+	ending
+}
+
+// Start begins the hold.
+func (h *Hold) Start(context.Context, Lease) error {
+	h.init()
+	go func() {
+		select {
+		case <-h.Until:
+			h.Why = "the watched process ended"
+			h.end(nil)
+		case <-h.done:
+		}
+	}()
+	return nil
+}
+
+// Signal ends the hold.
+func (h *Hold) Signal(s os.Signal) error {
+	h.once.Do(func() { h.Why = s.String(); close(h.done) })
+	return nil
+}
+
+// Kill ends the hold.
+func (h *Hold) Kill() error { h.end(nil); return nil }
+
+// Done is closed when the hold ends.
+func (h *Hold) Done() <-chan struct{} { return h.done }
+
+// Status is 0: a hold always ends well.
+func (h *Hold) Status() (int, error) { return 0, h.result() }
+
+// Container is a payload that runs a dind container on the mount through
+// the Docker Engine API (`dindstore launch`): it ends when the container
+// ends, and any signal, a closed Until or Kill stops it.
+type Container struct {
+	// Begin starts the container on the lease (its spec, pinning, owner).
+	Begin func(ctx context.Context, l Lease) (*launch.Container, error)
+	// ReadyTimeout, when set, makes Start wait until the inner daemon
+	// answers (and stop the container if it does not).
+	ReadyTimeout time.Duration
+	// Until stops the container when closed (nil: never).
+	Until <-chan struct{}
+	// Ctr is the started container.
+	Ctr *launch.Container
+	ending
+}
+
+// Start starts the container, waiting for its daemon when asked to.
+func (c *Container) Start(ctx context.Context, l Lease) error {
+	ctr, err := c.Begin(ctx, l)
+	if err != nil {
+		return err
+	}
+	if c.ReadyTimeout > 0 {
+		if err := ctr.WaitReady(ctx, c.ReadyTimeout); err != nil {
+			_ = ctr.Stop(context.Background())
+			return err
+		}
+	}
+	c.Ctr = ctr
+	c.init()
+	ended := ctr.Wait(context.Background())
+	go func() {
+		select {
+		case <-ended:
+			c.end(ctr.Stop(context.Background())) // removes it
+		case <-c.Until:
+			_ = c.Kill()
+		}
+	}()
+	return nil
+}
+
+// Signal stops the container (docker stop's grace period applies).
+func (c *Container) Signal(os.Signal) error { return c.Kill() }
+
+// Kill stops the container and ends the payload once it is stopped.
+func (c *Container) Kill() error {
+	go func() { c.end(c.Ctr.Stop(context.Background())) }()
+	return nil
+}
+
+// Done is closed when the container has ended and is removed.
+func (c *Container) Done() <-chan struct{} { return c.done }
+
+// Status is 0 once the container ended; the error is its stop's.
+func (c *Container) Status() (int, error) { return 0, c.result() }
