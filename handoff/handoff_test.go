@@ -172,3 +172,30 @@ func TestHandReleaseErrorNeverSucceeds(t *testing.T) {
 		t.Errorf("status %d, err %v; want 0 with the release's error", status, err)
 	}
 }
+
+func TestFuncPayload(t *testing.T) {
+	boom := errors.New("pull failed")
+	l := &fakeLease{}
+	status, err := Hand(context.Background(), acquireOf(l, nil),
+		&Func{Run: func(context.Context, Lease) error { return boom }}, Options{})
+	if status != 1 || !errors.Is(err, boom) || l.released != 1 {
+		t.Errorf("status %d, err %v, released %d", status, err, l.released)
+	}
+	sigs := make(chan os.Signal, 1)
+	f := &Func{Run: func(ctx context.Context, _ Lease) error { <-ctx.Done(); return ctx.Err() }}
+	status, err = Hand(context.Background(), acquireOf(&fakeLease{}, nil), f,
+		Options{Signals: sigs, Started: func(Lease) { sigs <- syscall.SIGINT }})
+	if status != 1 || !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled Func: status %d, err %v", status, err)
+	}
+}
+
+func TestHoldPayload(t *testing.T) {
+	until := make(chan struct{})
+	h := &Hold{Until: until}
+	go func() { time.Sleep(10 * time.Millisecond); close(until) }()
+	status, err := Hand(context.Background(), acquireOf(&fakeLease{}, nil), h, Options{})
+	if status != 0 || err != nil || h.Why != "the watched process ended" {
+		t.Errorf("status %d, err %v, why %q", status, err, h.Why)
+	}
+}

@@ -130,3 +130,38 @@ func (c *Container) Done() <-chan struct{} { return c.done }
 
 // Status is 0 once the container ended; the error is its stop's.
 func (c *Container) Status() (int, error) { return 0, c.result() }
+
+// Func is a payload that runs a function on the lease (`dindstore warm`:
+// start an inner daemon, fill the cache, stop it). A signal or Kill
+// cancels the function's context; it ends when the function returns.
+type Func struct {
+	// Run does the work; its error is the payload's.
+	Run    func(ctx context.Context, l Lease) error
+	cancel context.CancelFunc
+	ending
+}
+
+// Start runs the function in the background.
+func (f *Func) Start(ctx context.Context, l Lease) error {
+	f.init()
+	ctx, f.cancel = context.WithCancel(ctx)
+	go func() { f.end(f.Run(ctx, l)) }()
+	return nil
+}
+
+// Signal cancels the function's context.
+func (f *Func) Signal(os.Signal) error { f.cancel(); return nil }
+
+// Kill cancels the function's context.
+func (f *Func) Kill() error { f.cancel(); return nil }
+
+// Done is closed when the function has returned.
+func (f *Func) Done() <-chan struct{} { return f.done }
+
+// Status is 0 when the function succeeded, 1 with its error otherwise.
+func (f *Func) Status() (int, error) {
+	if err := f.result(); err != nil {
+		return 1, err
+	}
+	return 0, nil
+}

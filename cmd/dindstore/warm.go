@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/dindstore/dindstore/cache"
@@ -51,46 +53,50 @@ var warmCommand = &cli.Command{
 	},
 }
 
-// warm holds the cache, runs an inner daemon on it, fills it, and stops.
-func warm(c *cli.Context, root *cache.Root, key string, fromHost, pull []string) (retErr error) {
+// warm holds the cache, runs an inner daemon on it, fills it, and stops
+// (a handoff.Func payload: SIGINT or SIGTERM cancel it).
+func warm(c *cli.Context, root *cache.Root, key string, fromHost, pull []string) error {
 	opts, err := acquireOptions(c)
 	if err != nil {
 		return err
 	}
-	lease, err := root.Acquire(c.Context, key, cache.ModeWarm, os.Args, opts)
-	if err != nil {
-		return err
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	acquire := func(ctx context.Context) (handoff.Lease, error) {
+		return root.Acquire(ctx, key, cache.ModeWarm, os.Args, opts)
 	}
-	defer func() {
-		if err := lease.Release(); err != nil && retErr == nil {
-			retErr = err
-		}
-	}()
+	fill := func(ctx context.Context, l handoff.Lease) error {
+		return fillCache(ctx, c, root, l.(*cache.Lease), fromHost, pull)
+	}
+	_, err = handoff.Hand(c.Context, acquire, &handoff.Func{Run: fill}, handoff.Options{Signals: sigs})
+	return err // a Func's status is 0 exactly when there is no error
+}
+
+// fillCache starts the inner daemon on the lease, copies or pulls the
+// images into it, and stops it.
+func fillCache(ctx context.Context, c *cli.Context, root *cache.Root, lease *cache.Lease, fromHost, pull []string) (retErr error) {
 	prog := newProgress(os.Stderr, c.Bool("quiet"))
 	defer prog.wait()
-	d, err := startWarmDaemon(c, root, lease, prog)
+	d, err := startWarmDaemon(ctx, c, root, lease, prog)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err := d.Stop(); err != nil && retErr == nil {
-			retErr = err
-		}
-	}()
+	defer func() { retErr = errors.Join(retErr, d.Stop()) }()
 	if len(fromHost) > 0 {
-		if err := copyFromHost(c.Context, d.Client, fromHost, prog); err != nil {
+		if err := copyFromHost(ctx, d.Client, fromHost, prog); err != nil {
 			return err
 		}
 	}
 	for _, ref := range pull {
-		if err := pullImage(c.Context, d.Client, ref, prog); err != nil {
+		if err := pullImage(ctx, d.Client, ref, prog); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func startWarmDaemon(c *cli.Context, root *cache.Root, lease *cache.Lease, prog *progress) (*launch.Daemon, error) {
+func startWarmDaemon(ctx context.Context, c *cli.Context, root *cache.Root, lease *cache.Lease, prog *progress) (*launch.Daemon, error) {
 	var extra []string
 	for _, m := range c.StringSlice("registry-mirror") {
 		extra = append(extra, "--registry-mirror", m)
@@ -108,7 +114,7 @@ func startWarmDaemon(c *cli.Context, root *cache.Root, lease *cache.Lease, prog 
 		return nil, err
 	}
 	s := prog.step("start inner dockerd", 0, false)
-	d, err := launch.StartDaemon(c.Context, lease.MountPath(), argv[1:], log, 2*time.Minute)
+	d, err := launch.StartDaemon(ctx, lease.MountPath(), argv[1:], log, 2*time.Minute)
 	s.done(err, false)
 	if err != nil {
 		return nil, fmt.Errorf("warm %q: %w; see %s", lease.Key(), err, root.LogPath(lease.Key()))
