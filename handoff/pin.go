@@ -1,6 +1,8 @@
 package handoff
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -79,5 +81,25 @@ func warnExternalContainerd(argv []string) {
 			fmt.Fprintf(os.Stderr, "dindstore: WARNING: dockerd uses an external containerd (--containerd): its "+
 				"images and snapshots live under that containerd's root, not in the cache\n")
 		}
+	}
+}
+
+// From is Hand's acquire step for a cache of root: the lease of key in
+// mode (with command as the holder's in its owner record), then setup, if
+// any, on it (reports, a guard, a reset); a setup that fails releases the
+// lease again.
+func From(root *cache.Root, key, mode string, command []string, opts cache.AcquireOptions,
+	setup func(*cache.Lease) error) func(context.Context) (Lease, error) {
+	return func(ctx context.Context) (Lease, error) {
+		lease, err := root.Acquire(ctx, key, mode, command, opts)
+		if err != nil {
+			return nil, err
+		}
+		if setup != nil {
+			if err := setup(lease); err != nil {
+				return nil, errors.Join(err, lease.Release())
+			}
+		}
+		return lease, nil
 	}
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -64,9 +63,7 @@ func hold(c *cli.Context, ready *os.File) error {
 		p = &handoff.Container{Begin: beginContainer(c, c.StringSlice("arg")),
 			ReadyTimeout: c.Duration("ready-timeout"), Until: gone}
 	}
-	acquire := func(ctx context.Context) (handoff.Lease, error) {
-		return root.Acquire(ctx, key, c.String("mode"), os.Args, opts)
-	}
+	acquire := handoff.From(root, key, c.String("mode"), os.Args, opts, nil)
 	reported := false
 	started := func(l handoff.Lease) {
 		rep := leaseReport(l.(*cache.Lease))

@@ -138,9 +138,7 @@ func launchForeground(c *cli.Context, root *cache.Root, key string, args []strin
 	if err != nil {
 		return err
 	}
-	acquire := func(ctx context.Context) (handoff.Lease, error) {
-		return root.Acquire(ctx, key, cache.ModeLaunch, os.Args, opts)
-	}
+	acquire := handoff.From(root, key, cache.ModeLaunch, os.Args, opts, nil)
 	p := &handoff.Container{Begin: beginContainer(c, args)}
 	started := func(handoff.Lease) { fmt.Fprintf(c.App.Writer, "%s\n", p.Ctr.ID) }
 	status, err := handoff.Hand(c.Context, acquire, p, handoff.Options{Signals: sigs, Started: started})

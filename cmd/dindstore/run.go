@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -72,22 +71,16 @@ func runLeased(c *cli.Context, root *cache.Root, key string, argv []string, rese
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
 	defer signal.Stop(sigs)
-	acquire := func(ctx context.Context) (handoff.Lease, error) {
-		lease, err := root.Acquire(ctx, key, cache.ModeRun, os.Args, opts)
-		if err != nil {
-			return nil, err
-		}
+	acquire := handoff.From(root, key, cache.ModeRun, os.Args, opts, func(lease *cache.Lease) error {
 		if lease.Group() != nil {
 			startGuard(root, key)
 		}
 		reportTakeover(lease)
 		if reset {
-			if err := lease.Reset(); err != nil {
-				return nil, errors.Join(err, lease.Release())
-			}
+			return lease.Reset()
 		}
-		return lease, nil
-	}
+		return nil
+	})
 	cmd := &handoff.Command{Argv: argv, Pin: handoff.PinCommand}
 	status, err := handoff.Hand(c.Context, acquire, cmd,
 		handoff.Options{Signals: sigs, StopTimeout: c.Duration(stopTimeoutFlag.Name)})

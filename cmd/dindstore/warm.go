@@ -63,9 +63,7 @@ func warm(c *cli.Context, root *cache.Root, key string, fromHost, pull []string)
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
-	acquire := func(ctx context.Context) (handoff.Lease, error) {
-		return root.Acquire(ctx, key, cache.ModeWarm, os.Args, opts)
-	}
+	acquire := handoff.From(root, key, cache.ModeWarm, os.Args, opts, nil)
 	fill := func(ctx context.Context, l handoff.Lease) error {
 		return fillCache(ctx, c, root, l.(*cache.Lease), fromHost, pull)
 	}
