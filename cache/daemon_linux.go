@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/dindstore/dindstore/overlay"
+	"github.com/dindstore/dindstore/dockerd"
 )
 
 // InnerDaemons finds the dockerd processes whose --data-root is dataRoot,
@@ -21,12 +21,12 @@ func InnerDaemons(dataRoot string) []Daemon {
 			continue
 		}
 		args := strings.Split(string(bytes.TrimRight(raw, "\x00")), "\x00")
-		roots := overlay.FlagValues(args, "--data-root")
-		if !overlay.IsDockerd(args) || len(roots) == 0 || roots[len(roots)-1] != dataRoot {
+		roots := dockerd.FlagValues(args, "--data-root")
+		if !dockerd.IsDockerd(args) || len(roots) == 0 || roots[len(roots)-1] != dataRoot {
 			continue // dockerd takes the last --data-root given
 		}
 		pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
-		out = append(out, Daemon{PID: pid, Hosts: overlay.FlagValues(args, "--host", "-H")})
+		out = append(out, Daemon{PID: pid, Hosts: dockerd.FlagValues(args, "--host", "-H")})
 	}
 	return out
 }

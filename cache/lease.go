@@ -9,8 +9,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/dindstore/dindstore/dockerd"
 	"github.com/dindstore/dindstore/internal/fault"
-	"github.com/dindstore/dindstore/overlay"
 	"github.com/dindstore/dindstore/proctree"
 	"github.com/dindstore/dindstore/volumes"
 )
@@ -331,7 +331,7 @@ func (l *Lease) Release() error {
 	key := l.record.Key
 	treeErr := l.endGroup(ctx)
 	usage, _ := statUsage(l.mount.Target) // before the unmount; best effort
-	store := overlay.DetectStore(l.mount.Target)
+	store := dockerd.DetectStore(l.mount.Target)
 	damage := l.mount.Health()
 	l.mount.CloseWatch()
 	if damage == nil && l.needsTrim(usage) {

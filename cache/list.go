@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/containerd/continuity/fs"
-	"github.com/dindstore/dindstore/overlay"
+	"github.com/dindstore/dindstore/dockerd"
 	"github.com/dindstore/dindstore/volumes"
 )
 
@@ -171,7 +171,7 @@ func (r *Root) entry(ctx context.Context, key string, flocks map[fileID]int, opt
 		return e
 	}
 	e.Kind, e.FS, e.CapBytes, e.Created = rec.Kind, rec.FS, rec.CapBytes, rec.Created
-	e.StorageDriver, e.ImageStore = overlay.DriverFor(rec.ImageStore, rec.StorageDriver), rec.ImageStore
+	e.StorageDriver, e.ImageStore = dockerd.DriverFor(rec.ImageStore, rec.StorageDriver), rec.ImageStore
 	e.Hits, e.Misses = rec.Hits, rec.Misses
 	e.Generation, e.Parent, e.Clone, e.PreviousGenerations = rec.Generation, rec.Parent, rec.Clone, len(rec.Previous)
 	if !rec.LastUsed.IsZero() {

@@ -9,7 +9,7 @@ import (
 	"strings"
 
 	"github.com/dindstore/dindstore/cache"
-	"github.com/dindstore/dindstore/overlay"
+	"github.com/dindstore/dindstore/dockerd"
 )
 
 // PinCommand pins the image store and storage driver of a command run on
@@ -25,9 +25,9 @@ func PinCommand(l Lease, argv, env []string) ([]string, []string, error) {
 	}
 	store := lease.ImageStore()
 	if store == "" && lease.StorageDriver() == "vfs" {
-		store = overlay.StoreGraphDriver // vfs caches keep dockerd's own vfs driver
+		store = dockerd.StoreGraphDriver // vfs caches keep dockerd's own vfs driver
 	}
-	if overlay.IsDockerd(argv) {
+	if dockerd.IsDockerd(argv) {
 		var err error
 		if argv, store, err = pinDockerd(lease, argv, store); err != nil {
 			return nil, nil, err
@@ -39,12 +39,12 @@ func PinCommand(l Lease, argv, env []string) ([]string, []string, error) {
 		// works here (probed), so nothing falls back to vfs.
 		return argv, env, nil
 	}
-	driver := overlay.DriverFor(store, lease.StorageDriver())
-	argv, err := overlay.PinArgs(argv, driver, false)
+	driver := dockerd.DriverFor(store, lease.StorageDriver())
+	argv, err := dockerd.PinArgs(argv, driver, false)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", cache.ErrInvalid, err)
 	}
-	env, warning := overlay.PinEnv(env, driver)
+	env, warning := dockerd.PinEnv(env, driver)
 	if warning != "" {
 		fmt.Fprintf(os.Stderr, "dindstore: WARNING: %s\n", warning)
 	}
@@ -58,17 +58,17 @@ func pinDockerd(lease *cache.Lease, argv []string, store string) ([]string, stri
 	if err != nil {
 		return nil, "", fmt.Errorf("%w: %s: %w", cache.ErrInvalid, argv[0], err)
 	}
-	eng, err := overlay.ProbeEngine(path)
+	eng, err := dockerd.ProbeEngine(path)
 	if err != nil {
 		return nil, "", err
 	}
-	if store, err = overlay.DecideStore(store, overlay.RequestedStore(argv), eng); err != nil {
+	if store, err = dockerd.DecideStore(store, dockerd.RequestedStore(argv), eng); err != nil {
 		return nil, "", fmt.Errorf("cache %s: %w", lease.Key(), err)
 	}
 	if err := lease.SetImageStore(store); err != nil {
 		return nil, "", err
 	}
-	argv = overlay.PinStore(argv, store, eng, false)
+	argv = dockerd.PinStore(argv, store, eng, false)
 	warnExternalContainerd(argv)
 	return argv, store, nil
 }

@@ -13,9 +13,9 @@ import (
 	"time"
 
 	"github.com/dindstore/dindstore/cache"
+	"github.com/dindstore/dindstore/dockerd"
 	"github.com/dindstore/dindstore/handoff"
 	"github.com/dindstore/dindstore/launch"
-	"github.com/dindstore/dindstore/overlay"
 	"github.com/urfave/cli/v2"
 )
 
@@ -185,21 +185,21 @@ func beginContainer(c *cli.Context, args []string) func(context.Context, handoff
 func pinLaunch(lease *cache.Lease, spec *launch.Spec) error {
 	store := lease.ImageStore()
 	if store == "" {
-		store = overlay.StoreGraphDriver
+		store = dockerd.StoreGraphDriver
 	}
-	driver := overlay.DriverFor(store, lease.StorageDriver())
+	driver := dockerd.DriverFor(store, lease.StorageDriver())
 	var err error
-	if spec.Args, err = overlay.PinArgs(spec.Args, driver, true); err != nil {
+	if spec.Args, err = dockerd.PinArgs(spec.Args, driver, true); err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
 	}
 	// Only an engine with the containerd store can have filled a cache with
 	// it: it knows --feature. Any dind image's engine knows the graph driver.
-	spec.Args = overlay.PinStore(spec.Args, store, overlay.Engine{Features: store == overlay.StoreSnapshotter}, true)
+	spec.Args = dockerd.PinStore(spec.Args, store, dockerd.Engine{Features: store == dockerd.StoreSnapshotter}, true)
 	if err := lease.SetImageStore(store); err != nil {
 		return err
 	}
 	var warning string
-	if spec.Env, warning = overlay.PinEnv(spec.Env, driver); warning != "" {
+	if spec.Env, warning = dockerd.PinEnv(spec.Env, driver); warning != "" {
 		fmt.Fprintf(os.Stderr, "dindstore: WARNING: %s\n", warning)
 	}
 	spec.ContainerdRoot = filepath.Join(lease.MountPath(), ".dindstore-containerd")
