@@ -51,13 +51,7 @@ func sh(name string, args ...string) error {
 // `dindstore run KEY -- true`, against `mount -o loop` + `umount` of a
 // 100 GiB image of the same kind, interleaved.
 func BenchmarkJobCycle(b *testing.B) {
-	if skipReason != "" {
-		b.Skip(skipReason)
-	}
-	dir := b.TempDir()
-	root, mnt := filepath.Join(dir, "root"), filepath.Join(dir, "hand")
-	b.Cleanup(func() { cleanupRoot(b, root); _ = exec.Command("umount", mnt).Run() })
-	must(b, os.Mkdir(mnt, 0o700))
+	_, root, mnt := benchDirs(b)
 	for _, k := range []string{"cycle", "hand"} {
 		if r := dindstoreTB(b, root, "run", k, "--kind", "loop", "--size", "100GiB", "--overcommit", "--", "true"); r.code != 0 {
 			b.Fatalf("prepare %s: %s", k, r.stderr)
@@ -83,13 +77,7 @@ func BenchmarkJobCycle(b *testing.B) {
 // BenchmarkFreshCache: a fresh 100 GiB cache, create + first use +
 // release, against truncate + mkfs.ext4 + mount -o loop + umount by hand.
 func BenchmarkFreshCache(b *testing.B) {
-	if skipReason != "" {
-		b.Skip(skipReason)
-	}
-	dir := b.TempDir()
-	root, mnt := filepath.Join(dir, "root"), filepath.Join(dir, "hand")
-	b.Cleanup(func() { cleanupRoot(b, root); _ = exec.Command("umount", mnt).Run() })
-	must(b, os.Mkdir(mnt, 0o700))
+	dir, root, mnt := benchDirs(b)
 	var p pairTimer
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -113,6 +101,19 @@ func BenchmarkFreshCache(b *testing.B) {
 		b.StartTimer()
 	}
 	p.report(b)
+}
+
+// benchDirs makes a benchmark's directory, a root in it and a mount point
+// for the work by hand, cleaned up afterwards.
+func benchDirs(b *testing.B) (dir, root, mnt string) {
+	if skipReason != "" {
+		b.Skip(skipReason)
+	}
+	dir = b.TempDir()
+	root, mnt = filepath.Join(dir, "root"), filepath.Join(dir, "hand")
+	b.Cleanup(func() { cleanupRoot(b, root); _ = exec.Command("umount", mnt).Run() })
+	must(b, os.Mkdir(mnt, 0o700))
+	return dir, root, mnt
 }
 
 func runOK(b *testing.B, root string, args ...string) error {

@@ -129,29 +129,36 @@ func TestKilledHolderTreeInOtherNamespace(t *testing.T) {
 	if r := dindstore(t, root, "recover", "--dry-run"); strings.Contains(r.stdout, "cleared") {
 		t.Errorf("recover --dry-run claims to have cleared something: %s", r.stdout)
 	}
+	r := runWatchingImage(t, root, key, 30*time.Second, "run", key, "--", "cat", "{mount}/f")
+	if r.code != 0 || strings.TrimSpace(r.stdout) != "data" {
+		t.Fatalf("run after SIGKILL: exit %d, %q, %q", r.code, r.stdout, r.stderr)
+	}
+	if w := writersOf(t, marker); len(w) > 0 {
+		t.Errorf("the dead lease's writer(s) %v survive the next run", w)
+	}
+	if !strings.Contains(r.stderr, "ended") {
+		t.Errorf("the next run does not say it ended the dead lease's processes: %q", r.stderr)
+	}
+	assertNothingLeft(t, root)
+}
+
+// runWatchingImage runs dindstore with args while checking, all along,
+// that never more than one loop device is bound to key's image.
+func runWatchingImage(t *testing.T, root, key string, limit time.Duration, args ...string) result {
+	t.Helper()
 	done := make(chan result, 1)
-	go func() { done <- dindstore(t, root, "run", key, "--", "cat", "{mount}/f") }()
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	go func() { done <- dindstore(t, root, args...) }()
+	for deadline := time.Now().Add(limit); ; time.Sleep(20 * time.Millisecond) {
 		if n := boundDevices(t, root, key); n > 1 {
 			t.Fatalf("%d loop devices bound to one image at once", n)
 		}
 		select {
 		case r := <-done:
-			if r.code != 0 || strings.TrimSpace(r.stdout) != "data" {
-				t.Fatalf("run after SIGKILL: exit %d, %q, %q", r.code, r.stdout, r.stderr)
-			}
-			if w := writersOf(t, marker); len(w) > 0 {
-				t.Errorf("the dead lease's writer(s) %v survive the next run", w)
-			}
-			if !strings.Contains(r.stderr, "ended") {
-				t.Errorf("the next run does not say it ended the dead lease's processes: %q", r.stderr)
-			}
-			assertNothingLeft(t, root)
-			return
+			return r
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("the next run did not finish within 30s")
+			t.Fatalf("dindstore %v did not finish within %s", args, limit)
 		}
 	}
 }
@@ -273,35 +280,21 @@ func TestKilledHolderWithDockerd(t *testing.T) {
 	if n := len(writersOf(t, marker)); n < 5 {
 		t.Fatalf("%d container processes outlived the holder, want 5 (the test tests nothing)", n)
 	}
-	done := make(chan result, 1)
-	go func() { done <- dindstore(t, root, "run", key, "--", "ls", "{mount}") }()
-	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if n := boundDevices(t, root, key); n > 1 {
-			t.Fatalf("%d loop devices bound to one image at once", n)
-		}
-		select {
-		case r := <-done:
-			if r.code != 0 {
-				t.Fatalf("run after SIGKILL: exit %d, %q", r.code, r.stderr)
-			}
-			t.Logf("next run: %s", strings.TrimSpace(r.stderr))
-			if w := writersOf(t, marker); len(w) > 0 {
-				t.Fatalf("container processes %v survived the next run", w)
-			}
-			assertNothingLeft(t, root)
-			d2 := startDaemon(t, root, key, nil)
-			if out, err := d2.docker("images", "--format", "{{.Repository}}"); err != nil || !strings.Contains(out, "bb") {
-				t.Fatalf("the image is gone after the takeover: %q, %v", out, err)
-			}
-			d2.stop()
-			assertNothingLeft(t, root)
-			return
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the next run did not finish within 60s")
-		}
+	r := runWatchingImage(t, root, key, 60*time.Second, "run", key, "--", "ls", "{mount}")
+	if r.code != 0 {
+		t.Fatalf("run after SIGKILL: exit %d, %q", r.code, r.stderr)
 	}
+	t.Logf("next run: %s", strings.TrimSpace(r.stderr))
+	if w := writersOf(t, marker); len(w) > 0 {
+		t.Fatalf("container processes %v survived the next run", w)
+	}
+	assertNothingLeft(t, root)
+	d2 := startDaemon(t, root, key, nil)
+	if out, err := d2.docker("images", "--format", "{{.Repository}}"); err != nil || !strings.Contains(out, "bb") {
+		t.Fatalf("the image is gone after the takeover: %q, %v", out, err)
+	}
+	d2.stop()
+	assertNothingLeft(t, root)
 }
 
 // TestGuardEndsTreeAtOnce: with nothing else run after the SIGKILL of the
