@@ -94,6 +94,7 @@ func (r *Root) cloneLocked(srcRec *Record, dst string) (_ *CloneResult, retErr e
 	rec := *srcRec
 	rec.Key, rec.Parent, rec.Clone, rec.CloneMethod = dst, srcRec.Key, true, res.Method
 	rec.Created, rec.LastUsed, rec.Hits, rec.Misses, rec.Previous = time.Now().UTC(), time.Time{}, 0, 0, nil
+	rec.ReleasedClean = false // not fsynced: its first mount checks it
 	return res, r.writeRecord(&rec)
 }
 
@@ -150,13 +151,38 @@ func (r *Root) FromWarm(ctx context.Context, key, warm string, spec Spec) (rec *
 	}
 	if _, err := r.readRecord(warm); errors.Is(err, ErrNotFound) {
 		_ = r.addCounters(func(c *Counters) { c.addMiss(warm) })
-		rec, _, err = r.Create(ctx, key, spec)
+		if _, _, err = r.Create(ctx, key, spec); err != nil {
+			return nil, false, err
+		}
+		rec, err = r.markPerJob(key)
 		return rec, false, err
 	}
 	if _, err := r.Clone(ctx, warm, key); err != nil {
 		return nil, false, err
 	}
 	_ = r.updateRecord(warm, func(rec *Record) { rec.Hits++ })
-	rec, err = r.readRecord(key)
+	rec, err = r.markPerJob(key)
 	return rec, err == nil, err
+}
+
+// markPerJob marks key as a per-job cache and returns its record.
+func (r *Root) markPerJob(key string) (*Record, error) {
+	if err := r.updateRecord(key, func(rec *Record) { rec.PerJob = true }); err != nil {
+		return nil, err
+	}
+	return r.readRecord(key)
+}
+
+// DropPerJob removes key after its use when it is a per-job cache (see
+// Record.PerJob); dropped says whether it did. A committed clone is gone
+// already; any other cache is kept.
+func (r *Root) DropPerJob(key string) (dropped bool, err error) {
+	rec, err := r.readRecord(key)
+	if errors.Is(err, ErrNotFound) || (err == nil && !rec.PerJob) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return true, r.Remove(key)
 }

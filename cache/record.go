@@ -69,6 +69,10 @@ type Record struct {
 	// ReleaseFailed is set when the last release could not unmount or
 	// detach the cache (something still used it); the next use clears it.
 	ReleaseFailed *Problem `json:"release_failed,omitempty"`
+	// PerJob marks a cache made by --from for one job (a clone of a warm
+	// cache, or a cold stand-in on a miss): its user removes it after use
+	// unless it was committed or asked to keep it.
+	PerJob bool `json:"per_job,omitempty"`
 	// ReleasedClean says the last release unmounted the cache cleanly
 	// (no damage, nothing left holding it): with a clean superblock, the
 	// next mount needs no check. A fresh image is clean.

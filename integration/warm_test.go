@@ -42,7 +42,8 @@ func TestWarmCloneCommit(t *testing.T) {
 	if j1.code != 0 || !strings.Contains(j1.stdout, "j1 ok") || !strings.Contains(j1.stderr, "committed") {
 		t.Fatalf("job 1: exit %d: %s %s", j1.code, j1.stdout, j1.stderr)
 	}
-	if j2.code != 1 || !strings.Contains(j2.stdout, "j2 ok") || strings.Contains(j2.stderr, "committed") {
+	if j2.code != 1 || !strings.Contains(j2.stdout, "j2 ok") || strings.Contains(j2.stderr, "committed") ||
+		!strings.Contains(j2.stderr, "per-job cache removed") {
 		t.Fatalf("job 2 (fails on purpose): exit %d: %s %s", j2.code, j2.stdout, j2.stderr)
 	}
 	j3 := dindstore(t, root, "run", "j3", "--from", "w", "--", "sh", "-c",
@@ -62,11 +63,8 @@ func TestWarmCloneCommit(t *testing.T) {
 		if e.Key == "w" && (e.Generation != 1 || e.Hits != 3) {
 			t.Errorf("warm cache after one commit and three clones: %+v", e)
 		}
-		if e.Key == "j1" {
-			t.Errorf("the committed clone j1 is still listed: %+v", e)
-		}
-		if (e.Key == "j2" || e.Key == "j3") && (!e.Clone || e.Parent != "w") {
-			t.Errorf("clone %s: %+v", e.Key, e)
+		if e.Key == "j1" || e.Key == "j2" || e.Key == "j3" {
+			t.Errorf("per-job clone %s is still listed after its job (committed, failed, or done): %+v", e.Key, e)
 		}
 	}
 	assertNothingLeft(t, root)
@@ -97,6 +95,42 @@ func TestWarmPull(t *testing.T) {
 	}
 	if r := runBinary(t, binary, o.env(), root, "warm", "p", "--pull", reg+"/nosuch:1"); r.code != 1 || r.stderr == "" {
 		t.Fatalf("pull of a missing image: exit %d, %q", r.code, r.stderr)
+	}
+	assertNothingLeft(t, root)
+}
+
+// TestPerJobKeep: --keep keeps a per-job clone after a failed job; a plain
+// cache is never removed after its job.
+func TestPerJobKeep(t *testing.T) {
+	requireSuite(t)
+	root := filepath.Join(t.TempDir(), "root")
+	t.Cleanup(func() { cleanupRoot(t, root) })
+	mustRun(t, root, "run", "w", "--kind", "loop", "--size", "256MiB", "--", "sh", "-c", "echo base > {mount}/b")
+	if r := dindstore(t, root, "run", "kept", "--from", "w", "--keep", "--", "false"); r.code != 1 {
+		t.Fatalf("failing job: exit %d, %s", r.code, r.stderr)
+	}
+	l := listJSON(t, root)
+	if _, ok := l["kept"]; !ok {
+		t.Error("--keep did not keep the per-job clone")
+	}
+	if _, ok := l["w"]; !ok {
+		t.Error("the warm cache itself was removed")
+	}
+	if r := dindstore(t, root, "run", "kept", "--", "cat", "{mount}/b"); r.code != 0 || strings.TrimSpace(r.stdout) != "base" {
+		t.Fatalf("the kept clone: exit %d, %q", r.code, r.stdout)
+	}
+	if _, ok := listJSON(t, root)["kept"]; ok {
+		t.Error("a per-job clone used again without --keep is still there")
+	}
+	// Hook mode: release removes the per-job clone prepare made.
+	if r := dindstore(t, root, "prepare", "pj", "--from", "w"); r.code != 0 {
+		t.Fatalf("prepare --from: exit %d, %s", r.code, r.stderr)
+	}
+	if r := dindstore(t, root, "release", "pj"); r.code != 0 || !strings.Contains(r.stderr, "per-job cache removed") {
+		t.Fatalf("release of a per-job clone: exit %d, %q", r.code, r.stderr)
+	}
+	if _, ok := listJSON(t, root)["pj"]; ok {
+		t.Error("release left the per-job clone")
 	}
 	assertNothingLeft(t, root)
 }

@@ -74,6 +74,7 @@ var releaseCommand = &cli.Command{
 	Flags: []cli.Flag{
 		&cli.DurationFlag{Name: "timeout", Value: time.Minute, Usage: "how long to wait for the holder"},
 		&cli.BoolFlag{Name: "commit", Usage: "the job succeeded: make this clone the next generation of its warm cache"},
+		keepFlag,
 	},
 	Action: func(c *cli.Context) error {
 		key, err := oneKey(c)
@@ -97,9 +98,9 @@ var releaseCommand = &cli.Command{
 			fmt.Fprintf(c.App.Writer, "%s was not held\n", key)
 		}
 		if c.Bool("commit") {
-			return promote(c, root, key)
+			err = promote(c, root, key)
 		}
-		return nil
+		return afterJob(c, root, key, err)
 	},
 }
 

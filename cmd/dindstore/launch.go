@@ -47,7 +47,7 @@ var launchCommand = &cli.Command{
 		"ends, or is removed, the cache is unmounted and released. --detach returns once the inner\n" +
 		"daemon answers and leaves a holder behind; `dindstore release KEY` stops the container.",
 	Flags: append(append(append(append([]cli.Flag{}, createFlags...), launchFlags...), leaseFlags...),
-		&cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "return once the inner daemon answers"}),
+		&cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "return once the inner daemon answers"}, keepFlag),
 	Action: func(c *cli.Context) error {
 		key, args, err := keyAndRest(c)
 		if err != nil {
@@ -71,7 +71,7 @@ var launchCommand = &cli.Command{
 			_, err = fmt.Fprintf(c.App.Writer, "%s\n", rep.ContainerID)
 			return err
 		}
-		return launchForeground(c, root, key, args)
+		return afterJob(c, root, key, launchForeground(c, root, key, args))
 	},
 }
 

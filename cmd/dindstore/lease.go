@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/dindstore/dindstore/cache"
@@ -33,3 +35,27 @@ func acquireOptions(c *cli.Context) (cache.AcquireOptions, error) {
 // before it ends the whole tree with SIGKILL.
 var stopTimeoutFlag = &cli.DurationFlag{Name: "stop-timeout", Value: 10 * time.Second,
 	Usage: "after passing SIGTERM or SIGINT on, wait this long, then SIGKILL the command's whole tree (like docker stop)"}
+
+// keepFlag keeps a per-job cache (made by --from) after its job.
+var keepFlag = &cli.BoolFlag{Name: "keep", Usage: "keep a per-job cache made by --from after the job (for debugging); " +
+	"by default it is removed unless committed"}
+
+// afterJob removes the job's cache when it is a per-job one (see
+// cache.Root.DropPerJob) and --keep is not given; jobErr is the job's
+// outcome, which a failed removal never hides. A cache someone else holds
+// is not ours to remove.
+func afterJob(c *cli.Context, root *cache.Root, key string, jobErr error) error {
+	if c.Bool(keepFlag.Name) || errors.Is(jobErr, cache.ErrLocked) {
+		return jobErr
+	}
+	dropped, err := root.DropPerJob(key)
+	switch {
+	case err != nil && jobErr == nil:
+		return err
+	case err != nil:
+		fmt.Fprintf(os.Stderr, "dindstore: remove per-job cache %s: %v\n", key, err)
+	case dropped:
+		fmt.Fprintf(c.App.ErrWriter, "%s: per-job cache removed (--keep keeps it)\n", key)
+	}
+	return jobErr
+}

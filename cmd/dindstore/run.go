@@ -29,7 +29,8 @@ var runCommand = &cli.Command{
 		"signal N) -- or non-zero when the release failed (74 damaged, 75 still in use).",
 	Flags: append(append(append([]cli.Flag{}, createFlags...), append(leaseFlags, stopTimeoutFlag)...),
 		&cli.StringFlag{Name: "commit-on", Usage: "success: when CMD exits 0, commit this clone into its warm cache (--from)"},
-		&cli.BoolFlag{Name: "reset", Usage: "empty the cache first (to start over with another image store)"}),
+		&cli.BoolFlag{Name: "reset", Usage: "empty the cache first (to start over with another image store)"},
+		keepFlag),
 	Action: func(c *cli.Context) error {
 		key, argv, err := runArgs(c)
 		if err != nil {
@@ -44,9 +45,9 @@ var runCommand = &cli.Command{
 		}
 		err = runLeased(c, root, key, argv, c.Bool("reset"))
 		if err == nil && c.String("commit-on") == "success" {
-			return promote(c, root, key)
+			err = promote(c, root, key)
 		}
-		return err
+		return afterJob(c, root, key, err)
 	},
 }
 
