@@ -54,7 +54,7 @@ func faultPoint(t *testing.T, point, mode string) {
 	mustRun(t, root, "run", "other", "--kind", "loop", "--size", "256MiB", "--", "sh", "-c", "echo precious > {mount}/f")
 	if op.prepare && point == "during-commit" {
 		mustRun(t, root, "run", "warm", "--kind", "loop", "--size", "256MiB", "--", "sh", "-c", "echo gen0 > {mount}/g")
-		mustRun(t, root, "run", "victim", "--from", "warm", "--keep", "--", "sh", "-c", "echo mine > {mount}/f")
+		mustRun(t, root, "run", "victim", "--from", "warm", "--keep-cache", "--", "sh", "-c", "echo mine > {mount}/f")
 		t.Cleanup(func() { checkWarmAfterCommit(t, root) })
 	} else if op.prepare {
 		mustRun(t, root, "run", "victim", "--kind", "loop", "--size", "256MiB", "--", "sh", "-c", "echo mine > {mount}/f")

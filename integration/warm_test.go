@@ -106,12 +106,12 @@ func TestPerJobKeep(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "root")
 	t.Cleanup(func() { cleanupRoot(t, root) })
 	mustRun(t, root, "run", "w", "--kind", "loop", "--size", "256MiB", "--", "sh", "-c", "echo base > {mount}/b")
-	if r := dindstore(t, root, "run", "kept", "--from", "w", "--keep", "--", "false"); r.code != 1 {
+	if r := dindstore(t, root, "run", "kept", "--from", "w", "--keep-cache", "--", "false"); r.code != 1 {
 		t.Fatalf("failing job: exit %d, %s", r.code, r.stderr)
 	}
 	l := listJSON(t, root)
 	if _, ok := l["kept"]; !ok {
-		t.Error("--keep did not keep the per-job clone")
+		t.Error("--keep-cache did not keep the per-job clone")
 	}
 	if _, ok := l["w"]; !ok {
 		t.Error("the warm cache itself was removed")
@@ -120,7 +120,7 @@ func TestPerJobKeep(t *testing.T) {
 		t.Fatalf("the kept clone: exit %d, %q", r.code, r.stdout)
 	}
 	if _, ok := listJSON(t, root)["kept"]; ok {
-		t.Error("a per-job clone used again without --keep is still there")
+		t.Error("a per-job clone used again without --keep-cache is still there")
 	}
 	// Hook mode: release removes the per-job clone prepare made.
 	if r := dindstore(t, root, "prepare", "pj", "--from", "w"); r.code != 0 {

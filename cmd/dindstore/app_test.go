@@ -56,3 +56,14 @@ func TestExitCode(t *testing.T) {
 		}
 	}
 }
+
+// TestEveryCommandParses builds every command's flag set (a flag defined
+// twice panics there) and its help.
+func TestEveryCommandParses(t *testing.T) {
+	for _, cmd := range newApp(io.Discard, io.Discard).Commands {
+		app := newApp(io.Discard, io.Discard)
+		if err := app.Run([]string{"dindstore", cmd.Name, "--help"}); err != nil {
+			t.Errorf("%s --help: %v", cmd.Name, err)
+		}
+	}
+}

@@ -37,7 +37,7 @@ var stopTimeoutFlag = &cli.DurationFlag{Name: "stop-timeout", Value: 10 * time.S
 	Usage: "after passing SIGTERM or SIGINT on, wait this long, then SIGKILL the command's whole tree (like docker stop)"}
 
 // keepFlag keeps a per-job cache (made by --from) after its job.
-var keepFlag = &cli.BoolFlag{Name: "keep", Usage: "keep a per-job cache made by --from after the job (for debugging); " +
+var keepFlag = &cli.BoolFlag{Name: "keep-cache", Usage: "keep a per-job cache made by --from after the job (for debugging); " +
 	"by default it is removed unless committed"}
 
 // afterJob removes the job's cache when it is a per-job one (see
@@ -55,7 +55,7 @@ func afterJob(c *cli.Context, root *cache.Root, key string, jobErr error) error 
 	case err != nil:
 		fmt.Fprintf(os.Stderr, "dindstore: remove per-job cache %s: %v\n", key, err)
 	case dropped:
-		fmt.Fprintf(c.App.ErrWriter, "%s: per-job cache removed (--keep keeps it)\n", key)
+		fmt.Fprintf(c.App.ErrWriter, "%s: per-job cache removed (--keep-cache keeps it)\n", key)
 	}
 	return jobErr
 }
