@@ -31,7 +31,7 @@ func (r *Root) GC(dryRun bool) ([]Finding, error) {
 	if !dryRun {
 		var n int64
 		for _, f := range found {
-			if f.Error == "" && f.Action != "kept" && f.Action != "none" {
+			if f.Err == nil && f.Action != "kept" && f.Action != "none" {
 				n++
 			}
 		}
@@ -51,7 +51,7 @@ func (r *Root) removeRecordWithoutImage(f Finding, dryRun bool) Finding {
 	}
 	l, err := r.tryLock(f.Key)
 	if err != nil {
-		f.Action, f.Error = "kept", err.Error()
+		f.Action, f.Err = "kept", err
 		return f
 	}
 	defer l.release()
@@ -61,7 +61,7 @@ func (r *Root) removeRecordWithoutImage(f Finding, dryRun bool) Finding {
 		return f
 	}
 	if err := r.removeLocked(f.Key, rec); err != nil {
-		f.Error = err.Error()
+		f.Err = err
 	}
 	return f
 }
@@ -115,12 +115,12 @@ func (r *Root) detachStray(d volumes.LoopInfo, dryRun bool) Finding {
 	}
 	for _, m := range mounts {
 		if err := volumes.Unmount(m.Mountpoint); err != nil {
-			f.Error = err.Error()
+			f.Err = err
 			return f
 		}
 	}
 	if err := volumes.DetachDevice(d, 0); err != nil {
-		f.Error = err.Error()
+		f.Err = err
 	}
 	return f
 }

@@ -84,7 +84,7 @@ type Entry struct {
 	StorageDriver string `json:"storage_driver"`
 	ImageStore    string `json:"image_store,omitempty"`
 	// Error is set when the cache's record or data could not be read.
-	Error string `json:"error,omitempty"`
+	Err error `json:"-"`
 }
 
 // ListOptions tune List.
@@ -143,7 +143,7 @@ func (r *Root) List(ctx context.Context, opts ListOptions) ([]Entry, error) {
 // problemState marks an entry that is not held but not idle either: its
 // record says damaged or release-failed, or its image is still bound.
 func (r *Root) problemState(e *Entry, bound map[string][]string) {
-	if e.State != StateIdle || e.Error != "" {
+	if e.State != StateIdle || e.Err != nil {
 		return
 	}
 	rec, err := r.readRecord(e.Key)
@@ -167,7 +167,7 @@ func (r *Root) entry(ctx context.Context, key string, flocks map[fileID]int, opt
 	e := Entry{Key: key, State: StateIdle}
 	rec, err := r.readRecord(key)
 	if err != nil {
-		e.Error = err.Error()
+		e.Err = err
 		return e
 	}
 	e.Kind, e.FS, e.CapBytes, e.Created = rec.Kind, rec.FS, rec.CapBytes, rec.Created
@@ -180,13 +180,13 @@ func (r *Root) entry(ctx context.Context, key string, flocks map[fileID]int, opt
 	}
 	held, pid, _, err := r.holder(key, flocks)
 	if err != nil {
-		e.Error = err.Error()
+		e.Err = err
 	}
 	if held {
 		e.State, e.HolderPID = StateInUse, pid
 	}
 	if err := r.usage(ctx, rec, held, opts, &e); err != nil {
-		e.Error = err.Error()
+		e.Err = err
 	}
 	return e
 }

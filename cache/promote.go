@@ -149,7 +149,7 @@ func (r *Root) recoverPromotions(dryRun bool) []Finding {
 			err = r.redoPromotion(p)
 		}
 		if err != nil {
-			f.Error = err.Error()
+			f.Err = err
 		}
 		out = append(out, f)
 	}

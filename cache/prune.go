@@ -65,8 +65,8 @@ type Removal struct {
 	// Reason names the rule that wanted it gone.
 	Reason string `json:"reason"`
 	// Removed is false in a dry run, or when the cache was taken meanwhile.
-	Removed bool   `json:"removed"`
-	Error   string `json:"error,omitempty"`
+	Removed bool  `json:"removed"`
+	Err     error `json:"-"`
 }
 
 // pruneState is the simulated host as removals proceed.
@@ -108,7 +108,7 @@ func (r *Root) Prune(ctx context.Context, p Policy, dryRun bool) ([]Removal, err
 		rm := Removal{Key: e.Key, LastUsed: lastUsed(e), FreesBytes: e.AllocatedBytes, Reason: reason}
 		if !dryRun {
 			if err := r.Remove(e.Key); err != nil {
-				rm.Error = err.Error()
+				rm.Err = err
 				out = append(out, rm)
 				continue // taken meanwhile, or failed: nothing was freed
 			}
@@ -131,7 +131,7 @@ func (r *Root) Prune(ctx context.Context, p Policy, dryRun bool) ([]Removal, err
 func lruIdle(entries []Entry, includeWarm bool) []Entry {
 	var idle []Entry
 	for _, e := range entries {
-		if e.State == StateIdle && e.Error == "" && (includeWarm || e.Clone || e.Generation == 0) {
+		if e.State == StateIdle && e.Err == nil && (includeWarm || e.Clone || e.Generation == 0) {
 			idle = append(idle, e)
 		}
 	}
@@ -189,7 +189,7 @@ func (r *Root) prunePrevious(entries []Entry, dryRun bool) []Removal {
 		if !dryRun {
 			if err := r.dropPrevious(e.Key); err != nil {
 				for i := len(out) - len(rec.Previous); i < len(out); i++ {
-					out[i].Removed, out[i].Error = false, err.Error()
+					out[i].Removed, out[i].Err = false, err
 				}
 			}
 		}

@@ -43,8 +43,8 @@ type Finding struct {
 	Action string `json:"action"`
 	// Note says more (who holds the cache, who held it).
 	Note string `json:"note,omitempty"`
-	// Error is set when the action failed.
-	Error string `json:"error,omitempty"`
+	// Err is set when the action failed (marshalled as "error").
+	Err error `json:"-"`
 }
 
 // tempAge is how old a temporary file must be before recover removes it:
@@ -105,7 +105,7 @@ func (r *Root) recoverKey(key string, dryRun bool) []Finding {
 			Action: "kept", Note: held.Error()}}
 	}
 	if err != nil {
-		return []Finding{{Key: key, What: "lock", Path: r.lockPath(key), Action: "none", Error: err.Error()}}
+		return []Finding{{Key: key, What: "lock", Path: r.lockPath(key), Action: "none", Err: err}}
 	}
 	defer l.release()
 	return r.recoverLocked(context.Background(), key, dryRun)
@@ -144,7 +144,7 @@ func (r *Root) checkImageSize(rec *Record, dryRun bool) []Finding {
 	stats, err := volumes.ReadStats(image, rec.FS)
 	fsBytes := stats.SizeBytes
 	if err != nil {
-		return []Finding{{Key: rec.Key, What: FindGrowCut, Path: image, Action: "none", Error: err.Error()}}
+		return []Finding{{Key: rec.Key, What: FindGrowCut, Path: image, Action: "none", Err: err}}
 	}
 	f := Finding{Key: rec.Key, What: FindGrowCut, Path: image}
 	var do func() error
@@ -157,7 +157,7 @@ func (r *Root) checkImageSize(rec *Record, dryRun bool) []Finding {
 	}
 	if !dryRun {
 		if err := do(); err != nil {
-			f.Error = err.Error()
+			f.Err = err
 		}
 	}
 	return []Finding{f}
@@ -187,7 +187,7 @@ func (r *Root) repairLocked(ctx context.Context, key string, o repairOpts) (out 
 		if o.dryRun {
 			f.Action = "would be " + f.Action
 		} else if note, err := do(); err != nil {
-			f.Error = err.Error()
+			f.Err = err
 			if firstErr == nil {
 				firstErr = err
 			}
@@ -271,9 +271,9 @@ func (r *Root) repairUsers(ctx context.Context, key string, o repairOpts, act fu
 	ierr := &volumes.ImageInUseError{Use: use}
 	if !o.killUsers || slices.Contains(procscan.PIDs(use.Users), 0) {
 		f.Action = "kept"
-		f.Error = ierr.Error() + "; end them, or run again with --kill-users"
+		f.Err = fmt.Errorf("cache %q: %w; end them, or run again with --kill-users", key, ierr)
 		act(f, func() (string, error) { return "", nil })
-		return fmt.Errorf("cache %q: %w; end them, or run again with --kill-users", key, ierr)
+		return f.Err
 	}
 	f.Action = "killed"
 	act(f, func() (string, error) {
@@ -310,7 +310,7 @@ func (r *Root) removeHalfCreated(key string, dryRun bool) []Finding {
 		return out
 	}
 	if err := r.removeLocked(key, nil); err != nil && len(out) > 0 {
-		out[len(out)-1].Error = err.Error()
+		out[len(out)-1].Err = err
 	}
 	return out
 }
@@ -330,7 +330,7 @@ func (r *Root) recoverTemp(dryRun bool) []Finding {
 			f := Finding{What: FindTempFile, Path: p, Action: "removed"}
 			if !dryRun {
 				if err := removeTemp(p); err != nil {
-					f.Error = err.Error()
+					f.Err = err
 				}
 			}
 			out = append(out, f)

@@ -61,7 +61,7 @@ func TestRecoverAfterCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, f := range got {
-		if f.Error != "" {
+		if f.Err != nil {
 			t.Errorf("repair failed: %+v", f)
 		}
 	}
@@ -148,7 +148,7 @@ func TestGCStrayLoop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strays := findingsOf(got, FindStrayLoop); len(strays) != 1 || strays[0].Error != "" {
+	if strays := findingsOf(got, FindStrayLoop); len(strays) != 1 || strays[0].Err != nil {
 		t.Fatalf("gc findings: %+v", got)
 	}
 	if mounted, _ := volumes.IsMounted(target); mounted {

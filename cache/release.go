@@ -22,8 +22,8 @@ func (r *Root) ReleaseHolder(ctx context.Context, key string, timeout time.Durat
 	}
 	if !held {
 		for _, f := range r.recoverKey(key, false) { // a dead holder's leftovers, if any
-			if f.Error != "" {
-				return false, fmt.Errorf("release %q: clear what its holder left: %s %s: %s", key, f.What, f.Path, f.Error)
+			if f.Err != nil {
+				return false, fmt.Errorf("release %q: clear what its holder left: %s %s: %w", key, f.What, f.Path, f.Err)
 			}
 		}
 		return false, nil

@@ -125,8 +125,8 @@ func generation(e cache.Entry) string {
 }
 
 func state(e cache.Entry) string {
-	if e.Error != "" {
-		return "error: " + e.Error
+	if e.Err != nil {
+		return "error: " + e.Err.Error()
 	}
 	if e.PIDs != nil {
 		return fmt.Sprintf("%s (pids %v)", e.State, e.PIDs)

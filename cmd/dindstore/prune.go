@@ -89,8 +89,8 @@ func writeRemovals(c *cli.Context, removals []cache.Removal) error {
 	var freed int64
 	for _, rm := range removals {
 		result := verb
-		if rm.Error != "" {
-			result = "kept: " + rm.Error
+		if rm.Err != nil {
+			result = "kept: " + rm.Err.Error()
 		} else {
 			freed += rm.FreesBytes
 		}

@@ -57,8 +57,8 @@ func findingsAction(c *cli.Context, run func(*cache.Root, bool) ([]cache.Finding
 	failed := 0
 	for _, f := range findings {
 		note := f.Note
-		if f.Error != "" {
-			note, failed = "FAILED: "+f.Error, failed+1
+		if f.Err != nil {
+			note, failed = "FAILED: "+f.Err.Error(), failed+1
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", dash(f.Key), f.What, f.Path, f.Action, dash(note))
 	}

@@ -1,0 +1,27 @@
+package cache
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestReportsMarshalTheirError(t *testing.T) {
+	boom := errors.New("unmount: device busy")
+	cases := []any{Finding{Key: "k", What: FindStaleMount, Err: boom}, Entry{Key: "k", Err: boom}, Removal{Key: "k", Err: boom}}
+	for _, v := range cases {
+		b, err := json.Marshal(v)
+		if err != nil || !strings.Contains(string(b), `"error":"unmount: device busy"`) || !strings.Contains(string(b), `"key":"k"`) {
+			t.Errorf("%T: %s, %v", v, b, err)
+		}
+	}
+	if b, _ := json.Marshal(Finding{Key: "k"}); strings.Contains(string(b), "error") {
+		t.Errorf("a finding without error marshals one: %s", b)
+	}
+	var held *HeldError
+	f := Finding{Err: &HeldError{Key: "k"}}
+	if !errors.As(f.Err, &held) || !errors.Is(f.Err, ErrLocked) {
+		t.Error("a finding's error is not the error itself")
+	}
+}
