@@ -176,7 +176,7 @@ func (r *Root) markPerJob(key string) (*Record, error) {
 // DropPerJob removes key after its use when it is a per-job cache (see
 // Record.PerJob); dropped says whether it did. A committed clone is gone
 // already; any other cache is kept.
-func (r *Root) DropPerJob(key string) (dropped bool, err error) {
+func (r *Root) DropPerJob(ctx context.Context, key string) (dropped bool, err error) {
 	rec, err := r.readRecord(key)
 	if errors.Is(err, ErrNotFound) || (err == nil && !rec.PerJob) {
 		return false, nil
@@ -184,5 +184,5 @@ func (r *Root) DropPerJob(key string) (dropped bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	return true, r.Remove(key)
+	return true, r.Remove(ctx, key)
 }

@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"context"
 	"path/filepath"
 	"strings"
 
@@ -17,14 +18,14 @@ const FindStrayLoop = "stray-loop"
 // devices on image files of this root that no cache has anymore (with the
 // mounts of those devices below the root). A loop device, mount or file
 // that dindstore did not make is never touched. With dryRun nothing changes.
-func (r *Root) GC(dryRun bool) ([]Finding, error) {
-	found, err := r.Recover(dryRun)
+func (r *Root) GC(ctx context.Context, dryRun bool) ([]Finding, error) {
+	found, err := r.Recover(ctx, dryRun)
 	if err != nil {
 		return nil, err
 	}
 	for i, f := range found {
 		if f.What == FindMissingImage {
-			found[i] = r.removeRecordWithoutImage(f, dryRun)
+			found[i] = r.removeRecordWithoutImage(ctx, f, dryRun)
 		}
 	}
 	found = append(found, r.strayLoops(dryRun)...)
@@ -44,7 +45,7 @@ func (r *Root) GC(dryRun bool) ([]Finding, error) {
 
 // removeRecordWithoutImage removes the record (and lock) of a loop cache
 // whose image is gone, under the cache's lock.
-func (r *Root) removeRecordWithoutImage(f Finding, dryRun bool) Finding {
+func (r *Root) removeRecordWithoutImage(ctx context.Context, f Finding, dryRun bool) Finding {
 	f.Action, f.Path = "removed", r.recordPath(f.Key)
 	if dryRun {
 		return f
@@ -60,7 +61,7 @@ func (r *Root) removeRecordWithoutImage(f Finding, dryRun bool) Finding {
 		f.Action = "kept" // it came back (or went) meanwhile
 		return f
 	}
-	if err := r.removeLocked(f.Key, rec); err != nil {
+	if err := r.removeLocked(ctx, f.Key, rec); err != nil {
 		f.Err = err
 	}
 	return f

@@ -92,7 +92,7 @@ func TestHostileImage(t *testing.T) {
 	}
 	if l, err := r.Acquire(ctx, "img", ModeRun, nil, AcquireOptions{}); !errors.Is(err, ErrInvalid) {
 		if err == nil {
-			l.Release()
+			l.Release(context.Background())
 		}
 		t.Fatalf("Acquire through a symlinked image: %v, want ErrInvalid", err)
 	}
@@ -110,7 +110,7 @@ func TestHostileImage(t *testing.T) {
 	}
 	if l, err := r.Acquire(ctx, "img", ModeRun, nil, AcquireOptions{}); !errors.Is(err, ErrInvalid) {
 		if err == nil {
-			l.Release()
+			l.Release(context.Background())
 		}
 		t.Fatalf("Acquire of a foreign image: %v, want ErrInvalid", err)
 	}

@@ -322,12 +322,11 @@ func (r *Root) checkImage(key string) error {
 // record updated, and the lock dropped. The lock is dropped even when
 // something failed; the record says what (damaged, release-failed), and the
 // error (ErrDamaged, ErrInUse) names it. Releasing twice does nothing.
-func (l *Lease) Release() error {
+func (l *Lease) Release(ctx context.Context) error {
 	if l.released {
 		return nil
 	}
 	l.released = true
-	ctx := context.Background()
 	key := l.record.Key
 	treeErr := l.endGroup(ctx)
 	usage, _ := statUsage(l.mount.Target) // before the unmount; best effort

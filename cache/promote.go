@@ -81,7 +81,7 @@ func (r *Root) Promote(ctx context.Context, key string) error {
 	if err := r.writeJournal(p); err != nil {
 		return err
 	}
-	if err := r.finishPromotion(p, warm, rec); err != nil {
+	if err := r.finishPromotion(ctx, p, warm, rec); err != nil {
 		return fmt.Errorf("commit %q into %q (recover finishes it): %w", key, warm.Key, err)
 	}
 	return nil
@@ -97,7 +97,7 @@ func (r *Root) writeJournal(p promotion) error {
 
 // finishPromotion does (or redoes) the steps of a journaled commit; each
 // step checks whether it is done already.
-func (r *Root) finishPromotion(p promotion, warm, clone *Record) error {
+func (r *Root) finishPromotion(ctx context.Context, p promotion, warm, clone *Record) error {
 	cur, prev := r.backing(warm, warm.Key), previousName(r.backing(warm, warm.Key), warm.Generation)
 	from := r.backing(clone, clone.Key)
 	if exists(from) {
@@ -126,7 +126,7 @@ func (r *Root) finishPromotion(p promotion, warm, clone *Record) error {
 	}
 	// The clone's data is the warm cache's now: what is left of it is its
 	// record, mount point and lock, which the caller holds.
-	if err := r.removeLocked(clone.Key, nil); err != nil {
+	if err := r.removeLocked(ctx, clone.Key, nil); err != nil {
 		return err
 	}
 	return os.Remove(r.journalPath(p.Warm))
@@ -135,7 +135,7 @@ func (r *Root) finishPromotion(p promotion, warm, clone *Record) error {
 // recoverPromotions finishes every commit cut short: all its steps can be
 // redone from the journal, so recover rolls forward, never back, unless
 // the clone's record is gone (then the journal is dropped).
-func (r *Root) recoverPromotions(dryRun bool) []Finding {
+func (r *Root) recoverPromotions(ctx context.Context, dryRun bool) []Finding {
 	journals, _ := filepath.Glob(filepath.Join(r.path, "records", ".promote-*"))
 	var out []Finding
 	for _, j := range journals {
@@ -146,7 +146,7 @@ func (r *Root) recoverPromotions(dryRun bool) []Finding {
 		}
 		f := Finding{Key: p.Warm, What: FindPromotionCut, Path: j, Action: "completed"}
 		if err == nil && !dryRun {
-			err = r.redoPromotion(p)
+			err = r.redoPromotion(ctx, p)
 		}
 		if err != nil {
 			f.Err = err
@@ -156,7 +156,7 @@ func (r *Root) recoverPromotions(dryRun bool) []Finding {
 	return out
 }
 
-func (r *Root) redoPromotion(p promotion) error {
+func (r *Root) redoPromotion(ctx context.Context, p promotion) error {
 	wl, err := r.tryLock(p.Warm)
 	if err != nil {
 		return err
@@ -181,7 +181,7 @@ func (r *Root) redoPromotion(p promotion) error {
 	if warm.Generation >= p.Generation { // the record was written: only cleanup left
 		warm.Generation = p.Generation - 1
 	}
-	return r.finishPromotion(p, warm, clone)
+	return r.finishPromotion(ctx, p, warm, clone)
 }
 
 func exists(p string) bool {

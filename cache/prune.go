@@ -107,7 +107,7 @@ func (r *Root) Prune(ctx context.Context, p Policy, dryRun bool) ([]Removal, err
 		}
 		rm := Removal{Key: e.Key, LastUsed: lastUsed(e), FreesBytes: e.AllocatedBytes, Reason: reason}
 		if !dryRun {
-			if err := r.Remove(e.Key); err != nil {
+			if err := r.Remove(ctx, e.Key); err != nil {
 				rm.Err = err
 				out = append(out, rm)
 				continue // taken meanwhile, or failed: nothing was freed

@@ -57,14 +57,14 @@ const tempAge = 10 * time.Minute
 // record, mounts and loop devices; data without a record (a create that
 // died) is removed. A cache's data is never removed because its holder died.
 // With dryRun nothing is changed and the findings say what would be done.
-func (r *Root) Recover(dryRun bool) ([]Finding, error) {
-	out := r.recoverPromotions(dryRun)
+func (r *Root) Recover(ctx context.Context, dryRun bool) ([]Finding, error) {
+	out := r.recoverPromotions(ctx, dryRun)
 	keys, err := r.knownKeys()
 	if err != nil {
 		return nil, err
 	}
 	for _, key := range keys {
-		out = append(out, r.recoverKey(key, dryRun)...)
+		out = append(out, r.recoverKey(ctx, key, dryRun)...)
 	}
 	out = append(out, r.recoverTemp(dryRun)...)
 	return out, nil
@@ -97,8 +97,8 @@ func (r *Root) knownKeys() ([]string, error) {
 }
 
 // recoverKey repairs one key under its lock; a held key is only reported.
-func (r *Root) recoverKey(key string, dryRun bool) []Finding {
-	l, err := r.waitReaper(context.Background(), key)
+func (r *Root) recoverKey(ctx context.Context, key string, dryRun bool) []Finding {
+	l, err := r.waitReaper(ctx, key)
 	var held *HeldError
 	if errors.As(err, &held) {
 		return []Finding{{Key: key, What: FindInUse, Path: r.MountPath(key),
@@ -108,7 +108,7 @@ func (r *Root) recoverKey(key string, dryRun bool) []Finding {
 		return []Finding{{Key: key, What: "lock", Path: r.lockPath(key), Action: "none", Err: err}}
 	}
 	defer l.release()
-	return r.recoverLocked(context.Background(), key, dryRun)
+	return r.recoverLocked(ctx, key, dryRun)
 }
 
 // recoverLocked is recoverKey for a key whose lock the caller holds.
@@ -117,7 +117,7 @@ func (r *Root) recoverLocked(ctx context.Context, key string, dryRun bool) []Fin
 	rec, err := r.readRecord(key)
 	switch {
 	case errors.Is(err, ErrNotFound):
-		findings = append(findings, r.removeHalfCreated(key, dryRun)...)
+		findings = append(findings, r.removeHalfCreated(ctx, key, dryRun)...)
 	case err == nil && rec.Kind == volumes.Loop:
 		findings = append(findings, r.checkImageSize(rec, dryRun)...)
 	}
@@ -299,7 +299,7 @@ func (r *Root) detachOrphan(key string, d volumes.LoopInfo) error {
 
 // removeHalfCreated removes the data of a key that has no record: a create
 // that died before its last step. The caller holds the lock.
-func (r *Root) removeHalfCreated(key string, dryRun bool) []Finding {
+func (r *Root) removeHalfCreated(ctx context.Context, key string, dryRun bool) []Finding {
 	var out []Finding
 	for _, p := range []string{r.imagePath(key), r.imagePath(key) + ".tmp", r.dataPath(key), r.MountPath(key)} {
 		if _, err := os.Lstat(p); err == nil {
@@ -309,7 +309,7 @@ func (r *Root) removeHalfCreated(key string, dryRun bool) []Finding {
 	if dryRun {
 		return out
 	}
-	if err := r.removeLocked(key, nil); err != nil && len(out) > 0 {
+	if err := r.removeLocked(ctx, key, nil); err != nil && len(out) > 0 {
 		out[len(out)-1].Err = err
 	}
 	return out

@@ -46,7 +46,7 @@ func TestRecoverAfterCrash(t *testing.T) {
 	}
 	crash(t, l)
 
-	dry, err := r.Recover(true)
+	dry, err := r.Recover(context.Background(), true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +56,7 @@ func TestRecoverAfterCrash(t *testing.T) {
 	if m, _ := volumes.IsMounted(r.MountPath("c")); !m {
 		t.Fatal("a dry run unmounted")
 	}
-	got, err := r.Recover(false)
+	got, err := r.Recover(context.Background(), false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +79,7 @@ func TestRecoverKeepsLiveHolder(t *testing.T) {
 	testutil.RequiresRoot(t)
 	r := rootWith(t, "live", Spec{Kind: volumes.Dir})
 	acquire(t, r, "live")
-	got, err := r.Recover(false)
+	got, err := r.Recover(context.Background(), false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +102,7 @@ func TestRecoverHalfCreated(t *testing.T) {
 	if err := os.Mkdir(r.dataPath("half3"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	got, err := r.Recover(false)
+	got, err := r.Recover(context.Background(), false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +144,7 @@ func TestGCStrayLoop(t *testing.T) {
 	if err := os.Remove(image); err != nil {
 		t.Fatal(err)
 	}
-	got, err := r.GC(false)
+	got, err := r.GC(context.Background(), false)
 	if err != nil {
 		t.Fatal(err)
 	}

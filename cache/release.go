@@ -21,7 +21,7 @@ func (r *Root) ReleaseHolder(ctx context.Context, key string, timeout time.Durat
 		return false, err
 	}
 	if !held {
-		for _, f := range r.recoverKey(key, false) { // a dead holder's leftovers, if any
+		for _, f := range r.recoverKey(ctx, key, false) { // a dead holder's leftovers, if any
 			if f.Err != nil {
 				return false, fmt.Errorf("release %q: clear what its holder left: %s %s: %w", key, f.What, f.Path, f.Err)
 			}

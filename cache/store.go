@@ -198,11 +198,11 @@ func (r *Root) removeData(key string) error {
 // Remove deletes the cache key: refused with ErrLocked while it is in use.
 // The record goes first, so that a removal cut short leaves data without a
 // record (which create clears), never a record without data.
-func (r *Root) Remove(key string) error {
+func (r *Root) Remove(ctx context.Context, key string) error {
 	if err := ValidateKey(key); err != nil {
 		return err
 	}
-	l, err := r.waitReaper(context.Background(), key)
+	l, err := r.waitReaper(ctx, key)
 	if err != nil {
 		return err
 	}
@@ -214,15 +214,15 @@ func (r *Root) Remove(key string) error {
 	} else if err != nil && !errors.Is(err, ErrCorruptRecord) {
 		return err
 	}
-	return r.removeLocked(key, rec)
+	return r.removeLocked(ctx, key, rec)
 }
 
 // removeLocked deletes a cache whose lock the caller holds: what an earlier
 // holder left mounted or attached, then the record (first), then the data,
 // the earlier generations of rec (when given), the log, the owner record
 // and the lock file. A record already gone is fine.
-func (r *Root) removeLocked(key string, rec *Record) error {
-	if _, err := r.repairLocked(context.Background(), key, repairOpts{}); err != nil {
+func (r *Root) removeLocked(ctx context.Context, key string, rec *Record) error {
+	if _, err := r.repairLocked(ctx, key, repairOpts{}); err != nil {
 		return err
 	}
 	if err := os.Remove(r.recordPath(key)); err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -19,7 +19,7 @@ func acquire(t *testing.T, r *Root, key string) *Lease {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = l.Release() }) // a no-op once released
+	t.Cleanup(func() { _ = l.Release(context.Background()) }) // a no-op once released
 	return l
 }
 
@@ -52,14 +52,14 @@ func lifecycle(t *testing.T, kind volumes.Kind) {
 	if _, err := r.Acquire(ctx, "k1", ModeRun, nil, AcquireOptions{}); !errors.Is(err, ErrLocked) {
 		t.Fatalf("second Acquire: %v, want ErrLocked", err)
 	}
-	if err := r.Remove("k1"); !errors.Is(err, ErrLocked) {
+	if err := r.Remove(context.Background(), "k1"); !errors.Is(err, ErrLocked) {
 		t.Fatalf("Remove in use: %v, want ErrLocked", err)
 	}
 	entries, err := r.List(ctx, ListOptions{})
 	if err != nil || len(entries) != 1 || entries[0].State != StateInUse || entries[0].HolderPID != os.Getpid() {
 		t.Fatalf("List in use = %+v, %v", entries, err)
 	}
-	if err := l.Release(); err != nil {
+	if err := l.Release(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	assertNothingMounted(t, r, "k1")
@@ -67,10 +67,10 @@ func lifecycle(t *testing.T, kind volumes.Kind) {
 	if b, err := os.ReadFile(filepath.Join(l2.MountPath(), "f")); err != nil || string(b) != "kept" {
 		t.Fatalf("data not kept: %q, %v", b, err)
 	}
-	if err := l2.Release(); err != nil {
+	if err := l2.Release(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Remove("k1"); err != nil {
+	if err := r.Remove(context.Background(), "k1"); err != nil {
 		t.Fatal(err)
 	}
 	assertNothingMounted(t, r, "k1")
@@ -142,7 +142,7 @@ func TestAcquireRefusesSymlinks(t *testing.T) {
 		}
 		if l, err := r.Acquire(ctx, "s", ModeRun, nil, AcquireOptions{}); !errors.Is(err, ErrInvalid) {
 			if err == nil {
-				l.Release()
+				l.Release(context.Background())
 			}
 			t.Fatalf("Acquire with %s a symlink: %v, want ErrInvalid", p, err)
 		}
@@ -179,7 +179,7 @@ func TestRemoveUnmountsBelowData(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = unix.Unmount(sub, unix.MNT_DETACH) })
-	if err := r.Remove("d"); err != nil {
+	if err := r.Remove(context.Background(), "d"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(keep); err != nil {

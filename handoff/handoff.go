@@ -14,7 +14,7 @@ import (
 type Lease interface {
 	Key() string
 	MountPath() string
-	Release() error
+	Release(ctx context.Context) error
 }
 
 // Payload is what runs on a lease.
@@ -65,7 +65,8 @@ func Hand(ctx context.Context, acquire func(context.Context) (Lease, error), p P
 		return NotStarted, err
 	}
 	status, err := run(ctx, l, p, o)
-	if rerr := l.Release(); rerr != nil {
+	// The release runs even when ctx was cancelled: it is the cleanup.
+	if rerr := l.Release(context.WithoutCancel(ctx)); rerr != nil {
 		err = errors.Join(err, rerr)
 	}
 	return status, err

@@ -16,9 +16,9 @@ type fakeLease struct {
 	err      error
 }
 
-func (l *fakeLease) Key() string       { return "k" }
-func (l *fakeLease) MountPath() string { return "/m" }
-func (l *fakeLease) Release() error    { l.released++; return l.err }
+func (l *fakeLease) Key() string                   { return "k" }
+func (l *fakeLease) MountPath() string             { return "/m" }
+func (l *fakeLease) Release(context.Context) error { l.released++; return l.err }
 
 // fakePayload records what it was told; it ends with status on Kill, on a
 // signal in endOn, or when end is called.

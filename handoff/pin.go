@@ -97,7 +97,7 @@ func From(root *cache.Root, key, mode string, command []string, opts cache.Acqui
 		}
 		if setup != nil {
 			if err := setup(lease); err != nil {
-				return nil, errors.Join(err, lease.Release())
+				return nil, errors.Join(err, lease.Release(context.WithoutCancel(ctx)))
 			}
 		}
 		return lease, nil

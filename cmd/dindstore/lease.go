@@ -48,7 +48,7 @@ func afterJob(c *cli.Context, root *cache.Root, key string, jobErr error) error 
 	if c.Bool(keepFlag.Name) || errors.Is(jobErr, cache.ErrLocked) {
 		return jobErr
 	}
-	dropped, err := root.DropPerJob(key)
+	dropped, err := root.DropPerJob(c.Context, key)
 	switch {
 	case err != nil && jobErr == nil:
 		return err

@@ -44,7 +44,7 @@ var rmCommand = &cli.Command{
 		if err != nil {
 			return err
 		}
-		if err := root.Remove(key); err != nil {
+		if err := root.Remove(c.Context, key); err != nil {
 			return err
 		}
 		fmt.Fprintf(c.App.Writer, "%s removed\n", key)

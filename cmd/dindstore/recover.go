@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"text/tabwriter"
 
@@ -37,7 +38,7 @@ var gcCommand = &cli.Command{
 }
 
 // findingsAction runs recover or gc and prints what it found and did.
-func findingsAction(c *cli.Context, run func(*cache.Root, bool) ([]cache.Finding, error)) error {
+func findingsAction(c *cli.Context, run func(*cache.Root, context.Context, bool) ([]cache.Finding, error)) error {
 	if c.NArg() != 0 {
 		return fmt.Errorf("%w: %s takes no arguments", errUsage, c.Command.Name)
 	}
@@ -45,7 +46,7 @@ func findingsAction(c *cli.Context, run func(*cache.Root, bool) ([]cache.Finding
 	if err != nil {
 		return err
 	}
-	findings, err := run(root, c.Bool("dry-run"))
+	findings, err := run(root, c.Context, c.Bool("dry-run"))
 	if err != nil {
 		return err
 	}
