@@ -60,12 +60,13 @@ demo: deps build
 	./scripts/demo.sh $(BIN)
 
 ## bench: provisioning (dindstore vs by hand), trim vs discard, ls of 500 caches, 32 parallel runs,
-##        a job's cycle and a fresh cache vs the same kernel work by hand (medians, ratio),
+##        a job's cycle, a fresh cache and a warm clone ready (xfs host, 1 and 20 GiB) vs the same
+##        kernel work by hand (medians, ratio),
 ##        inner build + 20 runs on loop / host dir / vfs
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./volumes/ ./cache/
 	$(GO) test -run '^$$' -bench ParallelRuns32 -benchtime 3x ./integration/
-	$(GO) test -run '^$$' -bench 'JobCycle|FreshCache' -benchtime 15x ./integration/
+	$(GO) test -run '^$$' -bench 'JobCycle|FreshCache|CloneReady' -benchtime 15x ./integration/
 	$(GO) test -run '^$$' -bench InnerWorkload -benchtime 1x -timeout 30m ./integration/
 
 clean:

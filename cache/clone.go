@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/dindstore/dindstore/volumes"
+	"golang.org/x/sys/unix"
 )
 
 // CloneResult says how a clone was made.
@@ -94,7 +95,9 @@ func (r *Root) cloneLocked(srcRec *Record, dst string) (_ *CloneResult, retErr e
 	rec := *srcRec
 	rec.Key, rec.Parent, rec.Clone, rec.CloneMethod = dst, srcRec.Key, true, res.Method
 	rec.Created, rec.LastUsed, rec.Hits, rec.Misses, rec.Previous = time.Now().UTC(), time.Time{}, 0, 0, nil
-	rec.ReleasedClean = false // not fsynced: its first mount checks it
+	// A reflink clone is made durable here (its fsync writes metadata only);
+	// a copy is not fsynced (gigabytes), so its first mount checks it.
+	rec.ReleasedClean = srcRec.ReleasedClean && res.Method == volumes.CloneReflink && syncFile(r.imagePath(dst)) == nil
 	return res, r.writeRecord(&rec)
 }
 
@@ -185,4 +188,13 @@ func (r *Root) DropPerJob(ctx context.Context, key string) (dropped bool, err er
 		return false, err
 	}
 	return true, r.Remove(ctx, key)
+}
+
+// syncFile fsyncs the file at path.
+func syncFile(path string) error {
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	return errors.Join(f.Sync(), f.Close())
 }
