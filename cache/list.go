@@ -52,6 +52,11 @@ type Entry struct {
 	// AllocatedBytes is what the image takes on the host (st_blocks×512);
 	// for dir and vfs caches, the walked usage (--deep only).
 	AllocatedBytes int64 `json:"allocated_bytes"`
+	// SharedBytes is the part of AllocatedBytes that shares blocks with
+	// other files (reflink clones, generations): Summarize counts those
+	// blocks once across caches.
+	SharedBytes int64 `json:"shared_bytes"`
+	shared      []volumes.Extent
 	// UsedBytes and Inodes describe the filesystem inside; UsageSource
 	// says where they come from.
 	UsedBytes   int64  `json:"used_bytes"`
@@ -211,6 +216,11 @@ func (r *Root) usage(ctx context.Context, rec *Record, held bool, opts ListOptio
 	if e.ApparentBytes, e.AllocatedBytes, _, err = fileSizes(r.imagePath(rec.Key)); err != nil {
 		return fmt.Errorf("stat image of %q: %w", rec.Key, err)
 	}
+	if e.AllocatedBytes > 0 {
+		if _, shared, err := volumes.FileExtents(r.imagePath(rec.Key)); err == nil && len(shared) > 0 {
+			e.shared, e.SharedBytes = shared, int64(volumes.UnionBytes(shared))
+		}
+	}
 	return r.loopUsage(rec, held, e)
 }
 
@@ -261,8 +271,11 @@ type Summary struct {
 }
 
 // Summarize totals entries and reads the host filesystem's free room.
+// Blocks that several caches share (reflink clones of a warm cache) count
+// once in AllocatedBytes, as the host filesystem holds them once.
 func (r *Root) Summarize(entries []Entry) (Summary, error) {
 	var s Summary
+	var shared []volumes.Extent
 	for _, e := range entries {
 		s.Caches++
 		if e.State != StateIdle {
@@ -270,9 +283,11 @@ func (r *Root) Summarize(entries []Entry) (Summary, error) {
 		}
 		s.CapBytes += e.CapBytes
 		s.ApparentBytes += e.ApparentBytes
-		s.AllocatedBytes += e.AllocatedBytes
+		s.AllocatedBytes += e.AllocatedBytes - e.SharedBytes // shared blocks: once, below
+		shared = append(shared, e.shared...)
 		s.UsedBytes += e.UsedBytes
 	}
+	s.AllocatedBytes += int64(volumes.UnionBytes(shared))
 	var err error
 	s.HostFreeBytes, s.HostBytes, s.HostFreeInodes, s.HostInodes, err = r.hostStat()
 	return s, err

@@ -4,12 +4,15 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/dindstore/dindstore/volumes"
+	"golang.org/x/sys/unix"
 )
 
 // xfsHost mounts a sparse xfs filesystem (reflink on) of size bytes to
@@ -77,4 +80,74 @@ func BenchmarkCloneReady(b *testing.B) {
 			p.report(b)
 		})
 	}
+}
+
+// TestSharedExtentsCountedOnce: on an xfs host, a warm cache and five
+// reflinked clones of it: df's total of what the caches allocate counts
+// the shared blocks once, within 5% of what the host filesystem's own
+// statfs says they take.
+func TestSharedExtentsCountedOnce(t *testing.T) {
+	requireSuite(t)
+	host := xfsHostT(t, 4<<30)
+	root := filepath.Join(host, "root")
+	before := hostUsed(t, host)
+	mustRun(t, root, "run", "w", "--kind", "loop", "--size", "1GiB", "--", "sh", "-c",
+		"dd if=/dev/zero of={mount}/content bs=4M count=64 status=none")
+	for i := 1; i <= 5; i++ {
+		r := dindstore(t, root, "clone", "w", fmt.Sprintf("c%d", i))
+		if r.code != 0 || !strings.Contains(r.stdout+r.stderr, "reflink") {
+			t.Fatalf("clone %d: exit %d, %s %s (want a reflink clone)", i, r.code, r.stdout, r.stderr)
+		}
+	}
+	used := hostUsed(t, host) - before
+	var df struct {
+		Caches  []entryJSON
+		Summary struct {
+			AllocatedBytes int64 `json:"allocated_bytes"`
+		}
+	}
+	must(t, json.Unmarshal([]byte(mustRun(t, root, "df", "--json")), &df))
+	total := df.Summary.AllocatedBytes
+	t.Logf("host used %d MiB for the caches, df says %d MiB allocated (sum per cache: %d MiB)", used>>20, total>>20,
+		sumAllocated(df.Caches)>>20)
+	if diff := total - used; diff < -used/20 || diff > used/20 {
+		t.Errorf("df's total %d is not within 5%% of the host's %d", total, used)
+	}
+	assertNothingLeft(t, root)
+}
+
+func sumAllocated(entries []entryJSON) (n int64) {
+	for _, e := range entries {
+		n += e.AllocatedBytes
+	}
+	return n
+}
+
+// hostUsed is statfs's used bytes of the filesystem at dir, after a sync.
+func hostUsed(t *testing.T, dir string) int64 {
+	t.Helper()
+	unix.Sync()
+	var st unix.Statfs_t
+	must(t, unix.Statfs(dir, &st))
+	return int64(st.Blocks-st.Bfree) * st.Bsize
+}
+
+// xfsHostT is xfsHost for tests.
+func xfsHostT(t *testing.T, size int64) string {
+	t.Helper()
+	dir := t.TempDir()
+	image, mnt := filepath.Join(dir, "host.img"), filepath.Join(dir, "host")
+	must(t, os.Mkdir(mnt, 0o755))
+	ctx := context.Background()
+	must(t, volumes.CreateImage(ctx, image, size, volumes.XFS))
+	if _, err := volumes.MountImage(ctx, image, mnt, volumes.XFS, "dindstore-test:xfshost"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cleanupRoot(t, filepath.Join(mnt, "root"))
+		if err := volumes.Unmount(mnt); err != nil {
+			t.Error(err)
+		}
+	})
+	return mnt
 }

@@ -95,3 +95,6 @@ func TaggedDevices(string) ([]LoopInfo, error) { return nil, errPlatform }
 
 // DetachDevice is not supported on this platform.
 func DetachDevice(LoopInfo, time.Duration) error { return errPlatform }
+
+// FileExtents is not supported on this platform.
+func FileExtents(string) (uint64, []Extent, error) { return 0, nil, errPlatform }
