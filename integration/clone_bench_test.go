@@ -3,7 +3,6 @@
 package integration
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -14,29 +13,6 @@ import (
 	"github.com/dindstore/dindstore/volumes"
 	"golang.org/x/sys/unix"
 )
-
-// xfsHost mounts a sparse xfs filesystem (reflink on) of size bytes to
-// stand for a host disk, and returns its mount point; it is unmounted and
-// detached afterwards.
-func xfsHost(b *testing.B, size int64) string {
-	b.Helper()
-	dir := b.TempDir()
-	image, mnt := filepath.Join(dir, "host.img"), filepath.Join(dir, "host")
-	must(b, os.Mkdir(mnt, 0o755))
-	ctx := context.Background()
-	must(b, volumes.CreateImage(ctx, image, size, volumes.XFS))
-	if _, err := volumes.MountImage(ctx, image, mnt, volumes.XFS, "dindstore-bench:xfshost"); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		cleanupRoot(b, filepath.Join(mnt, "root"))
-		_ = sh("umount", filepath.Join(mnt, "hand"))
-		if err := volumes.Unmount(mnt); err != nil {
-			b.Error(err)
-		}
-	})
-	return mnt
-}
 
 // BenchmarkCloneReady: a warm clone ready for a job on an xfs host —
 // `dindstore run JOB --from WARM -- true` (reflink clone, mount, release,
@@ -49,9 +25,10 @@ func BenchmarkCloneReady(b *testing.B) {
 	}
 	for _, gib := range []int{1, 20} {
 		b.Run(fmt.Sprintf("%dGiB", gib), func(b *testing.B) {
-			host := xfsHost(b, 64<<30)
+			host := hostFS(b, 64<<30, volumes.XFS)
 			root, mnt := filepath.Join(host, "root"), filepath.Join(host, "hand")
 			must(b, os.Mkdir(mnt, 0o700))
+			b.Cleanup(func() { _ = sh("umount", mnt) })
 			fill := fmt.Sprintf("dd if=/dev/zero of={mount}/content bs=4M count=%d status=none", gib*256)
 			if err := runOK(b, root, "run", "w", "--kind", "loop", "--size", "32GiB", "--overcommit", "--",
 				"sh", "-c", fill); err != nil {
@@ -88,7 +65,7 @@ func BenchmarkCloneReady(b *testing.B) {
 // statfs says they take.
 func TestSharedExtentsCountedOnce(t *testing.T) {
 	requireSuite(t)
-	host := xfsHostT(t, 4<<30)
+	host := hostFS(t, 4<<30, volumes.XFS)
 	root := filepath.Join(host, "root")
 	before := hostUsed(t, host)
 	mustRun(t, root, "run", "w", "--kind", "loop", "--size", "1GiB", "--", "sh", "-c",
@@ -130,24 +107,4 @@ func hostUsed(t *testing.T, dir string) int64 {
 	var st unix.Statfs_t
 	must(t, unix.Statfs(dir, &st))
 	return int64(st.Blocks-st.Bfree) * st.Bsize
-}
-
-// xfsHostT is xfsHost for tests.
-func xfsHostT(t *testing.T, size int64) string {
-	t.Helper()
-	dir := t.TempDir()
-	image, mnt := filepath.Join(dir, "host.img"), filepath.Join(dir, "host")
-	must(t, os.Mkdir(mnt, 0o755))
-	ctx := context.Background()
-	must(t, volumes.CreateImage(ctx, image, size, volumes.XFS))
-	if _, err := volumes.MountImage(ctx, image, mnt, volumes.XFS, "dindstore-test:xfshost"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cleanupRoot(t, filepath.Join(mnt, "root"))
-		if err := volumes.Unmount(mnt); err != nil {
-			t.Error(err)
-		}
-	})
-	return mnt
 }

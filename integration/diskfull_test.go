@@ -18,18 +18,26 @@ import (
 // detached at cleanup.
 func smallHostFS(t *testing.T, size int64) string {
 	t.Helper()
-	dir := t.TempDir()
+	return hostFS(t, size, volumes.Ext4)
+}
+
+// hostFS mounts a sparse filesystem of the kind (xfs with reflink on) to
+// stand for a host disk, and returns its mount point; what a test's root
+// left there, and the filesystem itself, are unmounted at cleanup.
+func hostFS(tb testing.TB, size int64, fs volumes.FS) string {
+	tb.Helper()
+	dir := tb.TempDir()
 	image, mnt := filepath.Join(dir, "host.img"), filepath.Join(dir, "host")
-	must(t, os.Mkdir(mnt, 0o755))
+	must(tb, os.Mkdir(mnt, 0o755))
 	ctx := context.Background()
-	must(t, volumes.CreateImage(ctx, image, size, volumes.Ext4))
-	if _, err := volumes.MountImage(ctx, image, mnt, volumes.Ext4, "dindstore-test:hostfs"); err != nil {
-		t.Fatal(err)
+	must(tb, volumes.CreateImage(ctx, image, size, fs))
+	if _, err := volumes.MountImage(ctx, image, mnt, fs, "dindstore-test:hostfs"); err != nil {
+		tb.Fatal(err)
 	}
-	t.Cleanup(func() {
-		cleanupRoot(t, filepath.Join(mnt, "root"))
+	tb.Cleanup(func() {
+		cleanupRoot(tb, filepath.Join(mnt, "root"))
 		if err := volumes.Unmount(mnt); err != nil {
-			t.Error(err)
+			tb.Error(err)
 		}
 	})
 	return mnt
