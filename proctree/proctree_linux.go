@@ -119,6 +119,9 @@ func (g *Group) Members() ([]int, error) {
 	if err != nil {
 		return nil, fmt.Errorf("proctree: read group %s: %w", g.Path, err)
 	}
+	if len(in) == 0 {
+		return nil, nil // no member, so no descendant: no need to scan /proc
+	}
 	children := childrenMap()
 	seen := map[int]bool{}
 	queue := in
