@@ -172,9 +172,6 @@ func (l *Lease) takeOver(ctx context.Context, opts AcquireOptions) error {
 	if l.repaired, err = l.root.repairLocked(ctx, key, repairOpts{killUsers: opts.KillUsers}); err == nil {
 		return nil
 	}
-	if errors.Is(err, volumes.ErrInUse) {
-		return err
-	}
 	if o := l.stale; o != nil && o.ContainerID != "" {
 		return fmt.Errorf("clear what an earlier holder of %q left: %w; its container %s may still use "+
 			"the cache (its holder, pid %d, is gone): stop it (docker rm -f %s) and try again",

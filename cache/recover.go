@@ -196,7 +196,7 @@ func (r *Root) repairLocked(ctx context.Context, key string, o repairOpts) (out 
 		}
 		out = append(out, f)
 	}
-	r.repairOwner(ctx, key, act)
+	owner, hasOwner := r.endDeadLease(ctx, key, act)
 	if firstErr != nil {
 		return out, firstErr // the dead lease's processes may still run: touch nothing
 	}
@@ -204,7 +204,16 @@ func (r *Root) repairLocked(ctx context.Context, key string, o repairOpts) (out 
 		firstErr = err
 	}
 	if firstErr != nil {
-		return out, firstErr // something outside the lease still uses it: touch nothing
+		// Something outside the lease still uses it: touch nothing, and keep
+		// the owner record, which names the container to stop, if any.
+		return out, firstErr
+	}
+	if hasOwner {
+		f := Finding{Key: key, What: FindStaleOwner, Path: r.ownerPath(key), Action: "removed"}
+		if owner != nil {
+			f.Note = fmt.Sprintf("holder pid %d (%s) is gone", owner.PID, owner.CommandLine())
+		}
+		act(f, func() (string, error) { return "", r.removeOwner(key) })
 	}
 	for _, p := range []string{r.MountPath(key), r.dataPath(key)} {
 		if mounted, _ := mountinfo.GetMounts(mountinfo.PrefixFilter(p)); len(mounted) > 0 {
@@ -221,12 +230,13 @@ func (r *Root) repairLocked(ctx context.Context, key string, o repairOpts) (out 
 	return out, firstErr
 }
 
-// repairOwner ends the processes of the dead lease an owner record names,
-// then removes the record.
-func (r *Root) repairOwner(ctx context.Context, key string, act func(Finding, func() (string, error))) {
+// endDeadLease ends the processes of the dead lease the owner record of key
+// names. hasOwner says whether there is a record (owner is nil when it
+// cannot be read).
+func (r *Root) endDeadLease(ctx context.Context, key string, act func(Finding, func() (string, error))) (owner *Owner, hasOwner bool) {
 	o, err := r.readOwner(key)
 	if err != nil && errors.Is(err, os.ErrNotExist) {
-		return
+		return nil, false
 	}
 	if o != nil && o.Group != "" {
 		if g, gerr := proctree.Open(o.Group); gerr == nil && g != nil {
@@ -235,11 +245,7 @@ func (r *Root) repairOwner(ctx context.Context, key string, act func(Finding, fu
 				func() (string, error) { return endGroup(ctx, g, o.PID) })
 		}
 	}
-	f := Finding{Key: key, What: FindStaleOwner, Path: r.ownerPath(key), Action: "removed"}
-	if o != nil {
-		f.Note = fmt.Sprintf("holder pid %d (%s) is gone", o.PID, o.CommandLine())
-	}
-	act(f, func() (string, error) { return "", r.removeOwner(key) })
+	return o, true
 }
 
 // endGroup ends every process of a dead lease's group and removes it.
