@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/dindstore/dindstore/internal/testutil"
@@ -52,6 +53,11 @@ func TestRecoverAfterCrash(t *testing.T) {
 	}
 	if len(findingsOf(dry, FindStaleMount)) != 1 || len(findingsOf(dry, FindStaleOwner)) != 1 {
 		t.Fatalf("dry run findings: %+v", dry)
+	}
+	for _, f := range dry {
+		if !strings.HasPrefix(f.Action, "would be ") {
+			t.Errorf("a dry run says %q was done: %+v", f.Action, f)
+		}
 	}
 	if m, _ := volumes.IsMounted(r.MountPath("c")); !m {
 		t.Fatal("a dry run unmounted")
