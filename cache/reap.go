@@ -80,3 +80,14 @@ func (r *Root) isReaper(key string, pid int) bool {
 	b, err := r.readSmall(r.reaperPath(key))
 	return err == nil && pid > 0 && string(b) == strconv.Itoa(pid)
 }
+
+// DeadOwner returns the owner record of key when it still names holder
+// (which died without releasing: a clean release removes the record), nil
+// otherwise.
+func (r *Root) DeadOwner(key string, holder int) *Owner {
+	o, err := r.readOwner(key)
+	if err != nil || o.PID != holder {
+		return nil
+	}
+	return o
+}

@@ -5,6 +5,7 @@ package integration
 import (
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -173,4 +174,29 @@ func lastLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// TestLaunchHolderKilled: the detached holder of a launch is SIGKILLed; its
+// guard stops and removes the dind container (the lease's payload) and
+// releases the cache within seconds, with nothing else run.
+func TestLaunchHolderKilled(t *testing.T) {
+	requireSuite(t)
+	o := startOuter(t, true)
+	buildDindImage(t, o)
+	root := filepath.Join(t.TempDir(), "root")
+	t.Cleanup(func() {
+		runBinary(t, binary, o.env(), root, "release", "nk")
+		cleanupRoot(t, root)
+	})
+	id := launchDetached(t, o, root, "nk")
+	holder := listJSON(t, root)["nk"].HolderPID
+	if holder <= 0 {
+		t.Fatalf("no holder pid for nk: %+v", listJSON(t, root)["nk"])
+	}
+	must(t, syscall.Kill(holder, syscall.SIGKILL))
+	waitIdle(t, root, "nk", 60*time.Second) // the guard stopped the container and released
+	assertNothingLeft(t, root)
+	if out, _ := o.docker("ps", "-aq", "--filter", "id="+id); strings.TrimSpace(out) != "" {
+		t.Fatalf("the dead holder's container is still there: %q", out)
+	}
 }

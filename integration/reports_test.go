@@ -32,6 +32,7 @@ type entryJSON struct {
 	Inodes         uint64 `json:"inodes"`
 	InodesUsed     uint64 `json:"inodes_used"`
 	UsageSource    string `json:"usage_source"`
+	HolderPID      int    `json:"holder_pid"`
 }
 
 func listJSON(t *testing.T, root string) map[string]entryJSON {

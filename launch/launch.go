@@ -23,6 +23,8 @@ const DefaultTarget = "/var/lib/docker"
 const (
 	LabelKey  = "io.dindstore.key"
 	LabelRoot = "io.dindstore.root"
+	// LabelKeep is "true" on a container launched with Keep.
+	LabelKeep = "io.dindstore.keep"
 )
 
 // ErrInvalid marks a spec that cannot be launched (checked before anything
@@ -82,6 +84,18 @@ type Container struct {
 	PID  int
 	api  client.APIClient
 	keep bool
+}
+
+// Adopt returns the container id, which a holder that died left running,
+// for stopping it: kept (not removed) when it was launched with Keep. A
+// container that is gone is ErrNotFound from the engine (cerrdefs).
+func Adopt(ctx context.Context, api client.APIClient, id string) (*Container, error) {
+	info, err := api.ContainerInspect(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("inspect container %s: %w", short(id), err)
+	}
+	keep := info.Config != nil && info.Config.Labels[LabelKeep] == "true"
+	return &Container{ID: info.ID, api: api, keep: keep}, nil
 }
 
 // NewClient connects to the engine from the environment (DOCKER_HOST, ...)

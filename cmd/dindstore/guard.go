@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -8,7 +9,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"github.com/dindstore/dindstore/cache"
+	"github.com/dindstore/dindstore/launch"
 	"github.com/urfave/cli/v2"
 )
 
@@ -32,6 +35,9 @@ var guardCommand = &cli.Command{
 		root, err := cache.OpenRootNoCreate(c.String(rootFlag.Name))
 		if err != nil {
 			return nil // the root went away with its caches: nothing to guard
+		}
+		if o := root.DeadOwner(key, c.Int("holder")); o != nil && o.ContainerID != "" {
+			stopDeadContainer(c.Context, key, o.ContainerID)
 		}
 		findings, err := root.Reap(c.Context, key, c.Int("holder"))
 		for _, f := range findings {
@@ -62,4 +68,32 @@ func startGuard(root *cache.Root, key string) {
 		return
 	}
 	_ = cmd.Process.Release()
+}
+
+// guarded is the setup of a lease that gets a guard (every lease with a
+// process group): see startGuard.
+func guarded(root *cache.Root, key string) func(*cache.Lease) error {
+	return func(lease *cache.Lease) error {
+		if lease.Group() != nil {
+			startGuard(root, key)
+		}
+		return nil
+	}
+}
+
+// stopDeadContainer stops (and removes, unless it was launched with
+// --keep) the dind container of a holder that died: the container is the
+// lease's payload, and ends with it.
+func stopDeadContainer(ctx context.Context, key, id string) {
+	api, err := launch.NewClient()
+	if err == nil {
+		var ctr *launch.Container
+		if ctr, err = launch.Adopt(ctx, api, id); err == nil {
+			err = ctr.Stop(ctx)
+		}
+	}
+	if err != nil && !errdefs.IsNotFound(err) {
+		fmt.Fprintf(os.Stderr, "%s dindstore guard: %s: stop container %s of the dead holder: %v\n",
+			time.Now().UTC().Format(time.RFC3339), key, id, err)
+	}
 }

@@ -63,7 +63,7 @@ func hold(c *cli.Context, ready *os.File) error {
 		p = &handoff.Container{Begin: beginContainer(c, c.StringSlice("arg")),
 			ReadyTimeout: c.Duration("ready-timeout"), Until: gone}
 	}
-	acquire := handoff.From(root, key, c.String("mode"), os.Args, opts, nil)
+	acquire := handoff.From(root, key, c.String("mode"), os.Args, opts, guarded(root, key))
 	reported := false
 	started := func(l handoff.Lease) {
 		rep := leaseReport(l.(*cache.Lease))

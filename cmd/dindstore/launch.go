@@ -138,7 +138,7 @@ func launchForeground(c *cli.Context, root *cache.Root, key string, args []strin
 	if err != nil {
 		return err
 	}
-	acquire := handoff.From(root, key, cache.ModeLaunch, os.Args, opts, nil)
+	acquire := handoff.From(root, key, cache.ModeLaunch, os.Args, opts, guarded(root, key))
 	p := &handoff.Container{Begin: beginContainer(c, args)}
 	started := func(handoff.Lease) { fmt.Fprintf(c.App.Writer, "%s\n", p.Ctr.ID) }
 	status, err := handoff.Hand(c.Context, acquire, p, handoff.Options{Signals: sigs, Started: started})
@@ -159,6 +159,9 @@ func beginContainer(c *cli.Context, args []string) func(context.Context, handoff
 			return nil, err
 		}
 		spec.Labels = map[string]string{launch.LabelKey: lease.Key(), launch.LabelRoot: c.String(rootFlag.Name)}
+		if spec.Keep {
+			spec.Labels[launch.LabelKeep] = "true"
+		}
 		if err := chownMount(c.String("owner"), lease.MountPath()); err != nil {
 			return nil, err
 		}
