@@ -342,7 +342,7 @@ func (l *Lease) Release(ctx context.Context) error {
 	failed := errors.Join(treeErr, unmountErr)
 	var pids []int
 	if unmountErr != nil {
-		failed, pids = l.describeUsers(failed)
+		pids, failed = l.describeUsers(failed)
 	}
 	now := time.Now().UTC()
 	var err error
@@ -409,18 +409,20 @@ func (l *Lease) superblockErrors() error {
 	return fmt.Errorf("%w: %s", volumes.ErrDamaged, st.Errors)
 }
 
-// describeUsers adds to a failed unmount what still uses the cache.
-func (l *Lease) describeUsers(err error) (error, []int) {
+// describeUsers adds to a failed unmount what still uses the cache, and
+// returns the pids of those processes.
+func (l *Lease) describeUsers(err error) ([]int, error) {
 	if l.record.Kind != volumes.Loop {
-		return fmt.Errorf("%w (see `fuser -vm %s`)", err, l.mount.Target), nil
+		return nil, fmt.Errorf("%w (see `fuser -vm %s`)", err, l.mount.Target)
 	}
 	use, uerr := volumes.FindImageUse(l.root.imagePath(l.record.Key), "")
 	if uerr != nil || !use.InUse() {
-		return err, nil
+		return nil, err
 	}
-	return fmt.Errorf("%w: %w", err, &volumes.ImageInUseError{Use: use}), procscanPIDs(use)
+	return procscanPIDs(use), fmt.Errorf("%w: %w", err, &volumes.ImageInUseError{Use: use})
 }
 
+// procscanPIDs lists the pids of an image's users (not the mounts).
 func procscanPIDs(u *volumes.ImageUse) []int {
 	var out []int
 	for _, x := range u.Users {
