@@ -41,19 +41,28 @@ func innerDocker(t *testing.T, o *outer, id string, stdin []byte, args ...string
 	return out
 }
 
-// TestLaunchNested: a real outer dockerd runs a dind image built here; the
-// inner daemon lands on overlay2 over the ext4 cache, runs a container and
-// builds a multi-layer image with both builders; a second launch of the key
-// exits 75; release leaves nothing; the next launch finds the images.
-func TestLaunchNested(t *testing.T) {
+// nestedRoot starts an outer dockerd with the dind image and gives a root
+// whose launch of key is released, and whose mounts are cleaned up, after
+// the test.
+func nestedRoot(t *testing.T, key string) (*outer, string) {
+	t.Helper()
 	requireSuite(t)
 	o := startOuter(t, true)
 	buildDindImage(t, o)
 	root := filepath.Join(t.TempDir(), "root")
 	t.Cleanup(func() {
-		runBinary(t, binary, o.env(), root, "release", "nd")
+		runBinary(t, binary, o.env(), root, "release", key)
 		cleanupRoot(t, root)
 	})
+	return o, root
+}
+
+// TestLaunchNested: a real outer dockerd runs a dind image built here; the
+// inner daemon lands on overlay2 over the ext4 cache, runs a container and
+// builds a multi-layer image with both builders; a second launch of the key
+// exits 75; release leaves nothing; the next launch finds the images.
+func TestLaunchNested(t *testing.T) {
+	o, root := nestedRoot(t, "nd")
 	// A dind whose daemon never comes up: the error carries its output.
 	bad := runBinary(t, binary, o.env(), root, "launch", "bad", "--kind", "loop", "--size", "1GiB", "--image", dindImage,
 		"--detach", "--ready-timeout", "60s", "--", "--no-such-flag")
@@ -180,14 +189,7 @@ func lastLines(s string, n int) string {
 // guard stops and removes the dind container (the lease's payload) and
 // releases the cache within seconds, with nothing else run.
 func TestLaunchHolderKilled(t *testing.T) {
-	requireSuite(t)
-	o := startOuter(t, true)
-	buildDindImage(t, o)
-	root := filepath.Join(t.TempDir(), "root")
-	t.Cleanup(func() {
-		runBinary(t, binary, o.env(), root, "release", "nk")
-		cleanupRoot(t, root)
-	})
+	o, root := nestedRoot(t, "nk")
 	id := launchDetached(t, o, root, "nk")
 	holder := listJSON(t, root)["nk"].HolderPID
 	if holder <= 0 {
