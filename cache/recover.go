@@ -268,11 +268,15 @@ func endGroup(ctx context.Context, g *proctree.Group, holder int) (string, error
 // repairUsers looks for processes that still use the cache's image after
 // its lease ended. Without o.killUsers it names them and fails (ErrInUse).
 func (r *Root) repairUsers(ctx context.Context, key string, o repairOpts, act func(Finding, func() (string, error))) error {
-	use, err := volumes.FindImageUse(r.imagePath(key), r.MountPath(key))
+	use, err := r.findUse(key)
 	if err != nil || len(use.Users) == 0 {
-		return nil // no image (not a loop cache), or nothing but our own mount
+		return nil // nothing but our own mount
 	}
-	f := Finding{Key: key, What: FindOrphaned, Path: strings.Join(use.Devices, ","),
+	path := use.Image
+	if len(use.Devices) > 0 {
+		path = strings.Join(use.Devices, ",")
+	}
+	f := Finding{Key: key, What: FindOrphaned, Path: path,
 		Note: procscan.Describe(use.Users, 5)}
 	ierr := &volumes.ImageInUseError{Use: use}
 	if !o.killUsers || slices.Contains(procscan.PIDs(use.Users), 0) {
@@ -288,6 +292,17 @@ func (r *Root) repairUsers(ctx context.Context, key string, o repairOpts, act fu
 		return "", proctree.KillAll(ctx, procscan.PIDs(use.Users))
 	})
 	return nil
+}
+
+// findUse finds what still uses the cache's backing: a loop image's devices
+// and their holders, or, for a dir or vfs cache, the mount namespaces that
+// hold a bind mount of its directory.
+func (r *Root) findUse(key string) (*volumes.ImageUse, error) {
+	if exists(r.dataPath(key)) {
+		users, err := volumes.FindDirUse(r.dataPath(key), r.MountPath(key))
+		return &volumes.ImageUse{Image: r.dataPath(key), Users: users}, err
+	}
+	return volumes.FindImageUse(r.imagePath(key), r.MountPath(key))
 }
 
 // detachOrphan detaches a loop device left on the image and confirms that

@@ -186,11 +186,18 @@ func TestRecoverEndsDeadLease(t *testing.T) {
 // TestForeignUserNamed: a process that never was part of a lease keeps the
 // cache's filesystem alive from a mount namespace of its own. The next run
 // is refused (75) naming it; --kill-users ends it and goes on.
-func TestForeignUserNamed(t *testing.T) {
+func TestForeignUserNamed(t *testing.T) { testForeignUser(t, "loop") }
+
+// TestForeignUserNamedDir: the same for a dir cache, whose bind mount a
+// mount namespace of its own keeps.
+func TestForeignUserNamedDir(t *testing.T) { testForeignUser(t, "dir") }
+
+func testForeignUser(t *testing.T, kind string) {
 	requireSuite(t)
 	root := filepath.Join(t.TempDir(), "root")
-	key := "it-foreign"
+	key := "it-foreign-" + kind
 	t.Cleanup(func() { cleanupRoot(t, root) })
+	mustRun(t, root, "create", key, "--kind", kind, "--size", "256MiB")
 	_, stop := holdInBackground(t, root, key, "true")
 	mnt := filepath.Join(root, "mounts", key)
 	foreign := exec.Command("unshare", "-m", "--propagation", "private", "sh", "-c",
@@ -201,11 +208,11 @@ func TestForeignUserNamed(t *testing.T) {
 	stop()
 	r := dindstore(t, root, "run", key, "--", "true")
 	if r.code != 75 || !strings.Contains(r.stderr, strconv.Itoa(foreign.Process.Pid)) {
-		t.Fatalf("run while a foreign process uses the image: exit %d, %q (want 75 naming pid %d)",
-			r.code, r.stderr, foreign.Process.Pid)
+		t.Fatalf("run while a foreign process uses the %s cache: exit %d, %q (want 75 naming pid %d)",
+			kind, r.code, r.stderr, foreign.Process.Pid)
 	}
-	if n := boundDevices(t, root, key); n > 1 {
-		t.Fatalf("%d loop devices bound to one image", n)
+	if kind == "loop" && boundDevices(t, root, key) > 1 {
+		t.Fatal("two loop devices bound to one image")
 	}
 	if syscall.Kill(foreign.Process.Pid, 0) != nil {
 		t.Fatal("the foreign process was killed without --kill-users")

@@ -21,9 +21,33 @@ type Target struct {
 	// PathPrefix, when set, marks overlay mounts whose upper, lower or work
 	// directories lie below it as mounts of the filesystem too.
 	PathPrefix string
+	// Trees are directory trees of a filesystem (a bind-mounted directory):
+	// a mount of the device whose root lies in the tree is a mount of it.
+	Trees []Tree
 	// Ignore are mount points in this process's own mount namespace that
 	// do not count (the mount the caller is about to clear itself).
 	Ignore []string
+}
+
+// Tree is a directory tree of a filesystem: its device, and the path of its
+// top relative to the filesystem's root (mountinfo's root field).
+type Tree struct {
+	Dev  Dev
+	Root string
+}
+
+// holds tells whether a mount (device, root in its filesystem) is one of
+// the devices or lies in one of the trees.
+func holds(dev Dev, root string, devs map[Dev]bool, trees []Tree) bool {
+	if devs[dev] {
+		return true
+	}
+	for _, t := range trees {
+		if t.Dev == dev && below(root, t.Root) {
+			return true
+		}
+	}
+	return false
 }
 
 // User is a process that uses the filesystem.

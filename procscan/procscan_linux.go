@@ -35,14 +35,14 @@ func Find(t Target) ([]User, error) {
 	own := ns[self]
 	devs := expand(t, tables, own)
 	blocks := toSet(t.Blocks)
-	out := ownMounts(tables[own], devs, t.Ignore)
+	out := ownMounts(tables[own], devs, t)
 	for _, pid := range pids {
 		if pid == self {
 			continue
 		}
 		how := ""
 		if ns[pid] != own {
-			how = nsHolds(tables[ns[pid]], devs, ns[pid])
+			how = nsHolds(tables[ns[pid]], devs, t.Trees, ns[pid])
 		}
 		if how == "" {
 			how = filesOn(pid, devs, blocks)
@@ -129,10 +129,10 @@ func underAny(p string, prefixes []string) bool {
 
 // ownMounts reports mounts of the devices in our own namespace outside the
 // ignored mount points, as users with PID 0.
-func ownMounts(table []*mountinfo.Info, devs map[Dev]bool, ignore []string) []User {
+func ownMounts(table []*mountinfo.Info, devs map[Dev]bool, t Target) []User {
 	var out []User
 	for _, m := range table {
-		if devs[Dev{uint32(m.Major), uint32(m.Minor)}] && !underAny(m.Mountpoint, ignore) {
+		if holds(Dev{uint32(m.Major), uint32(m.Minor)}, m.Root, devs, t.Trees) && !underAny(m.Mountpoint, t.Ignore) {
 			out = append(out, User{How: fmt.Sprintf("mounted at %s in dindstore's mount namespace", m.Mountpoint)})
 		}
 	}
@@ -140,9 +140,9 @@ func ownMounts(table []*mountinfo.Info, devs map[Dev]bool, ignore []string) []Us
 }
 
 // nsHolds says how a mount namespace holds one of the devices, or "".
-func nsHolds(table []*mountinfo.Info, devs map[Dev]bool, id string) string {
+func nsHolds(table []*mountinfo.Info, devs map[Dev]bool, trees []Tree, id string) string {
 	for _, m := range table {
-		if devs[Dev{uint32(m.Major), uint32(m.Minor)}] {
+		if holds(Dev{uint32(m.Major), uint32(m.Minor)}, m.Root, devs, trees) {
 			return fmt.Sprintf("its mount namespace %s holds %d:%d at %s", id, m.Major, m.Minor, m.Mountpoint)
 		}
 	}

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/dindstore/dindstore/loopdev"
 	"github.com/dindstore/dindstore/procscan"
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -94,4 +96,43 @@ func DetachDevice(d LoopInfo, wait time.Duration) error {
 		return nil
 	}
 	return loopdev.WaitDetached(d.Path, d.BackingDev, d.BackingInode, wait)
+}
+
+// FindDirUse tells which mount namespaces still hold a bind mount of the
+// directory dir (a dir or vfs cache's data) other than dindstore's own at
+// mountpoint: matched by the filesystem's device and the mount's root in
+// it, since a bind mount of a host directory cannot be told from the rest
+// of its filesystem by device alone. Open files are not looked at.
+func FindDirUse(dir, mountpoint string) ([]procscan.User, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		return nil, fmt.Errorf("find users of %s: %w", dir, err)
+	}
+	root, err := fsRelative(dir, st.Dev)
+	if err != nil {
+		return nil, err
+	}
+	tree := procscan.Tree{Dev: procscan.Dev{Major: unix.Major(uint64(st.Dev)), Minor: unix.Minor(uint64(st.Dev))}, Root: root}
+	return procscan.Find(procscan.Target{Trees: []procscan.Tree{tree}, Ignore: []string{mountpoint}})
+}
+
+// fsRelative is dir's path relative to the root of its filesystem, from
+// the deepest mount of that filesystem that holds it in this namespace.
+func fsRelative(dir string, dev uint64) (string, error) {
+	mounts, err := mountinfo.GetMounts(mountinfo.ParentsFilter(dir))
+	if err != nil {
+		return "", fmt.Errorf("find the mount of %s: %w", dir, err)
+	}
+	best := -1
+	for i, m := range mounts {
+		if unix.Mkdev(uint32(m.Major), uint32(m.Minor)) == dev && (best < 0 || len(m.Mountpoint) > len(mounts[best].Mountpoint)) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return "", fmt.Errorf("find the mount of %s: none of device %d:%d", dir, unix.Major(dev), unix.Minor(dev))
+	}
+	m := mounts[best]
+	rel := strings.TrimPrefix(dir, m.Mountpoint)
+	return filepath.Join(m.Root, rel), nil
 }

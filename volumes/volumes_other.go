@@ -5,6 +5,7 @@ package volumes
 import (
 	"context"
 	"fmt"
+	"github.com/dindstore/dindstore/procscan"
 	"runtime"
 	"time"
 )
@@ -98,3 +99,6 @@ func DetachDevice(LoopInfo, time.Duration) error { return errPlatform }
 
 // FileExtents is not supported on this platform.
 func FileExtents(string) (uint64, []Extent, error) { return 0, nil, errPlatform }
+
+// FindDirUse is not supported on this platform.
+func FindDirUse(string, string) ([]procscan.User, error) { return nil, errPlatform }
