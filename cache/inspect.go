@@ -43,10 +43,8 @@ func (r *Root) Inspect(ctx context.Context, key string) (*Inspection, error) {
 	if err != nil {
 		return nil, err
 	}
-	in := &Inspection{Record: rec, Entry: r.entry(ctx, key, flocks, ListOptions{})}
-	if bound, err := volumes.BoundImages(filepath.Join(r.path, "images")); err == nil {
-		r.problemState(&in.Entry, bound)
-	}
+	bound, _ := volumes.BoundImages(filepath.Join(r.path, "images")) // nil: no problem states
+	in := &Inspection{Record: rec, Entry: r.entry(ctx, key, flocks, bound, ListOptions{})}
 	_, _, in.Owner, _ = r.holder(key, flocks)
 	if rec.Kind == volumes.Loop {
 		if in.Loop, err = volumes.ImageDevices(r.imagePath(key)); err != nil && !errors.Is(err, volumes.ErrNotSupported) {

@@ -137,8 +137,7 @@ func (r *Root) List(ctx context.Context, opts ListOptions) ([]Entry, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		e := r.entry(ctx, key, flocks, opts)
-		r.problemState(&e, bound)
+		e := r.entry(ctx, key, flocks, bound, opts)
 		e.Misses += counters.WarmMisses[key] // asked for while it did not exist
 		out = append(out, e)
 	}
@@ -147,12 +146,8 @@ func (r *Root) List(ctx context.Context, opts ListOptions) ([]Entry, error) {
 
 // problemState marks an entry that is not held but not idle either: its
 // record says damaged or release-failed, or its image is still bound.
-func (r *Root) problemState(e *Entry, bound map[string][]string) {
+func (r *Root) problemState(e *Entry, rec *Record, bound map[string][]string) {
 	if e.State != StateIdle || e.Err != nil {
-		return
-	}
-	rec, err := r.readRecord(e.Key)
-	if err != nil {
 		return
 	}
 	switch devs := bound[r.imagePath(e.Key)]; {
@@ -168,7 +163,9 @@ func (r *Root) problemState(e *Entry, bound map[string][]string) {
 	}
 }
 
-func (r *Root) entry(ctx context.Context, key string, flocks map[fileID]int, opts ListOptions) Entry {
+// entry builds the list entry of key; bound maps images to the loop
+// devices bound to them (volumes.BoundImages), for the problem states.
+func (r *Root) entry(ctx context.Context, key string, flocks map[fileID]int, bound map[string][]string, opts ListOptions) Entry {
 	e := Entry{Key: key, State: StateIdle}
 	rec, err := r.readRecord(key)
 	if err != nil {
@@ -193,6 +190,7 @@ func (r *Root) entry(ctx context.Context, key string, flocks map[fileID]int, opt
 	if err := r.usage(ctx, rec, held, opts, &e); err != nil {
 		e.Err = err
 	}
+	r.problemState(&e, rec, bound)
 	return e
 }
 
