@@ -102,24 +102,15 @@ func (r *Root) cloneLocked(srcRec *Record, dst string) (_ *CloneResult, retErr e
 }
 
 // quiet makes sure nothing writes to a source the caller has locked: not
-// damaged, a dead holder's leftovers cleared, and its image bound to no
-// loop device (processes of no lease may still hold it: ErrInUse).
+// damaged, and a dead holder's leftovers cleared — which refuses processes
+// of no lease that still use it (ErrInUse), and leaves no mount and no loop
+// device on its image (a detach is confirmed).
 func (r *Root) quiet(rec *Record) error {
 	if err := rec.usable(); err != nil {
 		return err
 	}
 	if _, err := r.repairLocked(context.Background(), rec.Key, repairOpts{}); err != nil {
-		return fmt.Errorf("clone %q: %w", rec.Key, err)
-	}
-	if rec.Kind != volumes.Loop {
-		return nil
-	}
-	use, err := volumes.FindImageUse(r.imagePath(rec.Key), r.MountPath(rec.Key))
-	if err != nil {
-		return err
-	}
-	if use.InUse() {
-		return fmt.Errorf("clone %q: it must be quiet: %w", rec.Key, &volumes.ImageInUseError{Use: use})
+		return fmt.Errorf("clone %q: it must be quiet: %w", rec.Key, err)
 	}
 	return nil
 }
@@ -127,16 +118,24 @@ func (r *Root) quiet(rec *Record) error {
 // lockWithin takes the lock of key, waiting up to d for a holder that is
 // busy only for a moment (a clone, a commit).
 func (r *Root) lockWithin(ctx context.Context, key string, d time.Duration) (*lock, error) {
+	return r.lockWaiting(ctx, key, d, 100*time.Millisecond, func(*HeldError) bool { return true })
+}
+
+// lockWaiting takes the lock of key, trying again every poll, up to d,
+// while worth says the holder is worth waiting for; otherwise it returns
+// what tryLock says.
+func (r *Root) lockWaiting(ctx context.Context, key string, d, poll time.Duration, worth func(*HeldError) bool) (*lock, error) {
 	deadline := time.Now().Add(d)
 	for {
 		l, err := r.tryLock(key)
-		if !errors.Is(err, ErrLocked) || time.Now().After(deadline) {
+		var held *HeldError
+		if !errors.As(err, &held) || !worth(held) || time.Now().After(deadline) {
 			return l, err
 		}
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(poll):
 		}
 	}
 }

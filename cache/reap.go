@@ -58,21 +58,11 @@ const reapWait = endWait + 5*time.Second
 // it is a reaper (Reap) repairing what a dead holder left; any other holder
 // is ErrLocked at once, as tryLock says.
 func (r *Root) waitReaper(ctx context.Context, key string) (*lock, error) {
-	deadline := time.Now().Add(reapWait)
-	for {
-		l, err := r.tryLock(key)
-		var held *HeldError
-		// PID 0: the lock was let go between our try and the look at
-		// /proc/locks; try again.
-		if !errors.As(err, &held) || (held.PID != 0 && !r.isReaper(key, held.PID)) || time.Now().After(deadline) {
-			return l, err
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	// PID 0: the lock was let go between our try and the look at
+	// /proc/locks; try again.
+	return r.lockWaiting(ctx, key, reapWait, 50*time.Millisecond, func(held *HeldError) bool {
+		return held.PID == 0 || r.isReaper(key, held.PID)
+	})
 }
 
 // isReaper tells whether pid is the reaper the marker of key names.
