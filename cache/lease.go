@@ -226,12 +226,10 @@ func (l *Lease) endGroup(ctx context.Context) error {
 	if l.group == nil {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, endWait)
-	defer cancel()
-	if _, err := l.group.Kill(ctx); err != nil {
+	if _, err := endProcesses(ctx, l.group); err != nil {
 		return fmt.Errorf("end the processes left by cache %q's command: %w", l.record.Key, err)
 	}
-	return l.group.Remove()
+	return nil
 }
 
 // mountAndPin mounts the cache, pins its storage driver and records the
@@ -409,14 +407,11 @@ func (l *Lease) superblockErrors() error {
 	return fmt.Errorf("%w: %s", volumes.ErrDamaged, st.Errors)
 }
 
-// describeUsers adds to a failed unmount what still uses the cache, and
-// returns the pids of those processes.
+// describeUsers adds to a failed unmount what still uses the cache (see
+// findUse), and returns the pids of those processes.
 func (l *Lease) describeUsers(err error) ([]int, error) {
-	if l.record.Kind != volumes.Loop {
-		return nil, fmt.Errorf("%w (see `fuser -vm %s`)", err, l.mount.Target)
-	}
-	use, uerr := volumes.FindImageUse(l.root.imagePath(l.record.Key), "")
-	if uerr != nil || !use.InUse() {
+	use, uerr := l.root.findUse(l.record.Key)
+	if uerr != nil || len(use.Users) == 0 {
 		return nil, err
 	}
 	return procscanPIDs(use), fmt.Errorf("%w: %w", err, &volumes.ImageInUseError{Use: use})

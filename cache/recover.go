@@ -248,16 +248,22 @@ func (r *Root) endDeadLease(ctx context.Context, key string, act func(Finding, f
 	return o, true
 }
 
-// endGroup ends every process of a dead lease's group and removes it.
-func endGroup(ctx context.Context, g *proctree.Group, holder int) (string, error) {
+// endProcesses ends every process of a lease's group, waiting at most
+// endWait, and removes the group; n is how many processes it found.
+func endProcesses(ctx context.Context, g *proctree.Group) (n int, err error) {
 	ctx, cancel := context.WithTimeout(ctx, endWait)
 	defer cancel()
-	n, err := g.Kill(ctx)
+	if n, err = g.Kill(ctx); err != nil {
+		return n, err
+	}
+	return n, g.Remove()
+}
+
+// endGroup ends every process of a dead lease's group and removes it.
+func endGroup(ctx context.Context, g *proctree.Group, holder int) (string, error) {
+	n, err := endProcesses(ctx, g)
 	if err != nil {
 		return "", fmt.Errorf("end the processes of the lease of pid %d: %w", holder, err)
-	}
-	if err := g.Remove(); err != nil {
-		return "", err
 	}
 	if n == 0 {
 		return fmt.Sprintf("the lease of pid %d had no process left", holder), nil
