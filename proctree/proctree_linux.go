@@ -201,24 +201,36 @@ func (g *Group) Signal(sig syscall.Signal) error {
 // Kill ends every member with SIGKILL and waits until none is left, or ctx
 // ends. It returns how many processes it found to end.
 func (g *Group) Kill(ctx context.Context) (int, error) {
+	return killLoop(ctx, " of "+g.Path, func() ([]int, error) {
+		pids, err := g.Members()
+		if len(pids) > 0 {
+			// cgroup.kill also catches what forks between the read and the kill.
+			_ = os.WriteFile(filepath.Join(g.Path, "cgroup.kill"), []byte("1"), 0)
+		}
+		return pids, err
+	})
+}
+
+// killLoop SIGKILLs the processes next lists until it lists none, or ctx
+// ends (the error names those left, and what they were of). It returns how
+// many distinct processes it killed.
+func killLoop(ctx context.Context, of string, next func() ([]int, error)) (int, error) {
 	ended := map[int]bool{}
 	for {
-		pids, err := g.Members()
+		pids, err := next()
 		if err != nil {
 			return len(ended), err
 		}
 		if len(pids) == 0 {
 			return len(ended), nil
 		}
-		// cgroup.kill also catches what forks between the read and the kill.
-		_ = os.WriteFile(filepath.Join(g.Path, "cgroup.kill"), []byte("1"), 0)
 		for _, pid := range pids {
 			ended[pid] = true
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 		select {
 		case <-ctx.Done():
-			return len(ended), fmt.Errorf("proctree: processes %v of %s still alive: %w", pids, g.Path, ctx.Err())
+			return len(ended), fmt.Errorf("proctree: processes %v%s still alive: %w", pids, of, ctx.Err())
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
@@ -245,23 +257,16 @@ func (g *Group) Remove() error {
 // KillAll SIGKILLs the processes and waits until none of them is alive, or
 // ctx ends.
 func KillAll(ctx context.Context, pids []int) error {
-	for {
+	_, err := killLoop(ctx, "", func() ([]int, error) {
 		var left []int
 		for _, pid := range pids {
 			if alive(pid) {
 				left = append(left, pid)
-				_ = syscall.Kill(pid, syscall.SIGKILL)
 			}
 		}
-		if len(left) == 0 {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("proctree: processes %v still alive: %w", left, ctx.Err())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+		return left, nil
+	})
+	return err
 }
 
 // PathFor is the path New(name) makes, without making it.
