@@ -35,7 +35,7 @@ type MountOptions struct {
 	// ReleasedClean says the caller knows the image was last unmounted by
 	// a clean release: then, if its superblock agrees (ext4: valid state,
 	// no journal to recover, no error), the check before the mount is
-	// skipped. Checked says whether it ran.
+	// skipped.
 	ReleasedClean bool
 }
 
@@ -48,7 +48,7 @@ func MountImageWith(ctx context.Context, image, target string, fs FS, tag string
 	} else if use.InUse() {
 		return nil, fmt.Errorf("mount %s: %w", image, &ImageInUseError{Use: use})
 	}
-	repaired, checked, err := checkUnlessClean(ctx, image, fs, o.ReleasedClean)
+	repaired, err := checkUnlessClean(ctx, image, fs, o.ReleasedClean)
 	if err != nil {
 		return nil, err
 	}
@@ -81,19 +81,18 @@ func MountImageWith(ctx context.Context, image, target string, fs FS, tag string
 		return nil, fmt.Errorf("mount %s (%s on %s) at %s: %w; if the filesystem is damaged, %s", image, fs, dev.Path,
 			target, err, hint)
 	}
-	return &Mounted{Target: target, Device: dev.Path, DirectIO: dev.DirectIO, Repaired: repaired, Checked: checked}, nil
+	return &Mounted{Target: target, Device: dev.Path, DirectIO: dev.DirectIO, Repaired: repaired}, nil
 }
 
 // checkUnlessClean runs CheckImage unless the image was released cleanly
-// and its superblock says so too; checked tells whether the check ran.
-func checkUnlessClean(ctx context.Context, image string, fs FS, releasedClean bool) (repaired string, checked bool, err error) {
+// and its superblock says so too.
+func checkUnlessClean(ctx context.Context, image string, fs FS, releasedClean bool) (repaired string, err error) {
 	if releasedClean && fs == Ext4 {
 		if st, err := ReadStats(image, fs); err == nil && st.Clean {
-			return "", false, nil
+			return "", nil
 		}
 	}
-	repaired, err = CheckImage(ctx, image, fs)
-	return repaired, fs == Ext4, err
+	return CheckImage(ctx, image, fs)
 }
 
 // Watch takes a descriptor on the filesystem mounted at m.Target, for
@@ -121,14 +120,12 @@ func (m *Mounted) Health() error {
 	if m.Device == "" {
 		return nil // a bind mount: its syncfs would be the host filesystem's
 	}
-	f, ok := m.watch.(*os.File)
-	if !ok {
+	if m.watch == nil {
 		if err := m.Watch(); err != nil {
 			return err
 		}
-		f = m.watch.(*os.File)
 	}
-	if err := unix.Syncfs(int(f.Fd())); err != nil {
+	if err := unix.Syncfs(int(m.watch.Fd())); err != nil {
 		return fmt.Errorf("%w: %s lost writes (syncfs: %w); the host filesystem under it may have been full",
 			ErrDamaged, m.Target, err)
 	}

@@ -3,6 +3,7 @@ package volumes
 import (
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/dindstore/dindstore/procscan"
 )
@@ -92,13 +93,12 @@ type Mounted struct {
 	// DirectIO is the loop device's effective direct I/O state.
 	DirectIO bool
 	// Repaired is what the check before the mount repaired ("" when it
-	// found nothing to repair); Checked says whether the check ran.
+	// found nothing to repair).
 	Repaired string
-	Checked  bool
 	// watch is a descriptor on the mounted filesystem taken at mount time:
 	// syncfs through it reports every write-back error since the mount
 	// (a descriptor opened later sees only later errors).
-	watch interface{ Close() error }
+	watch *os.File
 }
 
 // Decision is what Decide chose for --kind auto, and why.
