@@ -232,7 +232,7 @@ func TestStopTimeoutEscalates(t *testing.T) {
 	requireSuite(t)
 	root := filepath.Join(t.TempDir(), "root")
 	key := "it-stop"
-	t.Cleanup(func() { cleanupRoot(t, root) })
+	t.Cleanup(func() { killPids(writersOf(t, "sleep 613")); cleanupRoot(t, root) })
 	cmd := exec.Command(binary, "--root", root, "run", key, "--kind", "loop", "--size", "256MiB",
 		"--stop-timeout", "1s", "--", "sh", "-c",
 		`trap "" TERM; (trap "" TERM; sleep 613; true) & echo data > {mount}/f; while :; do sleep 1; done`)

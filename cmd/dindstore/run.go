@@ -27,7 +27,7 @@ var runCommand = &cli.Command{
 		"SIGINT, the whole tree is killed. When CMD exits, what is left of its tree is killed, the cache\n" +
 		"is checked, unmounted and released, and dindstore exits with CMD's status (128+N if killed by\n" +
 		"signal N) -- or non-zero when the release failed (74 damaged, 75 still in use).",
-	Flags: append(append(append([]cli.Flag{}, createFlags...), append(leaseFlags, stopTimeoutFlag)...),
+	Flags: append(append(append([]cli.Flag{}, createFlags...), leaseFlags...), stopTimeoutFlag,
 		&cli.StringFlag{Name: "commit-on", Usage: "success: when CMD exits 0, commit this clone into its warm cache (--from)"},
 		&cli.BoolFlag{Name: "reset", Usage: "empty the cache first (to start over with another image store)"},
 		keepFlag),
@@ -72,9 +72,10 @@ func runLeased(c *cli.Context, root *cache.Root, key string, argv []string, rese
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
 	defer signal.Stop(sigs)
+	guard := guarded(root, key)
 	acquire := handoff.From(root, key, cache.ModeRun, os.Args, opts, func(lease *cache.Lease) error {
-		if lease.Group() != nil {
-			startGuard(root, key)
+		if err := guard(lease); err != nil {
+			return err
 		}
 		reportTakeover(lease)
 		if reset {
