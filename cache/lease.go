@@ -282,14 +282,16 @@ func (r *Root) mount(ctx context.Context, rec *Record) (*volumes.Mounted, error)
 	return m, nil
 }
 
-// mountAt mounts the cache's backing at the pinned target.
+// mountAt mounts the cache's backing at the pinned target. Its callers
+// cleared the key first (repairLocked), which confirmed that no device is
+// bound to the image.
 func (r *Root) mountAt(ctx context.Context, rec *Record, target string) (*volumes.Mounted, error) {
 	if rec.Kind == volumes.Loop {
 		if err := r.checkImage(rec.Key); err != nil {
 			return nil, err
 		}
 		return volumes.MountImageWith(ctx, r.imagePath(rec.Key), target, rec.FS, volumes.LoopTag(TagPrefix, rec.Key),
-			volumes.MountOptions{ReleasedClean: rec.ReleasedClean})
+			volumes.MountOptions{ReleasedClean: rec.ReleasedClean, Unbound: true})
 	}
 	src, pinned, err := r.pinDir(r.dataPath(rec.Key))
 	if err != nil {

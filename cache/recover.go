@@ -200,7 +200,8 @@ func (r *Root) repairLocked(ctx context.Context, key string, o repairOpts) (out 
 	if firstErr != nil {
 		return out, firstErr // the dead lease's processes may still run: touch nothing
 	}
-	if err := r.repairUsers(ctx, key, o, act); err != nil && firstErr == nil {
+	use, err := r.repairUsers(ctx, key, o, act)
+	if err != nil && firstErr == nil {
 		firstErr = err
 	}
 	if firstErr != nil {
@@ -215,19 +216,38 @@ func (r *Root) repairLocked(ctx context.Context, key string, o repairOpts) (out 
 		}
 		act(f, func() (string, error) { return "", r.removeOwner(key) })
 	}
+	unmounted := false
 	for _, p := range []string{r.MountPath(key), r.dataPath(key)} {
 		if mounted, _ := mountinfo.GetMounts(mountinfo.PrefixFilter(p)); len(mounted) > 0 {
+			unmounted = true
 			act(Finding{Key: key, What: FindStaleMount, Path: p, Action: "unmounted"},
 				func() (string, error) { return "", volumes.Unmount(p) })
 		}
 	}
-	if devs, err := volumes.ImageDevices(r.imagePath(key)); err == nil {
-		for _, d := range devs {
-			act(Finding{Key: key, What: FindOrphanLoop, Path: d.Path, Action: "detached"},
-				func() (string, error) { return "", r.detachOrphan(key, d) })
-		}
-	}
+	r.detachOrphans(key, use, unmounted, act)
 	return out, firstErr
+}
+
+// detachOrphans detaches the loop devices left on key's image. The scan of
+// repairUsers is reused when it found none and nothing was unmounted since;
+// otherwise the devices are listed again. A list that fails is an error:
+// the caller could not confirm that the image is unbound.
+func (r *Root) detachOrphans(key string, use *volumes.ImageUse, unmounted bool, act func(Finding, func() (string, error))) {
+	if use != nil && len(use.Devices) == 0 && !unmounted {
+		return
+	}
+	devs, err := volumes.ImageDevices(r.imagePath(key))
+	if errors.Is(err, os.ErrNotExist) {
+		return // a dir or vfs cache, or an image that is gone: no device
+	}
+	if err != nil {
+		act(Finding{Key: key, What: FindOrphanLoop, Path: r.imagePath(key), Action: "listed"},
+			func() (string, error) { return "", err })
+	}
+	for _, d := range devs {
+		act(Finding{Key: key, What: FindOrphanLoop, Path: d.Path, Action: "detached"},
+			func() (string, error) { return "", r.detachOrphan(key, d) })
+	}
 }
 
 // endDeadLease ends the processes of the dead lease the owner record of key
@@ -273,10 +293,13 @@ func endGroup(ctx context.Context, g *proctree.Group, holder int) (string, error
 
 // repairUsers looks for processes that still use the cache's image after
 // its lease ended. Without o.killUsers it names them and fails (ErrInUse).
-func (r *Root) repairUsers(ctx context.Context, key string, o repairOpts, act func(Finding, func() (string, error))) error {
+func (r *Root) repairUsers(ctx context.Context, key string, o repairOpts, act func(Finding, func() (string, error))) (*volumes.ImageUse, error) {
 	use, err := r.findUse(key)
-	if err != nil || len(use.Users) == 0 {
-		return nil // nothing but our own mount
+	if err != nil {
+		return nil, nil // not known: detachOrphans looks again
+	}
+	if len(use.Users) == 0 {
+		return use, nil // nothing but our own mount
 	}
 	path := use.Image
 	if len(use.Devices) > 0 {
@@ -289,7 +312,7 @@ func (r *Root) repairUsers(ctx context.Context, key string, o repairOpts, act fu
 		f.Action = "kept"
 		f.Err = fmt.Errorf("cache %q: %w; end them, or run again with --kill-users", key, ierr)
 		act(f, func() (string, error) { return "", nil })
-		return f.Err
+		return nil, f.Err
 	}
 	f.Action = "killed"
 	act(f, func() (string, error) {
@@ -297,7 +320,7 @@ func (r *Root) repairUsers(ctx context.Context, key string, o repairOpts, act fu
 		defer cancel()
 		return "", proctree.KillAll(ctx, procscan.PIDs(use.Users))
 	})
-	return nil
+	return nil, nil // what the killed users held is listed again
 }
 
 // findUse finds what still uses the cache's backing: a loop image's devices

@@ -3,6 +3,7 @@
 package integration
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dindstore/dindstore/cache"
 	"github.com/dindstore/dindstore/volumes"
 	"golang.org/x/sys/unix"
 )
@@ -35,11 +37,19 @@ func BenchmarkCloneReady(b *testing.B) {
 				b.Fatal(err)
 			}
 			warm, copyImg := filepath.Join(root, "images", "w.img"), filepath.Join(host, "hand.img")
+			r := openRoot(b, root)
 			var p pairTimer
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				p.ds = append(p.ds, timed(b, func() error {
 					return runOK(b, root, "run", fmt.Sprintf("j%d", i), "--from", "w", "--overcommit", "--", "true")
+				}))
+				p.lib = append(p.lib, timed(b, func() error {
+					key := fmt.Sprintf("l%d", i)
+					if _, _, err := r.FromWarm(context.Background(), key, "w", cache.Spec{}); err != nil {
+						return err
+					}
+					return libCycle(r, key)
 				}))
 				p.hand = append(p.hand, timed(b, func() error {
 					for _, c := range [][]string{{"cp", "--reflink=always", warm, copyImg},

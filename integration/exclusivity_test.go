@@ -44,6 +44,8 @@ func killHolderWithTree(t *testing.T, root, key, script, marker string, killGuar
 	}
 	if killGuard {
 		killGuardOf(t, root, cmd.Process.Pid)
+	} else {
+		guardOf(t, root, cmd.Process.Pid) // the lease is guarded once it has run a moment
 	}
 	must(t, cmd.Process.Signal(syscall.SIGKILL))
 	_ = cmd.Wait()
@@ -53,18 +55,27 @@ func killHolderWithTree(t *testing.T, root, key, script, marker string, killGuar
 // killGuardOf SIGKILLs the guard that watches holder.
 func killGuardOf(t *testing.T, root string, holder int) {
 	t.Helper()
+	must(t, syscall.Kill(guardOf(t, root, holder), syscall.SIGKILL))
+}
+
+// guardOf waits for the guard that watches holder (it starts once the lease
+// has run for a moment) and returns its pid.
+func guardOf(t *testing.T, root string, holder int) int {
+	t.Helper()
 	want := []string{"--root", root, "guard"}
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, p := range procs {
-		b, _ := os.ReadFile(p)
-		argv := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
-		if len(argv) > 6 && slices.Equal(argv[1:4], want) && argv[len(argv)-1] == strconv.Itoa(holder) {
-			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
-			must(t, syscall.Kill(pid, syscall.SIGKILL))
-			return
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+		for _, p := range procs {
+			b, _ := os.ReadFile(p)
+			argv := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+			if len(argv) > 6 && slices.Equal(argv[1:4], want) && argv[len(argv)-1] == strconv.Itoa(holder) {
+				pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+				return pid
+			}
 		}
 	}
 	t.Fatalf("no guard of holder %d found", holder)
+	return 0
 }
 
 // escapedTree leaves a dead lease of key whose writer, in a mount

@@ -37,16 +37,23 @@ type MountOptions struct {
 	// no journal to recover, no error), the check before the mount is
 	// skipped.
 	ReleasedClean bool
+	// Unbound says the caller has just found no loop device bound to the
+	// image and nothing using it (FindImageUse), while holding what keeps
+	// its own kind from binding one (the cache's lock): the same scan is
+	// then not run twice.
+	Unbound bool
 }
 
 // MountImageWith is MountImage with options.
 func MountImageWith(ctx context.Context, image, target string, fs FS, tag string, o MountOptions) (*Mounted, error) {
 	// Never a second device on an image that one still holds: both would
 	// write the same filesystem. Nor a check of a filesystem in use.
-	if use, err := FindImageUse(image, target); err != nil {
-		return nil, err
-	} else if use.InUse() {
-		return nil, fmt.Errorf("mount %s: %w", image, &ImageInUseError{Use: use})
+	if !o.Unbound {
+		if use, err := FindImageUse(image, target); err != nil {
+			return nil, err
+		} else if use.InUse() {
+			return nil, fmt.Errorf("mount %s: %w", image, &ImageInUseError{Use: use})
+		}
 	}
 	repaired, err := checkUnlessClean(ctx, image, fs, o.ReleasedClean)
 	if err != nil {

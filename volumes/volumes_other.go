@@ -78,7 +78,7 @@ func (m *Mounted) CloseWatch() {}
 func RepairImage(context.Context, string, FS) (string, error) { return "", errPlatform }
 
 // MountOptions tune MountImageWith.
-type MountOptions struct{ ReleasedClean bool }
+type MountOptions struct{ ReleasedClean, Unbound bool }
 
 // MountImageWith is not supported on this platform.
 func MountImageWith(context.Context, string, string, FS, string, MountOptions) (*Mounted, error) {

@@ -70,14 +70,30 @@ func startGuard(root *cache.Root, key string) {
 	_ = cmd.Process.Release()
 }
 
-// guarded is the setup of a lease that gets a guard (every lease with a
-// process group): see startGuard.
-func guarded(root *cache.Root, key string) func(*cache.Lease) error {
+// guardDelay is how long a lease runs before its guard starts. Most short
+// jobs (a `run KEY -- true`, a hook) end before it and never pay for a
+// second process; a holder killed within it leaves its lease to the next
+// use or recover, as when the guard itself is killed.
+const guardDelay = 100 * time.Millisecond
+
+// guardTimer starts a lease's guard once the lease has run for guardDelay.
+type guardTimer struct{ t *time.Timer }
+
+// setup is the lease's setup step: it arms the guard for every lease with
+// a process group (see startGuard).
+func (g *guardTimer) setup(root *cache.Root, key string) func(*cache.Lease) error {
 	return func(lease *cache.Lease) error {
 		if lease.Group() != nil {
-			startGuard(root, key)
+			g.t = time.AfterFunc(guardDelay, func() { startGuard(root, key) })
 		}
 		return nil
+	}
+}
+
+// stop disarms a guard that has not started (the lease ended first).
+func (g *guardTimer) stop() {
+	if g.t != nil {
+		g.t.Stop()
 	}
 }
 

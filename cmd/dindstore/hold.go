@@ -63,7 +63,9 @@ func hold(c *cli.Context, ready *os.File) error {
 		p = &handoff.Container{Begin: beginContainer(c, c.StringSlice("arg")),
 			ReadyTimeout: c.Duration("ready-timeout"), Until: gone}
 	}
-	acquire := handoff.From(root, key, c.String("mode"), os.Args, opts, guarded(root, key))
+	var guard guardTimer
+	defer guard.stop()
+	acquire := handoff.From(root, key, c.String("mode"), os.Args, opts, guard.setup(root, key))
 	reported := false
 	started := func(l handoff.Lease) {
 		rep := leaseReport(l.(*cache.Lease))

@@ -138,7 +138,9 @@ func launchForeground(c *cli.Context, root *cache.Root, key string, args []strin
 	if err != nil {
 		return err
 	}
-	acquire := handoff.From(root, key, cache.ModeLaunch, os.Args, opts, guarded(root, key))
+	var guard guardTimer
+	defer guard.stop()
+	acquire := handoff.From(root, key, cache.ModeLaunch, os.Args, opts, guard.setup(root, key))
 	p := &handoff.Container{Begin: beginContainer(c, args)}
 	started := func(handoff.Lease) { fmt.Fprintf(c.App.Writer, "%s\n", p.Ctr.ID) }
 	status, err := handoff.Hand(c.Context, acquire, p, handoff.Options{Signals: sigs, Started: started})

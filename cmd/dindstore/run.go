@@ -72,9 +72,11 @@ func runLeased(c *cli.Context, root *cache.Root, key string, argv []string, rese
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
 	defer signal.Stop(sigs)
-	guard := guarded(root, key)
+	var guard guardTimer
+	defer guard.stop()
+	setupGuard := guard.setup(root, key)
 	acquire := handoff.From(root, key, cache.ModeRun, os.Args, opts, func(lease *cache.Lease) error {
-		if err := guard(lease); err != nil {
+		if err := setupGuard(lease); err != nil {
 			return err
 		}
 		reportTakeover(lease)
