@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"syscall"
 	"time"
 )
@@ -34,8 +35,15 @@ type Payload interface {
 
 // Options tune Hand.
 type Options struct {
-	// Signals are passed on to the payload. SIGTERM and SIGINT also start
-	// the stop timeout.
+	// CatchSignals makes Hand catch the process's DefaultSignals, from
+	// before the lease is acquired (one that arrives while the cache is
+	// being mounted ends in a clean release) until it is released, and
+	// pass them on to the payload. A caller that serves many leases in one
+	// process (the CSI plugin) leaves it off and ends payloads itself.
+	CatchSignals bool
+	// Signals, without CatchSignals, are signals of the caller's own to
+	// pass on (a test's, an embedder's). SIGTERM and SIGINT also start the
+	// stop timeout.
 	Signals <-chan os.Signal
 	// StopTimeout is how long the payload may take to stop after SIGTERM
 	// or SIGINT before it is killed (DefaultStopTimeout when 0).
@@ -43,6 +51,10 @@ type Options struct {
 	// Started, when set, runs once the payload started (to report it).
 	Started func(Lease)
 }
+
+// DefaultSignals are the signals CatchSignals catches: the ways a user, a
+// runner or an init system asks a job to end or to reload.
+var DefaultSignals = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT}
 
 // DefaultStopTimeout is docker stop's grace period.
 const DefaultStopTimeout = 10 * time.Second
@@ -60,6 +72,10 @@ var ErrNotStarted = errors.New("payload not started")
 // several did). A failed release turns a success into an error; the status
 // is then still the payload's.
 func Hand(ctx context.Context, acquire func(context.Context) (Lease, error), p Payload, o Options) (int, error) {
+	if o.CatchSignals {
+		stop := catchSignals(&o)
+		defer stop()
+	}
 	l, err := acquire(ctx)
 	if err != nil {
 		return NotStarted, err
@@ -132,4 +148,13 @@ func signum(s os.Signal) int {
 		return int(n)
 	}
 	return int(syscall.SIGTERM)
+}
+
+// catchSignals makes the process's DefaultSignals o.Signals; stop undoes
+// it.
+func catchSignals(o *Options) (stop func()) {
+	caught := make(chan os.Signal, 4)
+	signal.Notify(caught, DefaultSignals...)
+	o.Signals = caught
+	return func() { signal.Stop(caught) }
 }

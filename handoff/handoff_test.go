@@ -199,3 +199,15 @@ func TestHoldPayload(t *testing.T) {
 		t.Errorf("status %d, err %v, why %q", status, err, h.Why)
 	}
 }
+
+// TestHandCatchesProcessSignals: with CatchSignals, a signal sent to the
+// process reaches the payload (a HUP, which the fake turns into its end).
+func TestHandCatchesProcessSignals(t *testing.T) {
+	l, p := &fakeLease{}, newFake()
+	p.endOn[syscall.SIGHUP] = 0
+	started := func(Lease) { _ = syscall.Kill(os.Getpid(), syscall.SIGHUP) }
+	status, err := Hand(context.Background(), acquireOf(l, nil), p, Options{CatchSignals: true, Started: started})
+	if status != 0 || err != nil || len(p.signals) != 1 || p.signals[0] != syscall.SIGHUP || l.released != 1 {
+		t.Errorf("status %d, err %v, signals %v, released %d", status, err, p.signals, l.released)
+	}
+}

@@ -2,11 +2,14 @@ package handoff
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"sync"
 	"time"
 
 	"github.com/dindstore/dindstore/launch"
+	"github.com/docker/docker/client"
 )
 
 // ending closes a done channel once, with the error of the way it ended.
@@ -78,7 +81,15 @@ func (h *Hold) Status() (int, error) { return 0, h.result() }
 // the Docker Engine API (`dindstore launch`): it ends when the container
 // ends, and any signal, a closed Until or Kill stops it.
 type Container struct {
-	// Begin starts the container on the lease (its spec, pinning, owner).
+	// Spec describes the dind container; Start pins it to the lease's
+	// cache (see PinContainer) and labels it with the key and RootPath.
+	Spec launch.Spec
+	// RootPath is the root of the lease's cache, for the container's label.
+	RootPath string
+	// Owner, when set, becomes the owner of the mount's root directory
+	// (a rootless daemon's user).
+	Owner *Owner
+	// Begin, when set, starts the container instead (a test's fake).
 	Begin func(ctx context.Context, l Lease) (*launch.Container, error)
 	// ReadyTimeout, when set, makes Start wait until the inner daemon
 	// answers (and stop the container if it does not).
@@ -92,7 +103,11 @@ type Container struct {
 
 // Start starts the container, waiting for its daemon when asked to.
 func (c *Container) Start(ctx context.Context, l Lease) error {
-	ctr, err := c.Begin(ctx, l)
+	begin := c.Begin
+	if begin == nil {
+		begin = c.begin
+	}
+	ctr, err := begin(ctx, l)
 	if err != nil {
 		return err
 	}
@@ -164,4 +179,47 @@ func (f *Func) Status() (int, error) {
 		return 1, err
 	}
 	return 0, nil
+}
+
+// Daemon is a payload that runs an inner dockerd on the lease, pinned like
+// a run's (see PinCommand), hands its API client to Fill, and stops it
+// (`dindstore warm`: fill a cache with images). A signal or Kill cancels
+// Fill's context.
+type Daemon struct {
+	// Flags are dockerd's own (--registry-mirror, ...).
+	Flags []string
+	// Log takes the daemon's output.
+	Log *os.File
+	// StartTimeout bounds the wait until the daemon answers.
+	StartTimeout time.Duration
+	// Starting, when set, is called as the daemon starts; the function it
+	// returns is told how the start went (progress).
+	Starting func() func(error)
+	// Fill does the work with the running daemon.
+	Fill func(ctx context.Context, api *client.Client) error
+	Func
+}
+
+// Start starts the daemon's work in the background.
+func (d *Daemon) Start(ctx context.Context, l Lease) error {
+	d.Run = d.run
+	return d.Func.Start(ctx, l)
+}
+
+func (d *Daemon) run(ctx context.Context, l Lease) (err error) {
+	argv, _, err := PinCommand(l, append([]string{"dockerd"}, d.Flags...), os.Environ())
+	if err != nil {
+		return err
+	}
+	started := func(error) {}
+	if d.Starting != nil {
+		started = d.Starting()
+	}
+	dmn, err := launch.StartDaemon(ctx, l.MountPath(), argv[1:], d.Log, d.StartTimeout)
+	started(err)
+	if err != nil {
+		return fmt.Errorf("inner dockerd on %q: %w", l.Key(), err)
+	}
+	defer func() { err = errors.Join(err, dmn.Stop()) }()
+	return d.Fill(ctx, dmn.Client)
 }

@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/dindstore/dindstore/cache"
 	"github.com/dindstore/dindstore/handoff"
@@ -44,8 +42,6 @@ func hold(c *cli.Context, ready *os.File) error {
 	if err != nil {
 		return err
 	}
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	gone, err := watchPID(c.Int("watch-pid"))
 	if err != nil {
 		return err
@@ -60,8 +56,12 @@ func hold(c *cli.Context, ready *os.File) error {
 	}
 	var p handoff.Payload = &handoff.Hold{Until: gone}
 	if c.String("mode") != cache.ModePrepare {
-		p = &handoff.Container{Begin: beginContainer(c, c.StringSlice("arg")),
-			ReadyTimeout: c.Duration("ready-timeout"), Until: gone}
+		ctr, err := containerPayload(c, c.StringSlice("arg"))
+		if err != nil {
+			return err
+		}
+		ctr.ReadyTimeout, ctr.Until = c.Duration("ready-timeout"), gone
+		p = ctr
 	}
 	var guard guardTimer
 	defer guard.stop()
@@ -76,7 +76,7 @@ func hold(c *cli.Context, ready *os.File) error {
 		ready.Close()
 		reported = true
 	}
-	_, err = handoff.Hand(c.Context, acquire, p, handoff.Options{Signals: sigs, Started: started})
+	_, err = handoff.Hand(c.Context, acquire, p, handoff.Options{CatchSignals: true, Started: started})
 	if reported {
 		fmt.Fprintf(os.Stderr, "dindstore: %s released (%v)\n", key, err)
 		return nil // the starter is gone; the record tells `release` how it went

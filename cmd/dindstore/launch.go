@@ -1,19 +1,13 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"os"
-	"os/signal"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/dindstore/dindstore/cache"
-	"github.com/dindstore/dindstore/dockerd"
 	"github.com/dindstore/dindstore/handoff"
 	"github.com/dindstore/dindstore/launch"
 	"github.com/urfave/cli/v2"
@@ -131,94 +125,36 @@ func forwardFlags(c *cli.Context, args []string) []string {
 // launchForeground holds the cache while the container runs; a signal
 // stops the container (see handoff.Container).
 func launchForeground(c *cli.Context, root *cache.Root, key string, args []string) error {
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sigs)
 	opts, err := acquireOptions(c)
+	if err != nil {
+		return err
+	}
+	p, err := containerPayload(c, args)
 	if err != nil {
 		return err
 	}
 	var guard guardTimer
 	defer guard.stop()
 	acquire := handoff.From(root, key, cache.ModeLaunch, os.Args, opts, guard.setup(root, key))
-	p := &handoff.Container{Begin: beginContainer(c, args)}
 	started := func(handoff.Lease) { fmt.Fprintf(c.App.Writer, "%s\n", p.Ctr.ID) }
-	status, err := handoff.Hand(c.Context, acquire, p, handoff.Options{Signals: sigs, Started: started})
+	status, err := handoff.Hand(c.Context, acquire, p, handoff.Options{CatchSignals: true, Started: started})
 	return exitFor(status, err)
 }
 
-// beginContainer starts the lease's dind container: spec from the flags
-// and ARGS, pinned, labelled, the mount's owner set, and the container
-// recorded in the owner record.
-func beginContainer(c *cli.Context, args []string) func(context.Context, handoff.Lease) (*launch.Container, error) {
-	return func(ctx context.Context, l handoff.Lease) (*launch.Container, error) {
-		lease := l.(*cache.Lease)
-		spec, err := launchSpec(c, args)
-		if err != nil {
-			return nil, err
-		}
-		if err := pinLaunch(lease, &spec); err != nil {
-			return nil, err
-		}
-		spec.Labels = map[string]string{launch.LabelKey: lease.Key(), launch.LabelRoot: c.String(rootFlag.Name)}
-		if spec.Keep {
-			spec.Labels[launch.LabelKeep] = "true"
-		}
-		if err := chownMount(c.String("owner"), lease.MountPath()); err != nil {
-			return nil, err
-		}
-		api, err := launch.NewClient()
-		if err != nil {
-			return nil, err
-		}
-		ctr, err := launch.Start(ctx, api, spec, lease.MountPath())
-		if err != nil {
-			return nil, err
-		}
-		if err := lease.SetContainer(ctr.ID, ctr.Started); err != nil {
-			return nil, errors.Join(err, ctr.Stop(context.Background()))
-		}
-		return ctr, nil
+// containerPayload is the lease's dind container as the flags and ARGS
+// describe it.
+func containerPayload(c *cli.Context, args []string) (*handoff.Container, error) {
+	spec, err := launchSpec(c, args)
+	if err != nil {
+		return nil, err
 	}
-}
-
-// pinLaunch pins the dind container's image store and storage driver: the
-// cache's recorded store, or the graph driver for a new cache (every dind
-// image's engine has it); and gives /var/lib/containerd a directory of the
-// cache, for images that run a containerd of their own, so that nothing
-// lives outside it.
-func pinLaunch(lease *cache.Lease, spec *launch.Spec) error {
-	store := lease.ImageStore()
-	if store == "" {
-		store = dockerd.StoreGraphDriver
+	uid, gid, err := parseOwner(c.String("owner"))
+	if err != nil {
+		return nil, err
 	}
-	driver := dockerd.DriverFor(store, lease.StorageDriver())
-	var err error
-	if spec.Args, err = dockerd.PinArgs(spec.Args, driver, true); err != nil {
-		return fmt.Errorf("%w: %w", errUsage, err)
+	p := &handoff.Container{Spec: spec, RootPath: c.String(rootFlag.Name)}
+	if uid >= 0 {
+		p.Owner = &handoff.Owner{UID: uid, GID: gid}
 	}
-	// Only an engine with the containerd store can have filled a cache with
-	// it: it knows --feature. Any dind image's engine knows the graph driver.
-	spec.Args = dockerd.PinStore(spec.Args, store, dockerd.Engine{Features: store == dockerd.StoreSnapshotter}, true)
-	if err := lease.SetImageStore(store); err != nil {
-		return err
-	}
-	var warning string
-	if spec.Env, warning = dockerd.PinEnv(spec.Env, driver); warning != "" {
-		fmt.Fprintf(os.Stderr, "dindstore: WARNING: %s\n", warning)
-	}
-	spec.ContainerdRoot = filepath.Join(lease.MountPath(), ".dindstore-containerd")
-	return os.MkdirAll(spec.ContainerdRoot, 0o711)
-}
-
-// chownMount gives the cache's root directory to --owner.
-func chownMount(owner, mount string) error {
-	uid, gid, err := parseOwner(owner)
-	if err != nil || uid < 0 {
-		return err
-	}
-	if err := os.Lchown(mount, uid, gid); err != nil {
-		return fmt.Errorf("give %s to %s: %w", mount, owner, err)
-	}
-	return nil
+	return p, nil
 }

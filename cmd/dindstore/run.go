@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/dindstore/dindstore/cache"
@@ -67,11 +65,6 @@ func runLeased(c *cli.Context, root *cache.Root, key string, argv []string, rese
 	if err != nil {
 		return err
 	}
-	// Catch signals from here on: one that arrives while the cache is being
-	// mounted must end in a clean release, not in a half-held cache.
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
-	defer signal.Stop(sigs)
 	var guard guardTimer
 	defer guard.stop()
 	setupGuard := guard.setup(root, key)
@@ -87,7 +80,7 @@ func runLeased(c *cli.Context, root *cache.Root, key string, argv []string, rese
 	})
 	cmd := &handoff.Command{Argv: argv, Pin: handoff.PinCommand}
 	status, err := handoff.Hand(c.Context, acquire, cmd,
-		handoff.Options{Signals: sigs, StopTimeout: c.Duration(stopTimeoutFlag.Name)})
+		handoff.Options{CatchSignals: true, StopTimeout: c.Duration(stopTimeoutFlag.Name)})
 	return exitFor(status, err)
 }
 

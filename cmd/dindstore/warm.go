@@ -7,9 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/dindstore/dindstore/cache"
@@ -54,70 +52,60 @@ var warmCommand = &cli.Command{
 }
 
 // warm holds the cache, runs an inner daemon on it, fills it, and stops
-// (a handoff.Func payload: SIGINT or SIGTERM cancel it).
+// (a handoff.Daemon payload: a signal cancels it).
 func warm(c *cli.Context, root *cache.Root, key string, fromHost, pull []string) error {
 	opts, err := acquireOptions(c)
 	if err != nil {
 		return err
 	}
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-	acquire := handoff.From(root, key, cache.ModeWarm, os.Args, opts, nil)
-	fill := func(ctx context.Context, l handoff.Lease) error {
-		return fillCache(ctx, c, root, l.(*cache.Lease), fromHost, pull)
-	}
-	_, err = handoff.Hand(c.Context, acquire, &handoff.Func{Run: fill}, handoff.Options{Signals: sigs})
-	return err // a Func's status is 0 exactly when there is no error
-}
-
-// fillCache starts the inner daemon on the lease, copies or pulls the
-// images into it, and stops it.
-func fillCache(ctx context.Context, c *cli.Context, root *cache.Root, lease *cache.Lease, fromHost, pull []string) (retErr error) {
-	prog := newProgress(os.Stderr, c.Bool("quiet"))
-	defer prog.wait()
-	d, err := startWarmDaemon(ctx, c, root, lease, prog)
+	log, err := root.OpenLog(key)
 	if err != nil {
 		return err
 	}
-	defer func() { retErr = errors.Join(retErr, d.Stop()) }()
+	defer log.Close()
+	prog := newProgress(os.Stderr, c.Bool("quiet"))
+	defer prog.wait()
+	d := &handoff.Daemon{Flags: warmFlags(c), Log: log, StartTimeout: 2 * time.Minute,
+		Starting: func() func(error) {
+			s := prog.step("start inner dockerd", 0, false)
+			return func(err error) { s.done(err, false) }
+		},
+		Fill: func(ctx context.Context, inner *client.Client) error {
+			return fillCache(ctx, inner, fromHost, pull, prog)
+		}}
+	acquire := handoff.From(root, key, cache.ModeWarm, os.Args, opts, nil)
+	_, err = handoff.Hand(c.Context, acquire, d, handoff.Options{CatchSignals: true})
+	if err != nil && !errors.Is(err, handoff.ErrNotStarted) {
+		err = fmt.Errorf("warm %q: %w; see %s", key, err, root.LogPath(key))
+	}
+	return err // a Daemon's status is 0 exactly when there is no error
+}
+
+// warmFlags are the inner dockerd's flags from warm's.
+func warmFlags(c *cli.Context) []string {
+	var flags []string
+	for _, m := range c.StringSlice("registry-mirror") {
+		flags = append(flags, "--registry-mirror", m)
+	}
+	for _, r := range c.StringSlice("insecure-registry") {
+		flags = append(flags, "--insecure-registry", r)
+	}
+	return flags
+}
+
+// fillCache copies or pulls the images into the inner daemon.
+func fillCache(ctx context.Context, inner *client.Client, fromHost, pull []string, prog *progress) error {
 	if len(fromHost) > 0 {
-		if err := copyFromHost(ctx, d.Client, fromHost, prog); err != nil {
+		if err := copyFromHost(ctx, inner, fromHost, prog); err != nil {
 			return err
 		}
 	}
 	for _, ref := range pull {
-		if err := pullImage(ctx, d.Client, ref, prog); err != nil {
+		if err := pullImage(ctx, inner, ref, prog); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-func startWarmDaemon(ctx context.Context, c *cli.Context, root *cache.Root, lease *cache.Lease, prog *progress) (*launch.Daemon, error) {
-	var extra []string
-	for _, m := range c.StringSlice("registry-mirror") {
-		extra = append(extra, "--registry-mirror", m)
-	}
-	for _, r := range c.StringSlice("insecure-registry") {
-		extra = append(extra, "--insecure-registry", r)
-	}
-	log, err := root.OpenLog(lease.Key())
-	if err != nil {
-		return nil, err
-	}
-	defer log.Close()
-	argv, _, err := handoff.PinCommand(lease, append([]string{"dockerd"}, extra...), os.Environ())
-	if err != nil {
-		return nil, err
-	}
-	s := prog.step("start inner dockerd", 0, false)
-	d, err := launch.StartDaemon(ctx, lease.MountPath(), argv[1:], log, 2*time.Minute)
-	s.done(err, false)
-	if err != nil {
-		return nil, fmt.Errorf("warm %q: %w; see %s", lease.Key(), err, root.LogPath(lease.Key()))
-	}
-	return d, nil
 }
 
 // copyFromHost streams `docker save` from the host's daemon into `docker
