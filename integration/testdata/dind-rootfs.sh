@@ -10,7 +10,7 @@ cd "$R"
 mkdir -p bin sbin usr/bin usr/sbin usr/local/bin etc root run var/run var/lib/docker proc sys dev tmp
 chmod 1777 tmp
 BINS="/usr/sbin/dockerd /usr/bin/containerd /usr/bin/containerd-shim-runc-v2 /usr/sbin/runc /usr/bin/docker
-      /usr/sbin/docker-proxy /usr/bin/tini-static /usr/sbin/xtables-nft-multi"
+      /usr/sbin/docker-proxy /usr/bin/tini-static /usr/sbin/xtables-nft-multi /usr/bin/openssl"
 for b in $BINS; do cp -a --parents "$b" .; done
 ln -sf tini-static usr/bin/docker-init
 for x in iptables iptables-save iptables-restore ip6tables ip6tables-save ip6tables-restore; do
@@ -25,6 +25,7 @@ for d in lib lib64; do          # usr-merged, as the host
   if [ -d "$d" ] && [ ! -L "$d" ]; then mkdir -p "usr/$d"; cp -a "$d/." "usr/$d/"; rm -rf "$d"; fi
   ln -sfn "usr/$d" "$d"
 done
+cp -a --parents /etc/ssl/openssl.cnf . && mkdir -p usr/lib/ssl && ln -sf /etc/ssl/openssl.cnf usr/lib/ssl/openssl.cnf
 cp "$(command -v busybox)" bin/busybox
 chroot . /bin/busybox --install -s
 printf 'root:x:0:0:root:/root:/bin/sh\n' > etc/passwd
@@ -47,6 +48,40 @@ fi
 mount --make-rshared /
 [ $# -gt 0 ] || set -- dockerd --host=unix:///var/run/docker.sock
 case "$1" in -*) set -- dockerd --host=unix:///var/run/docker.sock "$@";; esac
+# As docker:dind's dockerd-entrypoint.sh: with DOCKER_TLS_CERTDIR set, make a CA,
+# a server and a client certificate there (once) and listen with TLS on 2376.
+if [ -n "${DOCKER_TLS_CERTDIR:-}" ] && [ "$1" = dockerd ]; then
+  /usr/local/bin/dind-certs "$DOCKER_TLS_CERTDIR"
+  s=$DOCKER_TLS_CERTDIR/server
+  set -- "$@" --host=tcp://0.0.0.0:2376 --tlsverify --tlscacert "$s/ca.pem" --tlscert "$s/cert.pem" --tlskey "$s/key.pem"
+fi
 exec "$@"
 EOS
+cat > usr/local/bin/dind-certs <<'EOS'
+#!/bin/sh
+# dind-certs DIR: DIR/ca, DIR/server (names: docker, localhost, the hostname and the
+# container's addresses) and DIR/client, each with ca.pem, cert.pem and key.pem.
+set -eu
+d=$1
+mkdir -p "$d/ca" "$d/server" "$d/client"
+[ -s "$d/client/cert.pem" ] && exit 0
+cd "$d"
+openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=docker:dind CA" \
+  -keyout ca/key.pem -out ca/cert.pem 2>/dev/null
+sans="DNS:docker,DNS:localhost,DNS:$(hostname),IP:127.0.0.1"
+for ip in $(ip -o -4 addr show | awk '{split($4, a, "/"); print a[1]}'); do sans="$sans,IP:$ip"; done
+sign() { # sign NAME CN EXT
+  openssl req -new -newkey rsa:2048 -nodes -subj "/CN=$2" -keyout "$1/key.pem" -out "$1/csr.pem" 2>/dev/null
+  printf '%s\n' "$3" > "$1/ext.cnf"
+  openssl x509 -req -in "$1/csr.pem" -CA ca/cert.pem -CAkey ca/key.pem -CAcreateserial -days 30 \
+    -extfile "$1/ext.cnf" -out "$1/cert.pem" 2>/dev/null
+  cp ca/cert.pem "$1/ca.pem"
+  rm -f "$1/csr.pem" "$1/ext.cnf"
+}
+sign server "docker:dind server" "subjectAltName=$sans
+extendedKeyUsage=serverAuth"
+sign client "docker:dind client" "extendedKeyUsage=clientAuth"
+chmod 0644 client/key.pem  # the job container's user reads it, as docker:dind does
+EOS
+chmod 755 usr/local/bin/dind-certs
 chmod 755 usr/local/bin/dind
