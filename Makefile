@@ -15,7 +15,11 @@ ENGINE_DIR := $(CURDIR)/.cache/engine
 # what runs again with the current engine first on PATH
 MODERN_TESTS := ^(TestRunLoop|TestRunDir|TestRunVFS|TestRunCommandContract|TestEngineLeavesNothingOutside|TestWarmCloneCommit|TestWarmPull)$$
 
-.PHONY: all build deps engine test unit demo bench vet fmt-check clean
+# nektos/act, to run the GitHub Actions hook test's steps as a workflow on this host
+ACT_VERSION := v0.2.89
+ACT := $(CURDIR)/.cache/act/act
+
+.PHONY: all build deps engine act test unit demo bench vet fmt-check clean
 
 all: build
 
@@ -37,10 +41,15 @@ deps:
 engine:
 	./scripts/build-engine.sh $(ENGINE_DIR)
 
+## act: build nektos/act into .cache/act when it is missing (about 2 minutes cold)
+act: $(ACT)
+$(ACT):
+	GOBIN=$(CURDIR)/.cache/act $(GO) install github.com/nektos/act@$(ACT_VERSION)
+
 ## test: every test (the root-only ones, with loop devices, mounts and dockerd, run when root),
 ##       then the integration tests again on the current engine
-test: deps vet fmt-check engine
-	DINDSTORE_TEST_ENGINE_DIR=$(ENGINE_DIR) $(GO) test $(TESTFLAGS) ./...
+test: deps vet fmt-check engine act
+	DINDSTORE_TEST_ENGINE_DIR=$(ENGINE_DIR) DINDSTORE_TEST_ACT=$(ACT) $(GO) test $(TESTFLAGS) ./...
 	DINDSTORE_TEST_ENGINE=$(ENGINE_DIR) $(GO) test $(TESTFLAGS) -run '$(MODERN_TESTS)' ./integration/
 
 ## unit: the tests that need neither root nor a daemon

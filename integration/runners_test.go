@@ -3,7 +3,7 @@
 package integration
 
 import (
-	"bytes"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,7 +15,8 @@ import (
 // documented protocol against the shipped hooks — each hook run as `bash -e
 // FILE` with the runner's environment (GITHUB_REPOSITORY, RUNNER_NAME,
 // GITHUB_ENV), then the job's steps with the variables the hooks wrote to
-// $GITHUB_ENV — and ARC's drop-in directories by running every file of
+// $GITHUB_ENV (as a workflow run by nektos/act on this host when `make test`
+// built it, else as shell steps) — and ARC's drop-in directories by running every file of
 // job-started.d/ and job-completed.d/ the same way.
 
 // ghaRunner is one runner slot's environment for the hooks.
@@ -57,18 +58,47 @@ func (r *ghaRunner) dropIns(dir string) {
 	}
 }
 
-// step runs a job step: sh -c SCRIPT with what the hooks wrote to GITHUB_ENV.
-func (r *ghaRunner) step(script string, stdin []byte) string {
+// steps runs a job's steps with what the hooks wrote to GITHUB_ENV: through
+// nektos/act on the host platform (`-P ubuntu-latest=-self-hosted`, the
+// hook's variables as its --env-file) when DINDSTORE_TEST_ACT names act
+// (`make test` builds it), else each as `bash -e -c STEP`. It returns the
+// steps' output.
+func (r *ghaRunner) steps(steps ...string) string {
+	if act := os.Getenv("DINDSTORE_TEST_ACT"); act != "" {
+		return r.actSteps(act, steps)
+	}
+	r.t.Log("DINDSTORE_TEST_ACT is not set: the steps run as plain shell steps")
 	b, err := os.ReadFile(r.githubE)
 	must(r.t, err)
-	cmd := exec.Command("sh", "-c", script)
-	cmd.Env = append(os.Environ(), strings.Fields(string(b))...)
-	if stdin != nil {
-		cmd.Stdin = bytes.NewReader(stdin)
+	var out strings.Builder
+	for _, step := range steps {
+		cmd := exec.Command("bash", "-e", "-c", step)
+		cmd.Env = append(os.Environ(), strings.Fields(string(b))...)
+		o, err := cmd.CombinedOutput()
+		out.Write(o)
+		if err != nil {
+			r.t.Fatalf("step %q: %v\n%s", step, err, o)
+		}
 	}
+	return out.String()
+}
+
+// actSteps runs the steps as one job of a workflow with act on this host.
+func (r *ghaRunner) actSteps(act string, steps []string) string {
+	dir := r.t.TempDir()
+	wf := "on: push\njobs:\n  job:\n    runs-on: ubuntu-latest\n    steps:\n"
+	for _, s := range steps {
+		b, _ := json.Marshal(s) // a JSON string is a YAML string
+		wf += "      - run: " + string(b) + "\n"
+	}
+	must(r.t, os.MkdirAll(filepath.Join(dir, ".github", "workflows"), 0o755))
+	must(r.t, os.WriteFile(filepath.Join(dir, ".github", "workflows", "job.yml"), []byte(wf), 0o644))
+	cmd := exec.Command(act, "push", "-P", "ubuntu-latest=-self-hosted", "--env-file", r.githubE)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_CACHE_HOME="+filepath.Join(dir, ".cache"))
 	out, err := cmd.CombinedOutput()
-	if err != nil {
-		r.t.Fatalf("step %q: %v\n%s", script, err, out)
+	if err != nil || !strings.Contains(string(out), "Job succeeded") {
+		r.t.Fatalf("act: %v\n%s", err, out)
 	}
 	return string(out)
 }
@@ -88,8 +118,10 @@ func TestGitHubActionsHooks(t *testing.T) {
 	if out, err := r.hook(filepath.Join(r.hooks, "job-started.sh")); err != nil {
 		t.Fatalf("job-started.sh: %v\n%s", err, out)
 	}
-	r.step(`docker import --change 'CMD ["/bin/sh"]' - bb:gha`, busyboxTar(t))
-	if out := r.step("docker run --rm --network none bb:gha echo hello from the job", nil); !strings.Contains(out, "hello from the job") {
+	tar := filepath.Join(t.TempDir(), "busybox.tar")
+	must(t, os.WriteFile(tar, busyboxTar(t), 0o644))
+	if out := r.steps(`docker import --change 'CMD ["/bin/sh"]' `+tar+` bb:gha`,
+		"docker run --rm --network none bb:gha echo hello from the job"); !strings.Contains(out, "hello from the job") {
 		t.Fatalf("the job's container: %q", out)
 	}
 	if out, err := r.hook(filepath.Join(r.hooks, "job-completed.sh")); err != nil {
@@ -106,7 +138,7 @@ func TestGitHubActionsHooks(t *testing.T) {
 	}
 	must(t, os.Truncate(r.githubE, 0))
 	r.dropIns(filepath.Join(arc, "job-started.d"))
-	if out := r.step("docker images --format '{{.Repository}}:{{.Tag}}'", nil); !strings.Contains(out, "bb:gha") {
+	if out := r.steps("docker images --format '{{.Repository}}:{{.Tag}}'"); !strings.Contains(out, "bb:gha") {
 		t.Fatalf("the next job on the slot does not see the first job's image: %q", out)
 	}
 	r.dropIns(filepath.Join(arc, "job-completed.d"))
