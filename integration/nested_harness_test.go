@@ -173,12 +173,16 @@ func sleepShort() { time.Sleep(200 * time.Millisecond) }
 
 // startRegistry runs a docker-registry on a free 127.0.0.1 port with its
 // storage in the test's temp dir, and returns its host:port.
-func startRegistry(t *testing.T) string {
+func startRegistry(t *testing.T) string { return startRegistryOn(t, "127.0.0.1") }
+
+// startRegistryOn is startRegistry on an address of this host (the gateway
+// of a container network, for daemons in containers).
+func startRegistryOn(t *testing.T, host string) string {
 	t.Helper()
 	if _, err := exec.LookPath("docker-registry"); err != nil {
 		t.Skip("skipping: docker-registry not found; `make deps` installs it")
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	must(t, err)
 	addr := l.Addr().String()
 	l.Close()
