@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -33,6 +34,18 @@ type outer struct {
 // for all of them, and plain runc fails with "unable to apply caps" here.
 func startOuter(t testing.TB, wrapRuntime bool) *outer {
 	t.Helper()
+	if !wrapRuntime {
+		return startOuterWith(t, nil)
+	}
+	return startOuterWith(t, []string{"wrap"})
+}
+
+// startOuterWith starts an outer dockerd with extra flags; "wrap" among
+// them stands for the runc wrapper of startOuter.
+func startOuterWith(t testing.TB, extra []string) *outer {
+	t.Helper()
+	wrapRuntime := slices.Contains(extra, "wrap")
+	extra = slices.DeleteFunc(slices.Clone(extra), func(s string) bool { return s == "wrap" })
 	dir, err := os.MkdirTemp("", "dindstore-outer-")
 	must(t, err)
 	o := &outer{sock: filepath.Join(dir, "d.sock"), log: filepath.Join(dir, "dockerd.log")}
@@ -43,6 +56,7 @@ func startOuter(t testing.TB, wrapRuntime bool) *outer {
 		wrapper := writeRuncWrapper(t, dir)
 		args = append(args, "--add-runtime", "dindstore-test-runc="+wrapper, "--default-runtime", "dindstore-test-runc")
 	}
+	args = append(args, extra...)
 	logf, err := os.Create(o.log)
 	must(t, err)
 	o.cmd = exec.Command("dockerd", args...)
@@ -104,6 +118,37 @@ done
 exec %[2]s "$@"
 `, strings.Join(drop, " "), runcPath(t))
 	p := filepath.Join(dir, "runc-wrapper")
+	must(t, os.WriteFile(p, []byte(script), 0o755))
+	return p
+}
+
+// writeIsolatingRuntime writes a runc wrapper that stands in for a runtime
+// that isolates by itself (Sysbox): it records each call in calls and, on
+// create, gives the (unprivileged) container what an inner engine needs —
+// SYS_ADMIN and NET_ADMIN, no seccomp filter, writable cgroups, forwarding.
+func writeIsolatingRuntime(t testing.TB, calls string) string {
+	t.Helper()
+	if _, err := exec.LookPath("jq"); err != nil {
+		t.Skip("skipping: jq not found; `make deps` installs it")
+	}
+	script := fmt.Sprintf(`#!/bin/sh
+# Test-only stand-in for an isolating runtime (see writeIsolatingRuntime).
+echo "$*" >> %[1]q
+prev=; bundle=; create=
+for a in "$@"; do
+  case "$prev" in --bundle|-b) bundle=$a;; esac
+  case "$a" in --bundle=*) bundle=${a#--bundle=};; create) create=1;; esac
+  prev=$a
+done
+if [ -n "$create" ] && [ -n "$bundle" ]; then
+  jq '.process.capabilities |= with_entries(.value = (.value + ["CAP_SYS_ADMIN","CAP_NET_ADMIN"] | unique))
+      | del(.linux.seccomp) | .mounts |= map(if .type == "cgroup" then .options -= ["ro"] else . end)
+      | .linux.sysctl["net.ipv4.ip_forward"] = "1"' "$bundle/config.json" > "$bundle/config.json.new" &&
+    mv "$bundle/config.json.new" "$bundle/config.json"
+fi
+exec %[2]s "$@"
+`, calls, runcPath(t))
+	p := filepath.Join(t.TempDir(), "isolating-runtime")
 	must(t, os.WriteFile(p, []byte(script), 0o755))
 	return p
 }

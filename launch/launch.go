@@ -38,6 +38,9 @@ type Spec struct {
 	// Runtime is an OCI runtime that nests without --privileged (e.g.
 	// sysbox-runc); with it the container is not privileged.
 	Runtime string
+	// Unprivileged starts the container without --privileged: no host
+	// devices, and only what an inner engine needs (see UnprivilegedCaps).
+	Unprivileged bool
 	// Target is where the cache is mounted in the container.
 	Target string
 	// Network, Aliases, Env, Volumes and Publish pass through as `docker
@@ -69,6 +72,10 @@ func (s *Spec) Validate() error {
 	}
 	if len(s.Aliases) > 0 && s.Network == "" {
 		return fmt.Errorf("%w: --network-alias needs --network", ErrInvalid)
+	}
+	if s.Unprivileged && s.Runtime != "" {
+		return fmt.Errorf("%w: --unprivileged is for runc; with --runtime %s the container is not privileged already",
+			ErrInvalid, s.Runtime)
 	}
 	if _, _, err := nat.ParsePortSpecs(s.Publish); err != nil {
 		return fmt.Errorf("%w: --publish: %v", ErrInvalid, err)
@@ -114,6 +121,11 @@ func Start(ctx context.Context, api client.APIClient, spec Spec, mountPath strin
 	cfg, host, net, err := configs(spec, mountPath)
 	if err != nil {
 		return nil, err
+	}
+	if spec.Unprivileged {
+		if err := unprivileged(ctx, api, spec, cfg, host); err != nil {
+			return nil, err
+		}
 	}
 	created, err := api.ContainerCreate(ctx, cfg, host, net, nil, spec.Name)
 	if err != nil {

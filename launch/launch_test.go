@@ -55,3 +55,24 @@ func TestStripStreamHeaders(t *testing.T) {
 		t.Fatalf("got %q", got)
 	}
 }
+
+func TestUnprivilegedConfig(t *testing.T) {
+	spec := Spec{Image: "dind", Unprivileged: true, Args: []string{"--tls=false"}}
+	cfg, host, _, err := configs(spec, "/m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	unprivilegedConfig(spec, []string{"dockerd-entrypoint.sh"}, []string{"ignored"}, cfg, host)
+	if host.Privileged || !slices.Equal(host.CapAdd, []string{"NET_ADMIN", "SYS_ADMIN"}) ||
+		!slices.Contains(host.SecurityOpt, "seccomp=unconfined") || host.Sysctls["net.ipv4.ip_forward"] != "1" {
+		t.Fatalf("host config: %+v", host)
+	}
+	want := []string{"/bin/sh", "-c", cgroupShim, "dindstore-cgroup-shim", "dockerd-entrypoint.sh"}
+	if !slices.Equal(cfg.Entrypoint, want) || !slices.Equal(cfg.Cmd, []string{"--tls=false"}) {
+		t.Fatalf("entrypoint %q, cmd %q", cfg.Entrypoint, cfg.Cmd)
+	}
+	bad := Spec{Image: "dind", Unprivileged: true, Runtime: "sysbox-runc"}
+	if err := bad.Validate(); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("--unprivileged with --runtime: %v", err)
+	}
+}

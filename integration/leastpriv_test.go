@@ -1,0 +1,144 @@
+//go:build linux
+
+package integration
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// modeReport is what the same checks found inside a dind container
+// launched in one mode.
+type modeReport struct {
+	mode                        string
+	hostDisks, loopNodes        int  // block device nodes of host disks / loop devices in /dev
+	readsHostDisk, attachesLoop bool // could read the host's root disk; attach a loop device (a node made there)
+	capEff                      string
+	innerBuild, innerContainers bool
+}
+
+func (m modeReport) String() string {
+	return fmt.Sprintf("| %s | %d | %d | %v | %v | %s | %v | %v |", m.mode, m.hostDisks, m.loopNodes,
+		m.readsHostDisk, m.attachesLoop, m.capEff, m.innerBuild, m.innerContainers)
+}
+
+// hostRootDev is the device number of the filesystem at / on the host.
+func hostRootDev(t *testing.T) (major, minor uint32) {
+	var st unix.Stat_t
+	must(t, unix.Stat("/", &st))
+	return unix.Major(st.Dev), unix.Minor(st.Dev)
+}
+
+// checkMode runs, inside the dind container id, the checks of
+// docs/security.md's table: the host's block devices it sees, whether it
+// can read the host's root disk or attach a host loop device to a file
+// (each through a node it makes itself), its capabilities, and whether the
+// inner engine builds an image and runs containers. (This VM refuses to
+// open its root disk even to the host's root, so that column reads false
+// in every mode here.)
+func checkMode(t *testing.T, o *outer, id, mode string) modeReport {
+	t.Helper()
+	maj, min := hostRootDev(t)
+	script := fmt.Sprintf(`cd /dev; n=0; for d in sd* vd* xvd* nvme* hd*; do [ -b "$d" ] && n=$((n+1)); done; echo "disks $n"
+l=0; for d in loop*; do [ -b "$d" ] && l=$((l+1)); done; echo "loops $l"
+mknod /dev/dindstore-hostdisk b %d %d && dd if=/dev/dindstore-hostdisk of=/dev/null bs=4096 count=1 && echo "reads-host-disk"
+rm -f /dev/dindstore-hostdisk
+dd if=/dev/zero of=/tmp/img bs=1M count=8 2>/dev/null
+mknod /dev/dindstore-loop b 7 250 && losetup /dev/dindstore-loop /tmp/img && echo "attaches-loop" && losetup -d /dev/dindstore-loop
+rm -f /dev/dindstore-loop
+grep CapEff /proc/1/status`, maj, min)
+	out, err := o.docker("exec", id, "sh", "-c", script)
+	if err != nil {
+		t.Fatalf("%s: checks: %v\n%s", mode, err, out)
+	}
+	t.Logf("%s: the checks said:\n%s", mode, out)
+	m := modeReport{mode: mode}
+	_, _ = fmt.Sscanf(lineWith(out, "disks "), "disks %d", &m.hostDisks)
+	_, _ = fmt.Sscanf(lineWith(out, "loops "), "loops %d", &m.loopNodes)
+	m.readsHostDisk, m.attachesLoop = strings.Contains(out, "reads-host-disk"), strings.Contains(out, "attaches-loop")
+	m.capEff = strings.TrimSpace(strings.TrimPrefix(lineWith(out, "CapEff:"), "CapEff:"))
+	innerDocker(t, o, id, busyboxTar(t), "import", "--change", `CMD ["/bin/sh"]`, "-", "bb:local")
+	buildInner(t, o, id) // fails the test when the inner engine cannot build and run
+	m.innerBuild, m.innerContainers = true, true
+	return m
+}
+
+func lineWith(out, prefix string) string {
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(l), prefix) {
+			return strings.TrimSpace(l)
+		}
+	}
+	return ""
+}
+
+// TestLaunchUnprivileged: `launch --unprivileged` on a loop cache — inside,
+// no host disk or loop device node, and none usable through a node made
+// there (no loop device can be attached), yet the inner
+// engine builds an image and runs containers; the same checks in the
+// privileged mode show the difference. The table goes to the log (and to
+// docs/security.md).
+func TestLaunchUnprivileged(t *testing.T) {
+	o, root := nestedRoot(t, "up")
+	t.Cleanup(func() { runBinary(t, binary, o.env(), root, "release", "pr") })
+	unpriv := checkMode(t, o, launchDetached(t, o, root, "up", "--unprivileged", "--name", "dindstore-up"), "unprivileged")
+	priv := checkMode(t, o, launchDetached(t, o, root, "pr"), "privileged")
+	t.Logf("\n| mode | host disks in /dev | loop nodes | reads host disk | attaches a loop device | CapEff | builds | runs |\n%s\n%s",
+		priv, unpriv)
+	if unpriv.hostDisks != 0 || unpriv.loopNodes != 0 || unpriv.readsHostDisk || unpriv.attachesLoop {
+		t.Errorf("unprivileged dind reaches host devices: %s", unpriv)
+	}
+	if priv.hostDisks == 0 || !priv.attachesLoop {
+		t.Errorf("privileged dind reaches no host device: the checks do not check anything: %s", priv)
+	}
+	info, err := o.docker("inspect", "-f", "{{.HostConfig.Privileged}} {{.HostConfig.CapAdd}} {{.HostConfig.SecurityOpt}}",
+		"dindstore-up")
+	if err != nil || !strings.HasPrefix(info, "false ") {
+		t.Errorf("unprivileged container's host config: %q, %v", info, err)
+	}
+	for _, key := range []string{"up", "pr"} {
+		if r := dindstore(t, root, "release", key); r.code != 0 {
+			t.Fatalf("release %s: exit %d: %s", key, r.code, r.stderr)
+		}
+	}
+	assertNothingLeft(t, root)
+}
+
+// TestLaunchRuntimePassThrough: `--runtime NAME` reaches the engine as the
+// container's runtime, and the container is then not privileged. Sysbox
+// cannot be installed here: a runc wrapper registered under another name
+// stands in for it (it records its calls, and gives the container what
+// --unprivileged would, as a runtime that isolates by itself must).
+func TestLaunchRuntimePassThrough(t *testing.T) {
+	requireSuite(t)
+	calls := filepath.Join(t.TempDir(), "calls")
+	o := startOuterWith(t, []string{"--add-runtime", "isolating-test=" + writeIsolatingRuntime(t, calls)})
+	buildDindImage(t, o)
+	root := filepath.Join(t.TempDir(), "root")
+	t.Cleanup(func() { runBinary(t, binary, o.env(), root, "release", "rt"); cleanupRoot(t, root) })
+	id := launchDetached(t, o, root, "rt", "--runtime", "isolating-test", "--name", "dindstore-rt")
+	info, err := o.docker("inspect", "-f", "{{.HostConfig.Runtime}} {{.HostConfig.Privileged}}", id)
+	if err != nil || strings.TrimSpace(info) != "isolating-test false" {
+		t.Fatalf("container runtime and privilege: %q, %v", info, err)
+	}
+	if b, _ := os.ReadFile(calls); !strings.Contains(string(b), "create") {
+		t.Fatalf("the runtime was not called to create the container: %q", b)
+	}
+	innerDocker(t, o, id, busyboxTar(t), "import", "-", "bb:local")
+	if out := innerDocker(t, o, id, nil, "run", "--rm", "--network", "none", "bb:local", "echo", "via runtime"); !strings.Contains(out, "via runtime") {
+		t.Fatalf("inner container: %q", out)
+	}
+	if r := runBinary(t, binary, o.env(), root, "launch", "rt2", "--image", dindImage, "--runtime", "x",
+		"--unprivileged"); r.code != 2 || !strings.Contains(r.stderr, "not privileged already") {
+		t.Fatalf("--unprivileged with --runtime: exit %d: %s", r.code, r.stderr)
+	}
+	if r := dindstore(t, root, "release", "rt"); r.code != 0 {
+		t.Fatalf("release: exit %d: %s", r.code, r.stderr)
+	}
+	assertNothingLeft(t, root)
+}
