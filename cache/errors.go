@@ -19,6 +19,9 @@ var (
 	// ErrCorruptRecord means a record or owner record could not be read
 	// back (truncated, tampered with, or for another key).
 	ErrCorruptRecord = errors.New("corrupt record")
+	// ErrOwnerMismatch means the cache's filesystem root belongs to another
+	// user than the one asked for (a rootless daemon's uid): see SetOwner.
+	ErrOwnerMismatch = errors.New("cache belongs to another user")
 	// ErrDriverMismatch means the storage driver the cache is pinned to
 	// does not work where it is mounted now.
 	ErrDriverMismatch = errors.New("storage driver mismatch")

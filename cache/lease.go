@@ -67,8 +67,43 @@ func (l *Lease) SetImageStore(store string) error {
 	return l.root.updateRecord(l.record.Key, func(rec *Record) { rec.ImageStore = store })
 }
 
+// SetOwner gives the mounted cache's root directory to uid:gid (a rootless
+// daemon's user) and records it, once. A cache given to another user, or
+// one a root daemon already filled, is refused (ErrOwnerMismatch, naming
+// both): its files belong to other ids than the daemon would run as.
+func (l *Lease) SetOwner(uid, gid int) error {
+	want := fmt.Sprintf("%d:%d", uid, gid)
+	switch have := l.record.Owner; {
+	case have == want:
+		return nil
+	case have != "":
+		return fmt.Errorf("%w: cache %q was made for %s, not %s: use another key for that user",
+			ErrOwnerMismatch, l.record.Key, have, want)
+	case l.holdsData():
+		return fmt.Errorf("%w: cache %q was filled by a daemon running as root, not %s: use another key for that user",
+			ErrOwnerMismatch, l.record.Key, want)
+	}
+	if err := os.Lchown(l.mount.Target, uid, gid); err != nil {
+		return fmt.Errorf("give %s to %s: %w", l.mount.Target, want, err)
+	}
+	l.record.Owner = want
+	return l.root.updateRecord(l.record.Key, func(rec *Record) { rec.Owner = want })
+}
+
+// holdsData says whether the mounted cache has anything beyond what a
+// fresh filesystem and dindstore put there.
+func (l *Lease) holdsData() bool {
+	entries, _ := os.ReadDir(l.mount.Target)
+	for _, e := range entries {
+		if e.Name() != "lost+found" && e.Name() != ".dindstore-containerd" {
+			return true
+		}
+	}
+	return false
+}
+
 // Reset empties the mounted cache (all but lost+found) and forgets its
-// image store, for starting over with another one.
+// image store and owner, for starting over with another one.
 func (l *Lease) Reset() error {
 	entries, err := os.ReadDir(l.mount.Target)
 	if err != nil {
@@ -82,7 +117,8 @@ func (l *Lease) Reset() error {
 			return fmt.Errorf("reset cache %q: %w", l.record.Key, err)
 		}
 	}
-	return l.SetImageStore("")
+	l.record.ImageStore, l.record.Owner = "", ""
+	return l.root.updateRecord(l.record.Key, func(rec *Record) { rec.ImageStore, rec.Owner = "", "" })
 }
 
 // Key is the cache's key.

@@ -39,6 +39,9 @@ type Record struct {
 	// ImageStore is the image store the cache was first used with
 	// (graphdriver or snapshotter, see overlay.DecideStore); it keeps it.
 	ImageStore string `json:"image_store,omitempty"`
+	// Owner is "UID:GID" that the filesystem's root was given to (a
+	// rootless daemon's user), once; empty for root.
+	Owner string `json:"owner,omitempty"`
 	// KindReason says why auto chose a kind other than loop.
 	KindReason []string `json:"kind_reason,omitempty"`
 	// Created and LastUsed are UTC times.

@@ -10,35 +10,35 @@ import (
 	"github.com/dindstore/dindstore/cache"
 	"github.com/dindstore/dindstore/dockerd"
 	"github.com/dindstore/dindstore/launch"
+	"github.com/docker/docker/client"
 )
 
 // Owner is a user and group that the mount's root directory is given to.
 type Owner struct{ UID, GID int }
 
 // begin starts the lease's dind container: the spec pinned to the cache,
-// labelled, the mount's owner set, and the container recorded in the
-// lease's owner record (so that a guard can stop it when the holder dies).
+// labelled, the mount given to a rootless daemon's user (or Owner), and
+// the container recorded in the lease's owner record (so that a guard can
+// stop it when the holder dies).
 func (c *Container) begin(ctx context.Context, l Lease) (*launch.Container, error) {
 	lease, ok := l.(*cache.Lease)
 	if !ok {
 		return nil, fmt.Errorf("a container needs a cache lease, got %T", l)
 	}
+	api, err := launch.NewClient()
+	if err != nil {
+		return nil, err
+	}
 	spec := c.Spec
+	if err := c.setOwner(ctx, api, lease, &spec); err != nil {
+		return nil, err
+	}
 	if err := PinContainer(lease, &spec); err != nil {
 		return nil, err
 	}
 	spec.Labels = map[string]string{launch.LabelKey: lease.Key(), launch.LabelRoot: c.RootPath}
 	if spec.Keep {
 		spec.Labels[launch.LabelKeep] = "true"
-	}
-	if o := c.Owner; o != nil {
-		if err := os.Lchown(lease.MountPath(), o.UID, o.GID); err != nil {
-			return nil, fmt.Errorf("give %s to %d:%d: %w", lease.MountPath(), o.UID, o.GID, err)
-		}
-	}
-	api, err := launch.NewClient()
-	if err != nil {
-		return nil, err
 	}
 	ctr, err := launch.Start(ctx, api, spec, lease.MountPath())
 	if err != nil {
@@ -48,6 +48,36 @@ func (c *Container) begin(ctx context.Context, l Lease) (*launch.Container, erro
 		return nil, errors.Join(err, ctr.Stop(context.WithoutCancel(ctx)))
 	}
 	return ctr, nil
+}
+
+// setOwner decides whether the daemon is rootless (asked for, or the
+// image's user is not root), and gives the mount's root to its user — the
+// Owner given, else the image's — once, as the cache records (see
+// cache.Lease.SetOwner). A rootless daemon needs a kernel that gives it
+// overlay (launch.CheckRootlessKernel).
+func (c *Container) setOwner(ctx context.Context, api client.APIClient, lease *cache.Lease, spec *launch.Spec) error {
+	user, err := launch.ImageUser(ctx, api, spec.Image)
+	if err != nil {
+		return err
+	}
+	if user != "" && !spec.Rootless {
+		spec.Rootless = true
+		fmt.Fprintf(os.Stderr, "dindstore: %s runs as %q: launching it rootless (docs/security.md)\n", spec.Image, user)
+	}
+	if spec.Rootless {
+		if err := launch.CheckRootlessKernel(spec.Args); err != nil {
+			return err
+		}
+	}
+	o := c.Owner
+	if o == nil && spec.Rootless {
+		uid, gid := launch.RootlessOwner(user)
+		o = &Owner{UID: uid, GID: gid}
+	}
+	if o == nil {
+		return nil
+	}
+	return lease.SetOwner(o.UID, o.GID)
 }
 
 // PinContainer pins a dind container's image store and storage driver to
@@ -74,6 +104,9 @@ func PinContainer(lease *cache.Lease, spec *launch.Spec) error {
 	var warning string
 	if spec.Env, warning = dockerd.PinEnv(spec.Env, driver); warning != "" {
 		fmt.Fprintf(os.Stderr, "dindstore: WARNING: %s\n", warning)
+	}
+	if spec.Rootless {
+		return nil // its containerd lives in its data root, as its user
 	}
 	spec.ContainerdRoot = filepath.Join(lease.MountPath(), ".dindstore-containerd")
 	return os.MkdirAll(spec.ContainerdRoot, 0o711)

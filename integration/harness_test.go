@@ -64,6 +64,7 @@ func setup(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	defer os.Remove(dindTar)
+	defer os.Remove(dindRootlessTar)
 	binary, faultBinary = filepath.Join(dir, "dindstore"), filepath.Join(dir, "dindstore-faults")
 	for _, b := range [][]string{{"-o", binary}, {"-tags", "faults", "-o", faultBinary}} {
 		args := append(append([]string{"build"}, b...), "../cmd/dindstore")

@@ -183,21 +183,60 @@ func buildDindImage(t testing.TB, o *outer) {
 	}
 }
 
-var dindTar = filepath.Join(os.TempDir(), fmt.Sprintf("dindstore-dind-%d.tar", os.Getpid()))
+var (
+	dindTar         = filepath.Join(os.TempDir(), fmt.Sprintf("dindstore-dind-%d.tar", os.Getpid()))
+	dindRootlessTar = filepath.Join(os.TempDir(), fmt.Sprintf("dindstore-dind-rootless-%d.tar", os.Getpid()))
+)
 
-func buildDindTar() error {
+func buildDindTar() error { return buildRootfsTar("testdata/dind-rootfs.sh", dindTar) }
+
+// buildRootfsTar runs a rootfs script into a temporary directory and tars
+// the result to tar.
+func buildRootfsTar(script, tar string) error {
 	dir, err := os.MkdirTemp("", "dindstore-dind-rootfs-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	if out, err := exec.Command("sh", "testdata/dind-rootfs.sh", dir).CombinedOutput(); err != nil {
-		return fmt.Errorf("build the dind rootfs: %v\n%s", err, out)
+	if out, err := exec.Command("sh", script, dir).CombinedOutput(); err != nil {
+		return fmt.Errorf("build the rootfs (%s): %v\n%s", script, err, out)
 	}
-	if out, err := exec.Command("tar", "-C", dir, "-cf", dindTar, ".").CombinedOutput(); err != nil {
-		return fmt.Errorf("tar the dind rootfs: %v\n%s", err, out)
+	if out, err := exec.Command("tar", "-C", dir, "-cf", tar, ".").CombinedOutput(); err != nil {
+		return fmt.Errorf("tar the rootfs: %v\n%s", err, out)
 	}
 	return nil
+}
+
+// dindRootlessImage is the registry-free docker:dind-rootless style image.
+const dindRootlessImage = "dindstore-test/dind-rootless:local"
+
+var buildRootlessOnce sync.Once
+
+// buildDindRootlessImage imports the rootless dind image (built once per
+// test binary) into the outer daemon: user rootless, its socket in
+// XDG_RUNTIME_DIR, DOCKER_HOST pointing at it, as docker:dind-rootless.
+func buildDindRootlessImage(t testing.TB, o *outer) {
+	t.Helper()
+	for _, tool := range []string{"rootlesskit", "newuidmap", "slirp4netns"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("skipping: %s not found; `make deps` installs it", tool)
+		}
+	}
+	var err error
+	buildRootlessOnce.Do(func() { err = buildRootfsTar("testdata/dind-rootless-rootfs.sh", dindRootlessTar) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	tar, err := os.ReadFile(dindRootlessTar)
+	must(t, err)
+	if _, err := dockerStdin(o.sock, tar, "import", "--change", "USER rootless",
+		"--change", "ENV XDG_RUNTIME_DIR=/run/user/1000", "--change", "ENV HOME=/home/rootless",
+		"--change", "ENV DOCKER_HOST=unix:///run/user/1000/docker.sock",
+		"--change", "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"--change", `ENTRYPOINT ["/usr/bin/docker-init","--","/usr/local/bin/dind-rootless"]`,
+		"-", dindRootlessImage); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // cleanupMountsBelow unmounts whatever is still mounted below dir.

@@ -41,7 +41,12 @@ type Spec struct {
 	// Unprivileged starts the container without --privileged: no host
 	// devices, and only what an inner engine needs (see UnprivilegedCaps).
 	Unprivileged bool
-	// Target is where the cache is mounted in the container.
+	// Rootless starts a docker:dind-rootless style image, whose daemon runs
+	// as the image's user: not privileged (see rootlessConfig), the cache
+	// at RootlessTarget unless Target says otherwise.
+	Rootless bool
+	// Target is where the cache is mounted in the container (empty:
+	// DefaultTarget, or RootlessTarget for a rootless daemon).
 	Target string
 	// Network, Aliases, Env, Volumes and Publish pass through as `docker
 	// run` takes them (--network, --network-alias, -e, -v, -p).
@@ -59,15 +64,23 @@ type Spec struct {
 	ContainerdRoot string
 }
 
+// TargetPath is where the cache is mounted in the container.
+func (s *Spec) TargetPath() string {
+	switch {
+	case s.Target != "":
+		return s.Target
+	case s.Rootless:
+		return RootlessTarget
+	}
+	return DefaultTarget
+}
+
 // Validate checks the spec before anything is created.
 func (s *Spec) Validate() error {
 	if s.Image == "" {
 		return fmt.Errorf("%w: --image is required", ErrInvalid)
 	}
-	if s.Target == "" {
-		s.Target = DefaultTarget
-	}
-	if !strings.HasPrefix(s.Target, "/") {
+	if s.Target != "" && !strings.HasPrefix(s.Target, "/") {
 		return fmt.Errorf("%w: --target %q must be an absolute path", ErrInvalid, s.Target)
 	}
 	if len(s.Aliases) > 0 && s.Network == "" {
@@ -76,6 +89,9 @@ func (s *Spec) Validate() error {
 	if s.Unprivileged && s.Runtime != "" {
 		return fmt.Errorf("%w: --unprivileged is for runc; with --runtime %s the container is not privileged already",
 			ErrInvalid, s.Runtime)
+	}
+	if s.Unprivileged && s.Rootless {
+		return fmt.Errorf("%w: --unprivileged and --rootless: a rootless dind is not privileged already", ErrInvalid)
 	}
 	if _, _, err := nat.ParsePortSpecs(s.Publish); err != nil {
 		return fmt.Errorf("%w: --publish: %v", ErrInvalid, err)
@@ -122,10 +138,13 @@ func Start(ctx context.Context, api client.APIClient, spec Spec, mountPath strin
 	if err != nil {
 		return nil, err
 	}
-	if spec.Unprivileged {
+	switch {
+	case spec.Unprivileged:
 		if err := unprivileged(ctx, api, spec, cfg, host); err != nil {
 			return nil, err
 		}
+	case spec.Rootless:
+		rootlessConfig(spec, host)
 	}
 	created, err := api.ContainerCreate(ctx, cfg, host, net, nil, spec.Name)
 	if err != nil {
@@ -165,7 +184,7 @@ func configs(spec Spec, mountPath string) (*container.Config, *container.HostCon
 		Binds:        spec.Volumes,
 		PortBindings: bindings,
 		NetworkMode:  container.NetworkMode(spec.Network),
-		Mounts:       []mount.Mount{{Type: mount.TypeBind, Source: mountPath, Target: spec.Target}},
+		Mounts:       []mount.Mount{{Type: mount.TypeBind, Source: mountPath, Target: spec.TargetPath()}},
 	}
 	if spec.ContainerdRoot != "" {
 		host.Mounts = append(host.Mounts, mount.Mount{Type: mount.TypeBind, Source: spec.ContainerdRoot, Target: "/var/lib/containerd"})

@@ -22,8 +22,15 @@ func TestValidate(t *testing.T) {
 		}
 	}
 	s := Spec{Image: "x"}
-	if err := s.Validate(); err != nil || s.Target != DefaultTarget {
-		t.Fatalf("Validate = %v, target %q", err, s.Target)
+	if err := s.Validate(); err != nil || s.TargetPath() != DefaultTarget {
+		t.Fatalf("Validate = %v, target %q", err, s.TargetPath())
+	}
+	s.Rootless = true
+	if s.TargetPath() != RootlessTarget {
+		t.Fatalf("rootless target %q", s.TargetPath())
+	}
+	if s.Unprivileged = true; !errors.Is(s.Validate(), ErrInvalid) {
+		t.Fatal("--unprivileged with --rootless must be refused")
 	}
 }
 
@@ -74,5 +81,22 @@ func TestUnprivilegedConfig(t *testing.T) {
 	bad := Spec{Image: "dind", Unprivileged: true, Runtime: "sysbox-runc"}
 	if err := bad.Validate(); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("--unprivileged with --runtime: %v", err)
+	}
+}
+
+func TestRootless(t *testing.T) {
+	for user, want := range map[string][2]int{"rootless": {1000, 1000}, "2000": {2000, 2000}, "2000:3000": {2000, 3000}} {
+		if uid, gid := RootlessOwner(user); uid != want[0] || gid != want[1] {
+			t.Errorf("RootlessOwner(%q) = %d:%d", user, uid, gid)
+		}
+	}
+	if err := checkRootlessRelease("6.18.44-fc", nil); err != nil {
+		t.Errorf("6.18: %v", err)
+	}
+	if err := checkRootlessRelease("5.10.0-21-amd64", nil); !errors.Is(err, ErrNotSupported) || !strings.Contains(err.Error(), "5.11") {
+		t.Errorf("5.10: %v", err)
+	}
+	if err := checkRootlessRelease("5.10.0", []string{"--storage-driver", "fuse-overlayfs"}); err != nil {
+		t.Errorf("5.10 with fuse-overlayfs: %v", err)
 	}
 }

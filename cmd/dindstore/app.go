@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/dindstore/dindstore/cache"
+	"github.com/dindstore/dindstore/launch"
 	"github.com/dindstore/dindstore/volumes"
 	"github.com/urfave/cli/v2"
 )
@@ -136,8 +137,8 @@ func exitCode(err error) int {
 		return exitNoRoom
 	case errors.Is(err, cache.ErrDamaged), errors.Is(err, volumes.ErrCheckFailed):
 		return exitDamaged
-	case errors.Is(err, errUsage), errors.Is(err, cache.ErrInvalid),
-		errors.Is(err, volumes.ErrInvalid), errors.Is(err, volumes.ErrShrink):
+	case errors.Is(err, errUsage), errors.Is(err, cache.ErrInvalid), errors.Is(err, cache.ErrOwnerMismatch),
+		errors.Is(err, volumes.ErrInvalid), errors.Is(err, volumes.ErrShrink), errors.Is(err, launch.ErrInvalid):
 		return exitUsage
 	}
 	return exitFailure

@@ -20,8 +20,9 @@ var launchFlags = []cli.Flag{
 	&cli.StringFlag{Name: "name", Usage: "container name"},
 	&cli.StringFlag{Name: "runtime", Usage: "OCI runtime that nests without --privileged (e.g. sysbox-runc); the container is then not privileged"},
 	&cli.BoolFlag{Name: "unprivileged", Usage: "start the dind container without --privileged: no host devices, only the capabilities an inner engine needs (docs/security.md)"},
-	&cli.StringFlag{Name: "target", Value: launch.DefaultTarget, Usage: "where the cache is mounted in the container (rootless: /home/rootless/.local/share/docker)"},
-	&cli.StringFlag{Name: "owner", Usage: "UID:GID to give the cache's root directory (rootless images run as 1000:1000)"},
+	&cli.BoolFlag{Name: "rootless", Usage: "a docker:dind-rootless style image (also when the image's user is not root): not privileged, the cache given to its user once"},
+	&cli.StringFlag{Name: "target", Usage: "where the cache is mounted in the container (default /var/lib/docker; rootless: /home/rootless/.local/share/docker)"},
+	&cli.StringFlag{Name: "owner", Usage: "UID:GID to give the cache's root directory, once (rootless: the image's user, else 1000:1000)"},
 	&cli.StringFlag{Name: "network", Usage: "network to attach the container to"},
 	&cli.StringSliceFlag{Name: "network-alias", Usage: "alias on --network (e.g. docker)"},
 	&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "environment (e.g. DOCKER_TLS_CERTDIR=/certs)"},
@@ -74,7 +75,7 @@ var launchCommand = &cli.Command{
 func launchSpec(c *cli.Context, args []string) (launch.Spec, error) {
 	spec := launch.Spec{
 		Image: c.String("image"), Name: c.String("name"), Runtime: c.String("runtime"), Target: c.String("target"),
-		Unprivileged: c.Bool("unprivileged"), Network: c.String("network"), Aliases: c.StringSlice("network-alias"), Env: c.StringSlice("env"),
+		Unprivileged: c.Bool("unprivileged"), Rootless: c.Bool("rootless"), Network: c.String("network"), Aliases: c.StringSlice("network-alias"), Env: c.StringSlice("env"),
 		Volumes: c.StringSlice("volume"), Publish: c.StringSlice("publish"), Args: args, Keep: c.Bool("keep"),
 	}
 	if err := spec.Validate(); err != nil {

@@ -1,0 +1,89 @@
+//go:build linux
+
+package integration
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// rootlessNet is how the rootless daemon gets its network. slirp4netns
+// needs /dev/net/tun open to the image's user; this VM has it 0600 (no
+// udev rule), so there the daemon shares the container's network
+// (rootlesskit --net=host), which a daemon whose containers use
+// --network none does not notice.
+func rootlessNet(t *testing.T) []string {
+	if st, err := os.Stat("/dev/net/tun"); err == nil && st.Mode().Perm()&0o006 == 0o006 {
+		return nil
+	}
+	t.Log("/dev/net/tun is not open to every user here: the rootless daemon uses rootlesskit --net=host, not slirp4netns")
+	return []string{"--env", "DOCKERD_ROOTLESS_ROOTLESSKIT_NET=host", "--env", "DOCKERD_ROOTLESS_ROOTLESSKIT_PORT_DRIVER=none"}
+}
+
+// TestLaunchRootless: a docker:dind-rootless style image (Debian's
+// rootlesskit, uidmap and slirp4netns, docker.io's dockerd-rootless.sh,
+// user rootless) launched on a loop cache — rootless detected from the
+// image's user, not privileged: inside, `docker info` lists rootless and
+// overlay2 on extfs, a container runs, and the image persists to the next
+// launch; the cache is recorded as 1000:1000's and refused to another uid,
+// naming both.
+func TestLaunchRootless(t *testing.T) {
+	requireSuite(t)
+	o := startOuter(t, true)
+	buildDindRootlessImage(t, o)
+	root := filepath.Join(t.TempDir(), "root")
+	t.Cleanup(func() { runBinary(t, binary, o.env(), root, "release", "rl"); cleanupRoot(t, root) })
+	launchRL := func() string {
+		t.Helper()
+		args := append([]string{"launch", "rl", "--kind", "loop", "--size", "4GiB", "--image", dindRootlessImage,
+			"--name", "dindstore-rl", "--detach"}, rootlessNet(t)...)
+		r := runBinary(t, binary, o.env(), root, append(args, "--", "--bridge=none", "--iptables=false")...)
+		if r.code != 0 {
+			t.Fatalf("launch: exit %d: %s", r.code, r.stderr)
+		}
+		if b, _ := os.ReadFile(filepath.Join(root, "logs", "rl.log")); !strings.Contains(string(b), "launching it rootless") {
+			t.Fatalf("the holder did not say it detected a rootless image: %q", b)
+		}
+		return strings.TrimSpace(r.stdout)
+	}
+	id := launchRL()
+	info := innerDocker(t, o, id, nil, "info", "--format", "{{.Driver}} {{json .DriverStatus}} {{json .SecurityOptions}}")
+	t.Logf("inner docker info: %s", strings.TrimSpace(info))
+	if !strings.HasPrefix(info, "overlay2 ") || !strings.Contains(info, `["Backing Filesystem","extfs"]`) ||
+		!strings.Contains(info, "name=rootless") {
+		t.Fatalf("inner docker info: %q, want overlay2 on extfs and rootless", info)
+	}
+	if hc := mustDocker(t, o, "inspect", "-f", "{{.HostConfig.Privileged}} {{.Config.User}}", id); strings.TrimSpace(hc) != "false rootless" {
+		t.Fatalf("privileged, user: %q", hc)
+	}
+	innerDocker(t, o, id, busyboxTar(t), "import", "-", "bb:rootless")
+	if out := innerDocker(t, o, id, nil, "run", "--rm", "--network", "none", "bb:rootless", "echo", "rootless inner"); !strings.Contains(out, "rootless inner") {
+		t.Fatalf("inner container: %q", out)
+	}
+	if r := dindstore(t, root, "release", "rl"); r.code != 0 {
+		t.Fatalf("release: exit %d: %s", r.code, r.stderr)
+	}
+	assertNothingLeft(t, root)
+
+	var rec struct{ Record struct{ Owner string } }
+	must(t, json.Unmarshal([]byte(dindstore(t, root, "inspect", "rl").stdout), &rec))
+	if rec.Record.Owner != "1000:1000" {
+		t.Fatalf("recorded owner %q, want 1000:1000", rec.Record.Owner)
+	}
+	id = launchRL()
+	if out := innerDocker(t, o, id, nil, "images", "--format", "{{.Repository}}:{{.Tag}}"); !strings.Contains(out, "bb:rootless") {
+		t.Fatalf("the next launch lacks the image: %q", out)
+	}
+	if r := dindstore(t, root, "release", "rl"); r.code != 0 {
+		t.Fatalf("release: exit %d: %s", r.code, r.stderr)
+	}
+
+	r := runBinary(t, binary, o.env(), root, "launch", "rl", "--image", dindRootlessImage, "--owner", "2000:2000", "--detach")
+	if r.code != 2 || !strings.Contains(r.stderr, "1000:1000") || !strings.Contains(r.stderr, "2000:2000") {
+		t.Fatalf("launch for another uid: exit %d, %s; want 2 naming both", r.code, r.stderr)
+	}
+	assertNothingLeft(t, root)
+}
