@@ -34,7 +34,7 @@ func hostRootDev(t *testing.T) (major, minor uint32) {
 	return unix.Major(st.Dev), unix.Minor(st.Dev)
 }
 
-// checkMode runs, inside the dind container id, the checks of
+// checkMode runs, inside the dind container id as its root, the checks of
 // docs/security.md's table: the host's block devices it sees, whether it
 // can read the host's root disk or attach a host loop device to a file
 // (each through a node it makes itself), its capabilities, and whether the
@@ -52,7 +52,8 @@ dd if=/dev/zero of=/tmp/img bs=1M count=8 2>/dev/null
 mknod /dev/dindstore-loop b 7 250 && losetup /dev/dindstore-loop /tmp/img && echo "attaches-loop" && losetup -d /dev/dindstore-loop
 rm -f /dev/dindstore-loop
 grep CapEff /proc/1/status`, maj, min)
-	out, err := o.docker("exec", id, "sh", "-c", script)
+	// As the container's root: what a process that got that far could do.
+	out, err := o.docker("exec", "-u", "0", id, "sh", "-c", script)
 	if err != nil {
 		t.Fatalf("%s: checks: %v\n%s", mode, err, out)
 	}
@@ -129,10 +130,7 @@ func TestLaunchRuntimePassThrough(t *testing.T) {
 	if b, _ := os.ReadFile(calls); !strings.Contains(string(b), "create") {
 		t.Fatalf("the runtime was not called to create the container: %q", b)
 	}
-	innerDocker(t, o, id, busyboxTar(t), "import", "-", "bb:local")
-	if out := innerDocker(t, o, id, nil, "run", "--rm", "--network", "none", "bb:local", "echo", "via runtime"); !strings.Contains(out, "via runtime") {
-		t.Fatalf("inner container: %q", out)
-	}
+	t.Logf("\n%s", checkMode(t, o, id, "runtime (stand-in)"))
 	if r := runBinary(t, binary, o.env(), root, "launch", "rt2", "--image", dindImage, "--runtime", "x",
 		"--unprivileged"); r.code != 2 || !strings.Contains(r.stderr, "not privileged already") {
 		t.Fatalf("--unprivileged with --runtime: exit %d: %s", r.code, r.stderr)

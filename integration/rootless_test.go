@@ -74,6 +74,7 @@ func TestLaunchRootless(t *testing.T) {
 		t.Fatalf("recorded owner %q, want 1000:1000", rec.Record.Owner)
 	}
 	id = launchRL()
+	t.Logf("\n%s", checkMode(t, o, id, "rootless"))
 	if out := innerDocker(t, o, id, nil, "images", "--format", "{{.Repository}}:{{.Tag}}"); !strings.Contains(out, "bb:rootless") {
 		t.Fatalf("the next launch lacks the image: %q", out)
 	}

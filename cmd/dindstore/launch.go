@@ -39,9 +39,12 @@ var launchCommand = &cli.Command{
 	ArgsUsage: "KEY [create flags] --image IMAGE [--name N] [--detach] [--runtime NAME] [-- ARGS]",
 	Description: "Creates the cache when missing, takes it, and starts a privileged container from IMAGE with\n" +
 		"the cache at /var/lib/docker (--target), labelled with the key, with the storage driver pinned\n" +
-		"(--storage-driver among ARGS when they are dockerd's, and DOCKER_DRIVER). When the container\n" +
-		"ends, or is removed, the cache is unmounted and released. --detach returns once the inner\n" +
-		"daemon answers and leaves a holder behind; `dindstore release KEY` stops the container.",
+		"(--storage-driver among ARGS when they are dockerd's, and DOCKER_DRIVER). --unprivileged starts\n" +
+		"it without --privileged (no host devices; SYS_ADMIN, NET_ADMIN); an image whose user is not\n" +
+		"root, or --rootless, runs rootless (the cache given to that user once); --runtime passes an\n" +
+		"isolating runtime on (docs/security.md). When the container ends, or is removed, the cache is\n" +
+		"unmounted and released. --detach returns once the inner daemon answers and leaves a holder\n" +
+		"behind; `dindstore release KEY` stops the container.",
 	Flags: append(append(append(append([]cli.Flag{}, createFlags...), launchFlags...), leaseFlags...),
 		&cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "return once the inner daemon answers"}, keepFlag),
 	Action: func(c *cli.Context) error {
