@@ -68,7 +68,9 @@ func setup(m *testing.M) int {
 	binary, faultBinary = filepath.Join(dir, "dindstore"), filepath.Join(dir, "dindstore-faults")
 	for _, b := range [][]string{{"-o", binary}, {"-tags", "faults", "-o", faultBinary}} {
 		args := append(append([]string{"build"}, b...), "../cmd/dindstore")
-		if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
+		cmd := exec.Command("go", args...)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // as `make build`: static
+		if out, err := cmd.CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "go %v: %v\n%s", args, err, out)
 			return 1
 		}
