@@ -262,3 +262,31 @@ func envValue(env []string, name string) string {
 }
 
 func exists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+// TestGitLabFromWarm: with DINDSTORE_FROM set on the runner, each job's
+// dind starts on a clone of the warm cache (its images there from the
+// first step), and the clone goes with the job: the warm cache stays, the
+// slot's cache does not.
+func TestGitLabFromWarm(t *testing.T) {
+	r := newGLRunner(t)
+	if _, err := dockerStdin(r.o.sock, busyboxTar(t), "import", "-", "warmimg:1"); err != nil {
+		t.Fatal(err)
+	}
+	if w := runBinary(t, binary, r.o.env(), r.root, "warm", "w", "--kind", "loop", "--size", "4GiB",
+		"--from-host", "warmimg:1"); w.code != 0 {
+		t.Fatalf("warm: exit %d: %s", w.code, w.stderr)
+	}
+	j := r.job(8, 0, 201)
+	j.env = append(j.env, "DINDSTORE_FROM=w")
+	if code, out := j.run("docker images --format '{{.Repository}}:{{.Tag}}'"); code != 0 || !strings.Contains(out, "warmimg:1") {
+		t.Fatalf("job on a clone of the warm cache: exit %d\n%s", code, out)
+	}
+	r.nothingLeft()
+	caches := listJSON(t, r.root)
+	if _, ok := caches["w"]; !ok {
+		t.Error("the warm cache is gone")
+	}
+	if _, ok := caches["gitlab-p8-s0"]; ok {
+		t.Error("the job's clone of the warm cache stayed behind")
+	}
+}

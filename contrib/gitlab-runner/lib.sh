@@ -5,7 +5,8 @@
 #   DINDSTORE             the command (default: dindstore; e.g. "sudo -n dindstore")
 #   DINDSTORE_DIND_IMAGE  the dind image (default: docker:dind)
 #   DINDSTORE_SIZE        the cap of each slot's cache (default: 40GiB)
-#   DINDSTORE_FROM        a warm cache that a new slot's cache is cloned from
+#   DINDSTORE_FROM        a warm cache: each job then starts on a clone of it (reflink
+#                         where the host filesystem has it), removed after the job
 #   DINDSTORE_STATE_DIR   per-job state: certificates, builds (default: /run/dindstore-gitlab)
 #   DINDSTORE_DOCKERD_ARGS  extra flags for the inner dockerd
 #   DINDSTORE_DOCKER      the host's docker CLI (default: docker; DOCKER_HOST applies)
