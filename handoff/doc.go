@@ -3,9 +3,12 @@
 // the mount, pass signals on and escalate to killing the payload's whole
 // tree after a stop timeout, wait for it, and release the cache on every
 // path. A payload is anything a lease is handed to — a command (Command,
-// for `dindstore run`), a container, a detached holder's wait, a warm
-// daemon — behind one small interface, so that each caller is its flags
-// plus one call to Hand.
+// for `dindstore run`), a dind container (Container, for `launch`; pinned,
+// its mount given to a rootless daemon's user), a detached holder's wait
+// (Hold, for `prepare`), a warm daemon (Daemon, for `warm`), any work in
+// this process (Func) — behind one small interface, so that each caller is
+// its flags plus one call to Hand. CatchSignals gives a CLI command the
+// one signal set; a long-running caller serving many leases leaves it off.
 //
 // The steps, in order:
 //
