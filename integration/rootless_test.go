@@ -7,7 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // rootlessNet is how the rootless daemon gets its network. slirp4netns
@@ -28,8 +30,8 @@ func rootlessNet(t *testing.T) []string {
 // user rootless) launched on a loop cache — rootless detected from the
 // image's user, not privileged: inside, `docker info` lists rootless and
 // overlay2 on extfs, a container runs, and the image persists to the next
-// launch; the cache is recorded as 1000:1000's and refused to another uid,
-// naming both.
+// launch (whose holder, killed, leaves the guard to stop it); the cache is
+// recorded as 1000:1000's and refused to another uid, naming both.
 func TestLaunchRootless(t *testing.T) {
 	requireSuite(t)
 	o := startOuter(t, true)
@@ -78,9 +80,10 @@ func TestLaunchRootless(t *testing.T) {
 	if out := innerDocker(t, o, id, nil, "images", "--format", "{{.Repository}}:{{.Tag}}"); !strings.Contains(out, "bb:rootless") {
 		t.Fatalf("the next launch lacks the image: %q", out)
 	}
-	if r := dindstore(t, root, "release", "rl"); r.code != 0 {
-		t.Fatalf("release: exit %d: %s", r.code, r.stderr)
-	}
+	// Its holder killed: the guard stops the rootless container and releases.
+	must(t, syscall.Kill(listJSON(t, root)["rl"].HolderPID, syscall.SIGKILL))
+	waitIdle(t, root, "rl", 60*time.Second)
+	assertNothingLeft(t, root)
 
 	r := runBinary(t, binary, o.env(), root, "launch", "rl", "--image", dindRootlessImage, "--owner", "2000:2000", "--detach")
 	if r.code != 2 || !strings.Contains(r.stderr, "1000:1000") || !strings.Contains(r.stderr, "2000:2000") {
