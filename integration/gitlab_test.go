@@ -63,6 +63,8 @@ type glJob struct {
 	id      int
 	env     []string
 	scripts string
+	// stageScripts replace the trivial scripts of the runner's own stages.
+	stageScripts map[string]string
 }
 
 func (r *glRunner) job(project, slot, id int) *glJob {
@@ -114,6 +116,9 @@ func (j *glJob) run(step string) (int, string) {
 			continue
 		}
 		script := "echo stage " + s
+		if custom, ok := j.stageScripts[s]; ok {
+			script = custom
+		}
 		if s == "step_script" {
 			script = step
 		}
@@ -157,8 +162,9 @@ docker run --rm --network none job:gl`
 // the inner daemon; the next job on the slot sees its images; two jobs of
 // one project at once on two caches; a failing job (the build failure
 // code, after_script still runs); a job cancelled in step_script (SIGTERM
-// to run_exec, then cleanup); a prepare that fails half way (the system
-// failure code). Nothing is left after any of them.
+// to run_exec, then cleanup); the runner's own stages in a helper
+// container; a prepare that fails half way (the system failure code).
+// Nothing is left after any of them.
 func TestGitLabCustomExecutor(t *testing.T) {
 	r := newGLRunner(t)
 	code, out := r.job(7, 0, 101).run(glBuild)
@@ -200,10 +206,21 @@ func TestGitLabCustomExecutor(t *testing.T) {
 	r.cancelled(r.job(7, 0, 106))
 	r.nothingLeft()
 
+	// With a helper image, the runner's own stages run in a helper container
+	// that shares /builds with the job container.
+	j := r.job(7, 0, 108)
+	j.env = append(j.env, "DINDSTORE_HELPER_IMAGE="+dindImage)
+	j.stageScripts = map[string]string{"get_sources": "mkdir -p /builds/acme && hostname > /builds/acme/fetched-on"}
+	if code, out := j.run(`test -s /builds/acme/fetched-on && test "$(cat /builds/acme/fetched-on)" != "$(hostname)" && echo sources from the helper`); code != 0 ||
+		!strings.Contains(out, "sources from the helper") {
+		t.Fatalf("job with a helper: exit %d\n%s", code, out)
+	}
+	r.nothingLeft()
+
 	// A prepare that fails half way (the job's image cannot be had, after
 	// the network and the dind container are up) is the system's failure,
 	// and cleanup still leaves nothing.
-	j := r.job(7, 0, 107)
+	j = r.job(7, 0, 107)
 	j.env = append(j.env, "CUSTOM_ENV_CI_JOB_IMAGE=dindstore-test/no-such-image:1")
 	if code, out := j.run("echo never"); code != glSystemFailure {
 		t.Fatalf("job with a missing image: exit %d, want the system failure code %d\n%s", code, glSystemFailure, out)

@@ -10,6 +10,10 @@
 #   DINDSTORE_STATE_DIR   per-job state: certificates, builds (default: /run/dindstore-gitlab)
 #   DINDSTORE_DOCKERD_ARGS  extra flags for the inner dockerd
 #   DINDSTORE_DOCKER      the host's docker CLI (default: docker; DOCKER_HOST applies)
+#   DINDSTORE_HELPER_IMAGE  an image with git and gitlab-runner (GitLab's gitlab-runner-helper):
+#                         the runner's own stages (sources, cache, artifacts) run in a helper
+#                         container from it, as the docker executor does; without it they run
+#                         in the job container, whose image then needs git and gitlab-runner
 set -euo pipefail
 
 read -r -a dindstore <<< "${DINDSTORE:-dindstore}"
@@ -29,6 +33,7 @@ state="${DINDSTORE_STATE_DIR:-/run/dindstore-gitlab}/job-${job}"
 network="dindstore-job-${job}"
 dind="dindstore-dind-${job}"
 ctr="dindstore-job-${job}"
+helper="dindstore-helper-${job}"
 
 # system_failure MESSAGE: the runner's system failure (not the job's fault).
 system_failure() {

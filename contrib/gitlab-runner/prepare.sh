@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # prepare_exec: the job's inner Docker daemon (a dind container on the slot's cache,
-# with TLS) and the job container beside it on a network of the job's own.
+# with TLS) and the job container beside it on a network of the job's own (and, with
+# DINDSTORE_HELPER_IMAGE, a helper container for the runner's own stages).
 source "$(dirname "$(readlink -f "$0")")/lib.sh"
 
 image=${CUSTOM_ENV_CI_JOB_IMAGE:-}
@@ -31,3 +32,13 @@ ip=$("${docker[@]}" inspect -f "{{(index .NetworkSettings.Networks \"$network\")
   || system_failure "create the job container from $image"
 "${docker[@]}" start "$ctr" > /dev/null || system_failure "start the job container"
 echo "dindstore: job container $ctr from $image, DOCKER_HOST=tcp://docker:2376 (TLS)"
+
+# The runner's own stages (sources, cache, artifacts) in a helper container that shares
+# /builds and /cache, as GitLab's docker executor does.
+if [[ -n "${DINDSTORE_HELPER_IMAGE:-}" ]]; then
+  "${docker[@]}" create --name "$helper" --network "$network" --label io.dindstore.gitlab-job="$job" \
+    -v "$state/builds:/builds" -v "$state/cache:/cache" \
+    --entrypoint /bin/sh "$DINDSTORE_HELPER_IMAGE" -c 'trap "exit 0" TERM; while :; do sleep 3600 & wait $!; done' > /dev/null \
+    || system_failure "create the helper container from $DINDSTORE_HELPER_IMAGE"
+  "${docker[@]}" start "$helper" > /dev/null || system_failure "start the helper container"
+fi
