@@ -70,8 +70,7 @@ func (r *Root) cloneLocked(srcRec *Record, dst string) (_ *CloneResult, retErr e
 	}
 	defer func() {
 		if retErr != nil {
-			_ = r.removeData(dst)
-			_ = os.Remove(r.lockPath(dst))
+			retErr = errors.Join(retErr, r.removeData(dst), removeIfExists(r.lockPath(dst)))
 		}
 	}()
 	start := time.Now()
@@ -196,4 +195,12 @@ func syncFile(path string) error {
 		return err
 	}
 	return errors.Join(f.Sync(), f.Close())
+}
+
+// removeIfExists removes path; one that is not there is no error.
+func removeIfExists(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
 }

@@ -141,7 +141,7 @@ func (r *Root) create(ctx context.Context, key string, spec Spec) (_ *Record, re
 	}
 	defer func() {
 		if retErr != nil {
-			_ = r.removeData(key)
+			retErr = errors.Join(retErr, r.removeData(key))
 		}
 	}()
 	if err := r.createBacking(ctx, rec, spec); err != nil {

@@ -113,8 +113,7 @@ func (c *Container) Start(ctx context.Context, l Lease) error {
 	}
 	if c.ReadyTimeout > 0 {
 		if err := ctr.WaitReady(ctx, c.ReadyTimeout); err != nil {
-			_ = ctr.Stop(context.Background())
-			return err
+			return errors.Join(err, ctr.Stop(context.WithoutCancel(ctx)))
 		}
 	}
 	c.Ctr = ctr

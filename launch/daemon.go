@@ -2,6 +2,7 @@ package launch
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -49,8 +50,7 @@ func StartDaemon(ctx context.Context, dataRoot string, flags []string, log *os.F
 		err = d.waitReady(ctx, timeout)
 	}
 	if err != nil {
-		_ = d.Stop()
-		return nil, err
+		return nil, errors.Join(err, d.Stop())
 	}
 	return d, nil
 }

@@ -153,7 +153,7 @@ func Start(ctx context.Context, api client.APIClient, spec Spec, mountPath strin
 	c := &Container{ID: created.ID, api: api, keep: spec.Keep}
 	defer func() {
 		if retErr != nil {
-			_ = api.ContainerRemove(context.Background(), c.ID, container.RemoveOptions{Force: true})
+			retErr = errors.Join(retErr, api.ContainerRemove(context.WithoutCancel(ctx), c.ID, container.RemoveOptions{Force: true}))
 		}
 	}()
 	if err := api.ContainerStart(ctx, c.ID, container.StartOptions{}); err != nil {

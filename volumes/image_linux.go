@@ -195,21 +195,21 @@ func GrowImage(ctx context.Context, image string, size int64, fs FS) error {
 		return fmt.Errorf("grow: truncate %s to %d bytes: %w", image, size, err)
 	}
 	if err := fault.Point("during-grow"); err != nil {
-		_ = os.Truncate(image, old)
-		return err
+		return errors.Join(err, os.Truncate(image, old))
 	}
 	if _, err := run(ctx, "e2fsck", "-f", "-p", image); err != nil {
 		var exit *exec.ExitError
 		if !errors.As(err, &exit) || exit.ExitCode() >= 4 {
-			_ = os.Truncate(image, old)
-			return fmt.Errorf("grow: %w: %w", ErrCheckFailed, err)
+			return errors.Join(fmt.Errorf("grow: %w: %w", ErrCheckFailed, err), os.Truncate(image, old))
 		}
 	}
 	if _, err := run(ctx, "resize2fs", image); err != nil {
 		// resize2fs writes the superblock last: while it still gives the
 		// old size, nothing lives past it and the file can shrink back.
 		if st, serr := ReadStats(image, fs); serr == nil && st.SizeBytes <= old {
-			_ = os.Truncate(image, old)
+			if terr := os.Truncate(image, old); terr != nil {
+				return fmt.Errorf("grow: resize2fs failed (%w), and the image could not shrink back to %d bytes: %w", err, old, terr)
+			}
 			return fmt.Errorf("grow: resize2fs failed, the image is back to %d bytes: %w", old, err)
 		}
 		return fmt.Errorf("grow: the image file is %d bytes but its filesystem was not resized; run `dindstore grow` again: %w", size, err)
