@@ -40,7 +40,7 @@ func (r *Root) Counters() (Counters, error) {
 		return c, err
 	}
 	if err := json.Unmarshal(b, &c); err != nil {
-		return c, fmt.Errorf("%w: %s: %v", ErrCorruptRecord, r.countersPath(), err)
+		return c, fmt.Errorf("%w: %s: %w", ErrCorruptRecord, r.countersPath(), err)
 	}
 	return c, nil
 }

@@ -68,7 +68,7 @@ func CurrentOwner(pid int, command []string) (*Owner, error) {
 func parseOwner(b []byte) (*Owner, error) {
 	var o Owner
 	if err := json.Unmarshal(b, &o); err != nil {
-		return nil, fmt.Errorf("%w: owner record: %v", ErrCorruptRecord, err)
+		return nil, fmt.Errorf("%w: owner record: %w", ErrCorruptRecord, err)
 	}
 	if o.PID <= 0 {
 		return nil, fmt.Errorf("%w: owner record: pid %d", ErrCorruptRecord, o.PID)

@@ -181,7 +181,7 @@ func (r *Root) clearDamaged(key string) error {
 func parseRecord(key string, b []byte) (*Record, error) {
 	var rec Record
 	if err := json.Unmarshal(b, &rec); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrCorruptRecord, err)
+		return nil, fmt.Errorf("%w: %w", ErrCorruptRecord, err)
 	}
 	if err := rec.validate(key); err != nil {
 		return nil, err

@@ -94,7 +94,7 @@ func (s *Spec) Validate() error {
 		return fmt.Errorf("%w: --unprivileged and --rootless: a rootless dind is not privileged already", ErrInvalid)
 	}
 	if _, _, err := nat.ParsePortSpecs(s.Publish); err != nil {
-		return fmt.Errorf("%w: --publish: %v", ErrInvalid, err)
+		return fmt.Errorf("%w: --publish: %w", ErrInvalid, err)
 	}
 	return nil
 }
@@ -172,7 +172,7 @@ func Start(ctx context.Context, api client.APIClient, spec Spec, mountPath strin
 func configs(spec Spec, mountPath string) (*container.Config, *container.HostConfig, *network.NetworkingConfig, error) {
 	exposed, bindings, err := nat.ParsePortSpecs(spec.Publish)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("%w: --publish: %v", ErrInvalid, err)
+		return nil, nil, nil, fmt.Errorf("%w: --publish: %w", ErrInvalid, err)
 	}
 	cfg := &container.Config{Image: spec.Image, Env: spec.Env, Labels: spec.Labels, ExposedPorts: exposed}
 	if len(spec.Args) > 0 {

@@ -36,7 +36,7 @@ func loadConfig(c *cli.Context) (*config, error) {
 	}
 	var raw map[string]any
 	if _, err := toml.DecodeFile(path, &raw); err != nil {
-		return nil, fmt.Errorf("%w: cannot read the config file %s: %v", errUsage, path, err)
+		return nil, fmt.Errorf("%w: cannot read the config file %s: %w", errUsage, path, err)
 	}
 	cfg := &config{path: path, global: map[string]any{}, commands: map[string]map[string]any{}}
 	for k, v := range raw {
@@ -113,7 +113,7 @@ func (cfg *config) apply(c *cli.Context, command string, flags []cli.Flag) error
 				err = check(s)
 			}
 			if err != nil {
-				return fmt.Errorf("%w: config file %s: %s = %v: %v", errUsage, cfg.path, name, v, err)
+				return fmt.Errorf("%w: config file %s: %s = %v: %w", errUsage, cfg.path, name, v, err)
 			}
 		}
 	}

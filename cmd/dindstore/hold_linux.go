@@ -15,7 +15,7 @@ func watchPID(pid int) (<-chan struct{}, error) {
 	}
 	fd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
-		return nil, fmt.Errorf("%w: --watch-pid %d: %v", errUsage, pid, err)
+		return nil, fmt.Errorf("%w: --watch-pid %d: %w", errUsage, pid, err)
 	}
 	go func() {
 		defer unix.Close(fd)
