@@ -37,8 +37,8 @@ func unprivilegedSecurityOpts() []string {
 // cgroupShim runs before the image's entrypoint in an unprivileged dind:
 // the engine mounts a container's cgroup directories read-only unless it is
 // privileged; they are the container's own subtree (cgroup v1: bind mounts
-// of it; v2: its private cgroup namespace), and the inner runc must create
-// its containers' cgroups below them.
+// of it; v2: its private cgroup namespace, which unprivilegedConfig asks
+// for), and the inner runc must create its containers' cgroups below them.
 const cgroupShim = `if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
   mount -o remount,rw /sys/fs/cgroup 2>/dev/null || echo "dindstore: /sys/fs/cgroup stays read-only" >&2
 else
@@ -77,4 +77,16 @@ func unprivilegedConfig(spec Spec, entry, cmd []string, cfg *container.Config, h
 		// The inner engine's bridge needs forwarding; /proc/sys is read-only.
 		host.Sysctls = map[string]string{"net.ipv4.ip_forward": "1"}
 	}
+	if hostCgroup2() {
+		// The shim makes /sys/fs/cgroup writable: it must be the container's
+		// own namespace, never the host's tree (an engine may default to host).
+		host.CgroupnsMode = container.CgroupnsModePrivate
+	}
+}
+
+// hostCgroup2 says whether this host runs the unified cgroup v2 hierarchy
+// alone (not v1, nor v1 with v2 beside it).
+func hostCgroup2() bool {
+	_, err := os.Stat("/sys/fs/cgroup/cgroup.controllers")
+	return err == nil
 }
