@@ -7,7 +7,7 @@ BIN      := bin/dindstore
 # tool:package pairs that `make deps` makes sure of
 DEPS     := mkfs.ext4:e2fsprogs mkfs.xfs:xfsprogs dockerd:docker.io docker:docker.io \
             containerd:containerd runc:runc busybox:busybox-static rsync:rsync openssl:openssl jq:jq \
-            rootlesskit:rootlesskit newuidmap:uidmap slirp4netns:slirp4netns \
+            rootlesskit:rootlesskit newuidmap:uidmap slirp4netns:slirp4netns ip:iproute2 nsenter:util-linux \
             docker-registry:docker-registry
 TESTFLAGS ?= -count=1 -timeout 45m
 # a current engine (dockerd 29 era, containerd 2, runc 1.5), built from the Go
