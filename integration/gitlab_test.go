@@ -163,8 +163,8 @@ docker run --rm --network none job:gl`
 // one project at once on two caches; a failing job (the build failure
 // code, after_script still runs); a job cancelled in step_script (SIGTERM
 // to run_exec, then cleanup); the runner's own stages in a helper
-// container; a prepare that fails half way (the system failure code).
-// Nothing is left after any of them.
+// container; a dind container that dies mid-job; a prepare that fails half
+// way (the system failure code). Nothing is left after any of them.
 func TestGitLabCustomExecutor(t *testing.T) {
 	r := newGLRunner(t)
 	code, out := r.job(7, 0, 101).run(glBuild)
@@ -214,6 +214,22 @@ func TestGitLabCustomExecutor(t *testing.T) {
 	if code, out := j.run(`test -s /builds/acme/fetched-on && test "$(cat /builds/acme/fetched-on)" != "$(hostname)" && echo sources from the helper`); code != 0 ||
 		!strings.Contains(out, "sources from the helper") {
 		t.Fatalf("job with a helper: exit %d\n%s", code, out)
+	}
+	r.nothingLeft()
+
+	// The dind container dies in the middle of the job (removed behind the
+	// executor's back): the step fails as the build's failure, the lease
+	// ends with its container, and cleanup still leaves nothing.
+	j = r.job(7, 0, 109)
+	if code, out := j.exec("prepare.sh"); code != 0 {
+		t.Fatalf("prepare.sh: exit %d: %s", code, out)
+	}
+	mustDocker(t, r.o, "rm", "-f", "dindstore-dind-109")
+	if code, _ := j.stage("step_script", "docker version"); code != glBuildFailure {
+		t.Errorf("a step against a dead dind: exit %d, want the build failure code %d", code, glBuildFailure)
+	}
+	if code, out := j.exec("cleanup.sh"); code != 0 {
+		t.Errorf("cleanup after the dind died: exit %d: %s", code, out)
 	}
 	r.nothingLeft()
 
