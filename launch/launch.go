@@ -53,6 +53,9 @@ type Spec struct {
 	Network          string
 	Aliases, Env     []string
 	Volumes, Publish []string
+	// Devices pass host devices through, as `docker run --device`
+	// (HOST[:CONTAINER[:PERMISSIONS]]).
+	Devices []string
 	// Args go to the image's entrypoint.
 	Args []string
 	// Labels are added to the container's.
@@ -92,6 +95,11 @@ func (s *Spec) Validate() error {
 	}
 	if s.Unprivileged && s.Rootless {
 		return fmt.Errorf("%w: --unprivileged and --rootless: a rootless dind is not privileged already", ErrInvalid)
+	}
+	for _, d := range s.Devices {
+		if _, err := parseDevice(d); err != nil {
+			return err
+		}
 	}
 	if _, _, err := nat.ParsePortSpecs(s.Publish); err != nil {
 		return fmt.Errorf("%w: --publish: %w", ErrInvalid, err)
@@ -186,6 +194,13 @@ func configs(spec Spec, mountPath string) (*container.Config, *container.HostCon
 		NetworkMode:  container.NetworkMode(spec.Network),
 		Mounts:       []mount.Mount{{Type: mount.TypeBind, Source: mountPath, Target: spec.TargetPath()}},
 	}
+	for _, d := range spec.Devices {
+		dev, err := parseDevice(d)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		host.Devices = append(host.Devices, dev)
+	}
 	if spec.ContainerdRoot != "" {
 		host.Mounts = append(host.Mounts, mount.Mount{Type: mount.TypeBind, Source: spec.ContainerdRoot, Target: "/var/lib/containerd"})
 	}
@@ -261,4 +276,23 @@ func stripStreamHeaders(b []byte) string {
 	}
 	out.Write(b)
 	return out.String()
+}
+
+// parseDevice reads HOST[:CONTAINER[:PERMISSIONS]], as `docker run
+// --device` takes it.
+func parseDevice(s string) (container.DeviceMapping, error) {
+	parts := strings.Split(s, ":")
+	d := container.DeviceMapping{PathOnHost: parts[0], PathInContainer: parts[0], CgroupPermissions: "rwm"}
+	if len(parts) > 1 && parts[1] != "" {
+		d.PathInContainer = parts[1]
+	}
+	if len(parts) > 2 {
+		d.CgroupPermissions = parts[2]
+	}
+	if len(parts) > 3 || !strings.HasPrefix(d.PathOnHost, "/") || !strings.HasPrefix(d.PathInContainer, "/") ||
+		d.CgroupPermissions == "" || strings.Trim(d.CgroupPermissions, "rwm") != "" {
+		return d, fmt.Errorf("%w: --device %q: want HOST[:CONTAINER[:PERMISSIONS]], absolute paths, permissions of rwm",
+			ErrInvalid, s)
+	}
+	return d, nil
 }

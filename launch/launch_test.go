@@ -100,3 +100,18 @@ func TestRootless(t *testing.T) {
 		t.Errorf("5.10 with fuse-overlayfs: %v", err)
 	}
 }
+
+func TestParseDevice(t *testing.T) {
+	d, err := parseDevice("/srv/tun:/dev/net/tun:rw")
+	if err != nil || d.PathOnHost != "/srv/tun" || d.PathInContainer != "/dev/net/tun" || d.CgroupPermissions != "rw" {
+		t.Fatalf("parseDevice: %+v, %v", d, err)
+	}
+	if d, err := parseDevice("/dev/fuse"); err != nil || d.PathInContainer != "/dev/fuse" || d.CgroupPermissions != "rwm" {
+		t.Fatalf("parseDevice: %+v, %v", d, err)
+	}
+	for _, bad := range []string{"tun", "/a:rel", "/a:/b:rwx", "/a:/b:r:x", "/a:/b:"} {
+		if _, err := parseDevice(bad); !errors.Is(err, ErrInvalid) {
+			t.Errorf("parseDevice(%q) = %v, want ErrInvalid", bad, err)
+		}
+	}
+}

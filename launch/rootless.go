@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -96,7 +97,9 @@ func checkRootlessRelease(release string, args []string) error {
 // run as the image's user, with no capabilities); seccomp and the masked
 // /proc paths lifted, for the daemon's user namespace and the /proc its
 // containers mount; /dev/net/tun for slirp4netns and /dev/fuse for
-// fuse-overlayfs, where the host has them.
+// fuse-overlayfs, where the host has them (and --device gives no other
+// node for them: slirp4netns needs the tun node open to the daemon's user,
+// which a host whose /dev/net/tun is 0600 can give with a node of its own).
 func rootlessConfig(spec Spec, host *container.HostConfig) {
 	if spec.Runtime != "" {
 		return // a runtime that isolates by itself gets the container as is
@@ -108,7 +111,8 @@ func rootlessConfig(spec Spec, host *container.HostConfig) {
 	// takes as empty (not absent) lists.
 	host.MaskedPaths, host.ReadonlyPaths = []string{}, []string{}
 	for _, dev := range []string{"/dev/net/tun", "/dev/fuse"} {
-		if _, err := os.Stat(dev); err == nil {
+		given := slices.ContainsFunc(host.Devices, func(d container.DeviceMapping) bool { return d.PathInContainer == dev })
+		if _, err := os.Stat(dev); err == nil && !given {
 			host.Devices = append(host.Devices, container.DeviceMapping{PathOnHost: dev, PathInContainer: dev,
 				CgroupPermissions: "rwm"})
 		}

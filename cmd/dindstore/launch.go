@@ -28,6 +28,7 @@ var launchFlags = []cli.Flag{
 	&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "environment (e.g. DOCKER_TLS_CERTDIR=/certs)"},
 	&cli.StringSliceFlag{Name: "volume", Aliases: []string{"v"}, Usage: "extra volume, as docker run -v (e.g. certs:/certs/client)"},
 	&cli.StringSliceFlag{Name: "publish", Aliases: []string{"p"}, Usage: "publish a port, as docker run -p"},
+	&cli.StringSliceFlag{Name: "device", Usage: "pass a host device, as docker run --device (HOST[:CONTAINER[:PERMS]])"},
 	&cli.BoolFlag{Name: "keep", Usage: "keep the container when it ends (it is removed otherwise)"},
 	&cli.DurationFlag{Name: "ready-timeout", Value: 2 * time.Minute, Usage: "with --detach: how long to wait for the inner daemon"},
 	&cli.StringSliceFlag{Name: "arg", Hidden: true},
@@ -79,7 +80,7 @@ func launchSpec(c *cli.Context, args []string) (launch.Spec, error) {
 	spec := launch.Spec{
 		Image: c.String("image"), Name: c.String("name"), Runtime: c.String("runtime"), Target: c.String("target"),
 		Unprivileged: c.Bool("unprivileged"), Rootless: c.Bool("rootless"), Network: c.String("network"), Aliases: c.StringSlice("network-alias"), Env: c.StringSlice("env"),
-		Volumes: c.StringSlice("volume"), Publish: c.StringSlice("publish"), Args: args, Keep: c.Bool("keep"),
+		Volumes: c.StringSlice("volume"), Publish: c.StringSlice("publish"), Devices: c.StringSlice("device"), Args: args, Keep: c.Bool("keep"),
 	}
 	if err := spec.Validate(); err != nil {
 		return spec, fmt.Errorf("%w: %w", errUsage, err)
