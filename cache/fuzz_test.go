@@ -3,6 +3,7 @@ package cache
 import (
 	"errors"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -15,7 +16,11 @@ func FuzzValidateKey(f *testing.F) {
 		f.Add(s)
 	}
 	const root = "/var/lib/dindstore"
+	grammar := regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,127}$`) // what ValidateKey checks by hand
 	f.Fuzz(func(t *testing.T, key string) {
+		if (ValidateKey(key) == nil) != grammar.MatchString(key) {
+			t.Fatalf("ValidateKey(%q) = %v, the grammar says %v", key, ValidateKey(key), grammar.MatchString(key))
+		}
 		if ValidateKey(key) != nil {
 			return
 		}

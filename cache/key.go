@@ -6,19 +6,36 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
-// keyRE is the whole grammar of a key: it cannot hold a slash, cannot be
-// "." or "..", and so cannot name a path outside the root.
-var keyRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,127}$`)
-
-// ValidateKey checks a cache key: [a-z0-9][a-z0-9._-]{0,127}.
+// ValidateKey checks a cache key: [a-z0-9][a-z0-9._-]{0,127}, the whole
+// grammar of a key: it cannot hold a slash, cannot be "." or "..", and so
+// cannot name a path outside the root. (Checked byte by byte: the regexp's
+// {0,127} costs a third of a millisecond to compile at every start.)
 func ValidateKey(key string) error {
-	if !keyRE.MatchString(key) {
+	if !validKey(key) {
 		return fmt.Errorf("%w: key %q: want 1-128 characters of a-z, 0-9, '.', '_' or '-', starting with a letter or digit", ErrInvalid, key)
 	}
 	return nil
+}
+
+func validKey(key string) bool {
+	if len(key) == 0 || len(key) > 128 || !keyByte(key[0], false) {
+		return false
+	}
+	for i := 1; i < len(key); i++ {
+		if !keyByte(key[i], true) {
+			return false
+		}
+	}
+	return true
+}
+
+// keyByte says whether b may stand in a key (punct: past its first byte).
+func keyByte(b byte, punct bool) bool {
+	return b >= 'a' && b <= 'z' || b >= '0' && b <= '9' || punct && (b == '.' || b == '_' || b == '-')
 }
 
 // MaxSize bounds any size (1 EiB); the host filesystem usually bounds it
@@ -28,7 +45,9 @@ const MaxSize int64 = 1 << 60
 // sizeRE is the whole size grammar: a decimal number, optional blanks, and
 // an optional unit: B, K, M, G, T, P or E, each optionally followed by B or
 // iB, in any case.
-var sizeRE = regexp.MustCompile(`^([0-9]+(?:\.[0-9]+)?) *(?:([kmgtpeKMGTPE])(?:[iI]?[bB])?|[bB])?$`)
+var sizeRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^([0-9]+(?:\.[0-9]+)?) *(?:([kmgtpeKMGTPE])(?:[iI]?[bB])?|[bB])?$`)
+})
 
 // sizeShift gives each unit's power of two: every unit is binary, so
 // 1G = 1GB = 1GiB = 2^30 bytes (as Docker counts).
@@ -38,7 +57,7 @@ var sizeShift = map[string]uint{"": 0, "k": 10, "m": 20, "g": 30, "t": 40, "p": 
 // 1073741824 (bytes); see sizeRE for the grammar. Units are binary
 // (G = GB = GiB). Zero, more than 1 EiB, and anything else are ErrInvalid.
 func ParseSize(s string) (int64, error) {
-	m := sizeRE.FindStringSubmatch(strings.TrimSpace(s))
+	m := sizeRE().FindStringSubmatch(strings.TrimSpace(s))
 	if m == nil {
 		return 0, fmt.Errorf("%w: size %q: want a number and a unit, e.g. 20GiB, 512MiB, 1.5TiB or 1073741824 (bytes)", ErrInvalid, s)
 	}
