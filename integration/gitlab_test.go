@@ -302,13 +302,7 @@ func exists(p string) bool { _, err := os.Stat(p); return err == nil }
 // slot's cache does not.
 func TestGitLabFromWarm(t *testing.T) {
 	r := newGLRunner(t)
-	if _, err := dockerStdin(r.o.sock, busyboxTar(t), "import", "-", "warmimg:1"); err != nil {
-		t.Fatal(err)
-	}
-	if w := runBinary(t, binary, r.o.env(), r.root, "warm", "w", "--kind", "loop", "--size", "4GiB",
-		"--from-host", "warmimg:1"); w.code != 0 {
-		t.Fatalf("warm: exit %d: %s", w.code, w.stderr)
-	}
+	warmFromHost(t, r.o, r.root, "w", "warmimg:1")
 	j := r.job(8, 0, 201)
 	j.env = append(j.env, "DINDSTORE_FROM=w")
 	if code, out := j.run("docker images --format '{{.Repository}}:{{.Tag}}'"); code != 0 || !strings.Contains(out, "warmimg:1") {
@@ -321,5 +315,18 @@ func TestGitLabFromWarm(t *testing.T) {
 	}
 	if _, ok := caches["gitlab-p8-s0"]; ok {
 		t.Error("the job's clone of the warm cache stayed behind")
+	}
+}
+
+// warmFromHost makes a warm cache key of root holding image, imported on
+// the outer daemon from busybox and copied in by `dindstore warm`.
+func warmFromHost(t *testing.T, o *outer, root, key, image string) {
+	t.Helper()
+	if _, err := dockerStdin(o.sock, busyboxTar(t), "import", "-", image); err != nil {
+		t.Fatal(err)
+	}
+	if w := runBinary(t, binary, o.env(), root, "warm", key, "--kind", "loop", "--size", "4GiB",
+		"--from-host", image); w.code != 0 {
+		t.Fatalf("warm: exit %d: %s", w.code, w.stderr)
 	}
 }

@@ -151,3 +151,30 @@ func TestGitHubActionsHooks(t *testing.T) {
 		t.Fatalf("job-completed.sh with nothing started: %v\n%s", err, out)
 	}
 }
+
+// TestGitHubActionsFromWarm: with DINDSTORE_FROM, the job's steps find the
+// warm cache's images, and job-completed removes the job's clone of it.
+func TestGitHubActionsFromWarm(t *testing.T) {
+	requireSuite(t)
+	o := startOuter(t, true)
+	buildDindImage(t, o)
+	root := filepath.Join(t.TempDir(), "root")
+	t.Cleanup(func() { cleanupRoot(t, root) })
+	warmFromHost(t, o, root, "w", "warmimg:1")
+	r := newGHARunner(t, o, root)
+	r.env = append(r.env, "DINDSTORE_FROM=w")
+	if out, err := r.hook(filepath.Join(r.hooks, "job-started.sh")); err != nil {
+		t.Fatalf("job-started.sh: %v\n%s", err, out)
+	}
+	if out := r.steps("docker images --format '{{.Repository}}:{{.Tag}}'"); !strings.Contains(out, "warmimg:1") {
+		t.Fatalf("the job does not see the warm cache's image: %q", out)
+	}
+	if out, err := r.hook(filepath.Join(r.hooks, "job-completed.sh")); err != nil {
+		t.Fatalf("job-completed.sh: %v\n%s", err, out)
+	}
+	assertNothingLeft(t, root)
+	caches := listJSON(t, root)
+	if _, ok := caches["w"]; !ok || len(caches) != 1 {
+		t.Fatalf("after the job, want only the warm cache: %v", caches)
+	}
+}
