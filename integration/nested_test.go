@@ -46,14 +46,20 @@ func innerDocker(t *testing.T, o *outer, id string, stdin []byte, args ...string
 // the test.
 func nestedRoot(t *testing.T, key string) (*outer, string) {
 	t.Helper()
+	o, root := dindRoot(t)
+	t.Cleanup(func() { runBinary(t, binary, o.env(), root, "release", key) })
+	return o, root
+}
+
+// dindRoot starts an outer dockerd with the dind image and gives a root
+// whose mounts are cleaned up after the test.
+func dindRoot(t *testing.T) (*outer, string) {
+	t.Helper()
 	requireSuite(t)
 	o := startOuter(t, true)
 	buildDindImage(t, o)
 	root := filepath.Join(t.TempDir(), "root")
-	t.Cleanup(func() {
-		runBinary(t, binary, o.env(), root, "release", key)
-		cleanupRoot(t, root)
-	})
+	t.Cleanup(func() { cleanupRoot(t, root) })
 	return o, root
 }
 

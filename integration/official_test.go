@@ -3,7 +3,6 @@
 package integration
 
 import (
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -51,11 +50,7 @@ func (d *officialDind) mustClient(stdin []byte, args ...string) string {
 // local registry, removed, pulled back and run. Then release leaves
 // nothing.
 func TestOfficialDindChecks(t *testing.T) {
-	requireSuite(t)
-	o := startOuter(t, true)
-	buildDindImage(t, o)
-	root := filepath.Join(t.TempDir(), "root")
-	t.Cleanup(func() { cleanupRoot(t, root) })
+	o, root := dindRoot(t)
 	d := &officialDind{t: t, o: o, network: "dindstore-official", certs: t.TempDir()}
 	if out, err := o.docker("network", "create", d.network); err != nil {
 		t.Fatalf("network: %v: %s", err, out)

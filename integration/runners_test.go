@@ -108,11 +108,7 @@ func (r *ghaRunner) actSteps(act string, steps []string) string {
 // drop-in directories. Each job's steps reach the inner daemon through
 // DOCKER_HOST; the second sees the first's image; nothing is left after.
 func TestGitHubActionsHooks(t *testing.T) {
-	requireSuite(t)
-	o := startOuter(t, true)
-	buildDindImage(t, o)
-	root := filepath.Join(t.TempDir(), "root")
-	t.Cleanup(func() { cleanupRoot(t, root) })
+	o, root := dindRoot(t)
 	r := newGHARunner(t, o, root)
 
 	if out, err := r.hook(filepath.Join(r.hooks, "job-started.sh")); err != nil {
@@ -155,11 +151,7 @@ func TestGitHubActionsHooks(t *testing.T) {
 // TestGitHubActionsFromWarm: with DINDSTORE_FROM, the job's steps find the
 // warm cache's images, and job-completed removes the job's clone of it.
 func TestGitHubActionsFromWarm(t *testing.T) {
-	requireSuite(t)
-	o := startOuter(t, true)
-	buildDindImage(t, o)
-	root := filepath.Join(t.TempDir(), "root")
-	t.Cleanup(func() { cleanupRoot(t, root) })
+	o, root := dindRoot(t)
 	warmFromHost(t, o, root, "w", "warmimg:1")
 	r := newGHARunner(t, o, root)
 	r.env = append(r.env, "DINDSTORE_FROM=w")
