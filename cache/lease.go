@@ -154,6 +154,9 @@ const (
 	ModePrepare = "prepare"
 	ModeLaunch  = "launch"
 	ModeWarm    = "warm"
+	// ModePublish is a lease bound at another path for its user (a CSI
+	// NodePublishVolume; see handoff.Publish).
+	ModePublish = "publish"
 )
 
 // Acquire takes the lock of an existing cache without waiting (ErrLocked,

@@ -5,8 +5,9 @@
 // path. A payload is anything a lease is handed to — a command (Command,
 // for `dindstore run`), a dind container (Container, for `launch`; pinned,
 // its mount given to a rootless daemon's user), a detached holder's wait
-// (Hold, for `prepare`), a warm daemon (Daemon, for `warm`), any work in
-// this process (Func) — behind one small interface, so that each caller is
+// (Hold, for `prepare`), a warm daemon (Daemon, for `warm`), the mount
+// bound at a target path until unpublished (Publish, for a CSI
+// NodePublishVolume), any work in this process (Func) — behind one small interface, so that each caller is
 // its flags plus one call to Hand. CatchSignals gives a CLI command the
 // one signal set; a long-running caller serving many leases leaves it off.
 //

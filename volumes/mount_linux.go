@@ -192,6 +192,11 @@ func Trim(target string) (uint64, error) {
 // Nothing mounted there is not an error.
 func Unmount(target string) error { return unmount(target, true) }
 
+// UnmountBind unmounts a bind mount of a mounted cache (and whatever is
+// mounted below it): no trim, and the loop device stays with the cache's own
+// mount.
+func UnmountBind(target string) error { return unmountTree(target) }
+
 // UnmountNoTrim is Unmount without the trim, for a caller that decided
 // itself whether the filesystem needs one (see Trim).
 func UnmountNoTrim(target string) error { return unmount(target, false) }

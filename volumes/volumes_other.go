@@ -35,6 +35,9 @@ func MountImage(context.Context, string, string, FS, string) (*Mounted, error) {
 // Bind is not supported on this platform.
 func Bind(string, string) (*Mounted, error) { return nil, errPlatform }
 
+// UnmountBind is not supported on this platform.
+func UnmountBind(string) error { return errPlatform }
+
 // IsMounted is not supported on this platform.
 func IsMounted(string) (bool, error) { return false, errPlatform }
 
