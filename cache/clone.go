@@ -117,16 +117,16 @@ func (r *Root) quiet(rec *Record) error {
 // lockWithin takes the lock of key, waiting up to d for a holder that is
 // busy only for a moment (a clone, a commit).
 func (r *Root) lockWithin(ctx context.Context, key string, d time.Duration) (*lock, error) {
-	return r.lockWaiting(ctx, key, d, 100*time.Millisecond, func(*HeldError) bool { return true })
+	return r.lockWaiting(ctx, key, d, 100*time.Millisecond, false, func(*HeldError) bool { return true })
 }
 
-// lockWaiting takes the lock of key, trying again every poll, up to d,
-// while worth says the holder is worth waiting for; otherwise it returns
-// what tryLock says.
-func (r *Root) lockWaiting(ctx context.Context, key string, d, poll time.Duration, worth func(*HeldError) bool) (*lock, error) {
+// lockWaiting takes the lock of key (for a busy step or not, see
+// tryLockAs), trying again every poll, up to d, while worth says the holder
+// is worth waiting for; otherwise it returns what tryLock says.
+func (r *Root) lockWaiting(ctx context.Context, key string, d, poll time.Duration, busy bool, worth func(*HeldError) bool) (*lock, error) {
 	deadline := time.Now().Add(d)
 	for {
-		l, err := r.tryLock(key)
+		l, err := r.tryLockAs(key, busy)
 		var held *HeldError
 		if !errors.As(err, &held) || !worth(held) || time.Now().After(deadline) {
 			return l, err

@@ -88,6 +88,9 @@ type Entry struct {
 	// the store it holds (graphdriver or snapshotter, "" while unknown).
 	StorageDriver string `json:"storage_driver"`
 	ImageStore    string `json:"image_store,omitempty"`
+	// Owner is "UID:GID" when the cache was given to a rootless daemon's
+	// user (see Lease.SetOwner).
+	Owner string `json:"owner,omitempty"`
 	// Error is set when the cache's record or data could not be read.
 	Err error `json:"-"`
 }
@@ -174,6 +177,7 @@ func (r *Root) entry(ctx context.Context, key string, flocks map[fileID]int, bou
 	}
 	e.Kind, e.FS, e.CapBytes, e.Created = rec.Kind, rec.FS, rec.CapBytes, rec.Created
 	e.StorageDriver, e.ImageStore = dockerd.DriverFor(rec.ImageStore, rec.StorageDriver), rec.ImageStore
+	e.Owner = rec.Owner
 	e.Hits, e.Misses = rec.Hits, rec.Misses
 	e.Generation, e.Parent, e.Clone, e.PreviousGenerations = rec.Generation, rec.Parent, rec.Clone, len(rec.Previous)
 	if !rec.LastUsed.IsZero() {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"github.com/moby/sys/atomicwriter"
 	"golang.org/x/sys/unix"
@@ -13,11 +14,44 @@ import (
 // lock is a held exclusive flock on a cache's lock file. The descriptor is
 // close-on-exec, so commands started while it is held do not inherit it.
 type lock struct {
-	f *os.File
+	f    *os.File
+	path string
+	// unmark, when set, removes this process's busy marker of the key once
+	// the flock is dropped (see lockBusy).
+	unmark func()
 }
 
 // release drops the flock (closing the descriptor releases it).
-func (l *lock) release() error { return l.f.Close() }
+func (l *lock) release() error {
+	heldLocks.Lock()
+	delete(heldLocks.busy, l.path)
+	heldLocks.Unlock()
+	err := l.f.Close()
+	if l.unmark != nil {
+		l.unmark()
+	}
+	return err
+}
+
+// heldLocks are the key locks this process holds, by lock path, and
+// whether each is held for a busy step (see markBusy). A flock belongs to
+// an open file, so a process meets its own locks too (a CSI plugin holds
+// leases and runs recover): the busy marker files, named by pid, cannot
+// tell its leases from its busy steps; this can.
+var heldLocks = struct {
+	sync.Mutex
+	busy map[string]bool
+}{busy: map[string]bool{}}
+
+// ownLockBusy tells whether this process holds path for a busy step; a
+// lock held by this process but not (yet) in the table is one being taken
+// this instant, worth trying again.
+func ownLockBusy(path string) bool {
+	heldLocks.Lock()
+	defer heldLocks.Unlock()
+	busy, ok := heldLocks.busy[path]
+	return !ok || busy
+}
 
 // lockAttempts bounds the retries when rm unlinks a lock file between our
 // open and our flock.
@@ -25,7 +59,11 @@ const lockAttempts = 8
 
 // tryLock takes the lock of key without waiting. A lock held elsewhere is a
 // *HeldError (errors.Is ErrLocked) naming the holder from its owner record.
-func (r *Root) tryLock(key string) (*lock, error) {
+func (r *Root) tryLock(key string) (*lock, error) { return r.tryLockAs(key, false) }
+
+// tryLockAs is tryLock that records the lock as held for a busy step or
+// not (see heldLocks).
+func (r *Root) tryLockAs(key string, busy bool) (*lock, error) {
 	path := r.lockPath(key)
 	for i := 0; i < lockAttempts; i++ {
 		f, err := r.openLockFile(path)
@@ -40,7 +78,10 @@ func (r *Root) tryLock(key string) (*lock, error) {
 			return nil, fmt.Errorf("lock %s: %w", path, err)
 		}
 		if samePath(f, path) {
-			return &lock{f: f}, nil
+			heldLocks.Lock()
+			heldLocks.busy[path] = busy
+			heldLocks.Unlock()
+			return &lock{f: f, path: path}, nil
 		}
 		f.Close() // the file was unlinked by rm meanwhile: lock the new one
 	}

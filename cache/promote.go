@@ -57,7 +57,7 @@ func (r *Root) Promote(ctx context.Context, key string) error {
 	if !rec.Clone || rec.Parent == "" {
 		return fmt.Errorf("%w: cache %q is not a clone of a warm cache; nothing to commit it to", ErrInvalid, key)
 	}
-	cl, err := r.waitReaper(ctx, key)
+	cl, err := r.lockBusy(ctx, key)
 	if err != nil {
 		return err
 	}

@@ -24,51 +24,87 @@ func (r *Root) Reap(ctx context.Context, key string, holder int) ([]Finding, err
 	if o, err := r.readOwner(key); err != nil || o.PID != holder {
 		return nil, nil // released cleanly, or taken over already
 	}
-	l, err := r.tryLock(key)
-	if errors.Is(err, ErrLocked) {
-		return nil, nil // someone else has it: it repairs what it finds
-	}
+	unmark, err := r.markBusy(key)
 	if err != nil {
-		return nil, err
-	}
-	defer l.release()
-	if err := r.markReaper(key); err != nil {
 		return nil, fmt.Errorf("reap %q: %w", key, err)
 	}
-	defer os.Remove(r.reaperPath(key))
+	l, err := r.tryLockAs(key, true)
+	if err != nil {
+		unmark()
+		if errors.Is(err, ErrLocked) {
+			return nil, nil // someone else has it: it repairs what it finds
+		}
+		return nil, err
+	}
+	l.unmark = unmark
+	defer l.release()
 	return r.recoverLocked(ctx, key, false), nil
 }
 
-// markReaper writes this process's pid into the reaper marker of key.
-func (r *Root) markReaper(key string) error {
-	f, err := r.openOwned(r.reaperPath(key), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+// A short step on a key that is not a lease — a guard's repair, recover,
+// repair, trim, grow, a commit — marks itself busy with a file of its own
+// beside the lock (locks/KEY.busy@PID, which no key can be named), made
+// before it tries the lock and removed after it lets go. A use of the key
+// that meets the lock held by a busy process waits for it (see
+// waitReaper) instead of failing; only a lease makes it fail at once.
+
+// markBusy makes this process's busy marker of key; unmark removes it.
+func (r *Root) markBusy(key string) (unmark func(), err error) {
+	path := r.busyPath(key, os.Getpid())
+	f, err := r.openOwned(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	_, err = f.WriteString(strconv.Itoa(os.Getpid()))
-	return errors.Join(err, f.Close())
+	if err := f.Close(); err != nil {
+		return nil, err
+	}
+	return func() { _ = os.Remove(path) }, nil // a stale marker only makes a use wait: recover removes it
 }
 
-func (r *Root) reaperPath(key string) string { return filepath.Join(r.path, "locks", key+".reaper") }
+func (r *Root) busyPath(key string, pid int) string {
+	return filepath.Join(r.path, "locks", key+".busy@"+strconv.Itoa(pid))
+}
 
-// reapWait bounds how long a use waits for a reaper.
+// isBusy tells whether pid, which holds the lock of key, holds it for a
+// busy step: its marker, or, for this process, its table (heldLocks).
+func (r *Root) isBusy(key string, pid int) bool {
+	if pid == os.Getpid() {
+		return ownLockBusy(r.lockPath(key))
+	}
+	return pid > 0 && exists(r.busyPath(key, pid))
+}
+
+// lockBusy takes the lock of key for a short step that is not a lease:
+// marked busy (so that uses wait for it), waiting for other busy holders.
+func (r *Root) lockBusy(ctx context.Context, key string) (*lock, error) {
+	unmark, err := r.markBusy(key)
+	if err != nil {
+		return nil, fmt.Errorf("lock %q: %w", key, err)
+	}
+	l, err := r.waitLock(ctx, key, true)
+	if err != nil {
+		unmark()
+		return nil, err
+	}
+	l.unmark = unmark
+	return l, nil
+}
+
+// reapWait bounds how long a use waits for a busy holder.
 const reapWait = endWait + 5*time.Second
 
 // waitReaper takes the lock of key, waiting while the process that holds
-// it is a reaper (Reap) repairing what a dead holder left; any other holder
+// it is busy (a repair, recover, trim...: see markBusy); a lease holding it
 // is ErrLocked at once, as tryLock says.
-func (r *Root) waitReaper(ctx context.Context, key string) (*lock, error) {
+func (r *Root) waitReaper(ctx context.Context, key string) (*lock, error) { return r.waitLock(ctx, key, false) }
+
+// waitLock is waitReaper for a busy step (busy) or not.
+func (r *Root) waitLock(ctx context.Context, key string, busy bool) (*lock, error) {
 	// PID 0: the lock was let go between our try and the look at
 	// /proc/locks; try again.
-	return r.lockWaiting(ctx, key, reapWait, 50*time.Millisecond, func(held *HeldError) bool {
-		return held.PID == 0 || r.isReaper(key, held.PID)
+	return r.lockWaiting(ctx, key, reapWait, 50*time.Millisecond, busy, func(held *HeldError) bool {
+		return held.PID == 0 || r.isBusy(key, held.PID)
 	})
-}
-
-// isReaper tells whether pid is the reaper the marker of key names.
-func (r *Root) isReaper(key string, pid int) bool {
-	b, err := r.readSmall(r.reaperPath(key))
-	return err == nil && pid > 0 && string(b) == strconv.Itoa(pid)
 }
 
 // DeadOwner returns the owner record of key when it still names holder

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -98,7 +99,7 @@ func (r *Root) knownKeys() ([]string, error) {
 
 // recoverKey repairs one key under its lock; a held key is only reported.
 func (r *Root) recoverKey(ctx context.Context, key string, dryRun bool) []Finding {
-	l, err := r.waitReaper(ctx, key)
+	l, err := r.lockBusy(ctx, key)
 	var held *HeldError
 	if errors.As(err, &held) {
 		return []Finding{{Key: key, What: FindInUse, Path: r.MountPath(key),
@@ -365,8 +366,9 @@ func (r *Root) removeHalfCreated(ctx context.Context, key string, dryRun bool) [
 	return out
 }
 
-// recoverTemp removes old temporary files of atomic writes and probes, and
-// anything a dead probe left mounted in tmp/.
+// recoverTemp removes old temporary files of atomic writes and probes,
+// anything a dead probe left mounted in tmp/, and the busy markers of
+// processes that are gone.
 func (r *Root) recoverTemp(dryRun bool) []Finding {
 	var out []Finding
 	for _, d := range []string{"records", "locks", "tmp"} {
@@ -374,7 +376,9 @@ func (r *Root) recoverTemp(dryRun bool) []Finding {
 		for _, e := range entries {
 			p := filepath.Join(r.path, d, e.Name())
 			info, err := e.Info()
-			if err != nil || !isTempName(d, e.Name()) || time.Since(info.ModTime()) < tempAge {
+			stale := err == nil && (isTempName(d, e.Name()) && time.Since(info.ModTime()) >= tempAge ||
+				d == "locks" && deadBusyMarker(e.Name()))
+			if !stale {
 				continue
 			}
 			f := Finding{What: FindTempFile, Path: p, Action: "removed"}
@@ -389,6 +393,14 @@ func (r *Root) recoverTemp(dryRun bool) []Finding {
 	return out
 }
 
+// deadBusyMarker tells a busy marker (KEY.busy@PID, see markBusy) whose
+// process is gone.
+func deadBusyMarker(name string) bool {
+	_, pid, ok := strings.Cut(name, ".busy@")
+	n, err := strconv.Atoi(pid)
+	return ok && err == nil && n > 0 && !processAlive(n)
+}
+
 // isTempName tells the temporary files dindstore makes: everything in tmp/,
 // and the ".tmp-" files atomic writes leave in records/ and locks/.
 func isTempName(dir, name string) bool {
@@ -400,4 +412,10 @@ func removeTemp(p string) error {
 		return err
 	}
 	return os.RemoveAll(p)
+}
+
+// processAlive tells whether pid is a running process.
+func processAlive(pid int) bool {
+	_, err := processStartTime(pid)
+	return err == nil
 }

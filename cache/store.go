@@ -275,7 +275,7 @@ func (r *Root) Grow(ctx context.Context, key string, size int64) error {
 }
 
 func (r *Root) grow(ctx context.Context, rec *Record, size int64) error {
-	l, err := r.waitReaper(ctx, rec.Key)
+	l, err := r.lockBusy(ctx, rec.Key)
 	if errors.Is(err, ErrLocked) {
 		dev, err := r.mountedDevice(rec.Key)
 		if err != nil {

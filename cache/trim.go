@@ -45,7 +45,7 @@ func (r *Root) Trim(ctx context.Context, key string) (TrimResult, error) {
 }
 
 func (r *Root) trim(ctx context.Context, rec *Record) (uint64, error) {
-	l, err := r.waitReaper(ctx, rec.Key)
+	l, err := r.lockBusy(ctx, rec.Key)
 	if errors.Is(err, ErrLocked) {
 		return volumes.Trim(r.MountPath(rec.Key))
 	}

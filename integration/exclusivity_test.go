@@ -58,8 +58,9 @@ func killGuardOf(t *testing.T, root string, holder int) {
 	must(t, syscall.Kill(guardOf(t, root, holder), syscall.SIGKILL))
 }
 
-// guardOf waits for the guard that watches holder (it starts once the lease
-// has run for a moment) and returns its pid.
+// guardOf waits for the guard of holder (it starts once the lease has run
+// for a moment) to watch it — a pidfd on the holder among its descriptors —
+// and returns its pid.
 func guardOf(t *testing.T, root string, holder int) int {
 	t.Helper()
 	want := []string{"--root", root, "guard"}
@@ -70,12 +71,25 @@ func guardOf(t *testing.T, root string, holder int) int {
 			argv := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
 			if len(argv) > 6 && slices.Equal(argv[1:4], want) && argv[len(argv)-1] == strconv.Itoa(holder) {
 				pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
-				return pid
+				if watches(pid, holder) {
+					return pid
+				}
 			}
 		}
 	}
-	t.Fatalf("no guard of holder %d found", holder)
+	t.Fatalf("no guard of holder %d found watching it", holder)
 	return 0
+}
+
+// watches says whether process pid holds a pidfd on target.
+func watches(pid, target int) bool {
+	infos, _ := filepath.Glob(fmt.Sprintf("/proc/%d/fdinfo/*", pid))
+	for _, f := range infos {
+		if b, err := os.ReadFile(f); err == nil && strings.Contains(string(b), fmt.Sprintf("\nPid:\t%d\n", target)) {
+			return true
+		}
+	}
+	return false
 }
 
 // escapedTree leaves a dead lease of key whose writer, in a mount

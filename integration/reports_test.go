@@ -26,6 +26,7 @@ import (
 type entryJSON struct {
 	Key            string `json:"key"`
 	State          string `json:"state"`
+	Owner          string `json:"owner"`
 	ApparentBytes  int64  `json:"apparent_bytes"`
 	AllocatedBytes int64  `json:"allocated_bytes"`
 	UsedBytes      int64  `json:"used_bytes"`

@@ -75,8 +75,8 @@ func TestLaunchRootless(t *testing.T) {
 
 	var rec struct{ Record struct{ Owner string } }
 	must(t, json.Unmarshal([]byte(dindstore(t, root, "inspect", "rl").stdout), &rec))
-	if rec.Record.Owner != "1000:1000" {
-		t.Fatalf("recorded owner %q, want 1000:1000", rec.Record.Owner)
+	if e := listJSON(t, root)["rl"]; rec.Record.Owner != "1000:1000" || e.Owner != "1000:1000" {
+		t.Fatalf("recorded owner %q, ls says %q; want 1000:1000", rec.Record.Owner, e.Owner)
 	}
 	id = launchRL()
 	t.Logf("\n%s", checkMode(t, o, id, "rootless"))
