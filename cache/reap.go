@@ -96,7 +96,9 @@ const reapWait = endWait + 5*time.Second
 // waitReaper takes the lock of key, waiting while the process that holds
 // it is busy (a repair, recover, trim...: see markBusy); a lease holding it
 // is ErrLocked at once, as tryLock says.
-func (r *Root) waitReaper(ctx context.Context, key string) (*lock, error) { return r.waitLock(ctx, key, false) }
+func (r *Root) waitReaper(ctx context.Context, key string) (*lock, error) {
+	return r.waitLock(ctx, key, false)
+}
 
 // waitLock is waitReaper for a busy step (busy) or not.
 func (r *Root) waitLock(ctx context.Context, key string, busy bool) (*lock, error) {
