@@ -18,13 +18,14 @@ type modeReport struct {
 	mode                        string
 	hostDisks, loopNodes        int  // block device nodes of host disks / loop devices in /dev
 	readsHostDisk, attachesLoop bool // could read the host's root disk; attach a loop device (a node made there)
+	mountsLoop                  bool // and make a filesystem on it and mount it
 	capEff                      string
 	innerBuild, innerContainers bool
 }
 
 func (m modeReport) String() string {
-	return fmt.Sprintf("| %s | %d | %d | %v | %v | %s | %v | %v |", m.mode, m.hostDisks, m.loopNodes,
-		m.readsHostDisk, m.attachesLoop, m.capEff, m.innerBuild, m.innerContainers)
+	return fmt.Sprintf("| %s | %d | %d | %v | %v | %v | %s | %v | %v |", m.mode, m.hostDisks, m.loopNodes,
+		m.readsHostDisk, m.attachesLoop, m.mountsLoop, m.capEff, m.innerBuild, m.innerContainers)
 }
 
 // hostRootDev is the device number of the filesystem at / on the host.
@@ -49,7 +50,12 @@ l=0; for d in loop*; do [ -b "$d" ] && l=$((l+1)); done; echo "loops $l"
 mknod /dev/dindstore-hostdisk b %d %d && dd if=/dev/dindstore-hostdisk of=/dev/null bs=4096 count=1 && echo "reads-host-disk"
 rm -f /dev/dindstore-hostdisk
 dd if=/dev/zero of=/tmp/img bs=1M count=8 2>/dev/null
-mknod /dev/dindstore-loop b 7 250 && losetup /dev/dindstore-loop /tmp/img && echo "attaches-loop" && losetup -d /dev/dindstore-loop
+mkdir -p /tmp/mnt
+if mknod /dev/dindstore-loop b 7 250 && losetup /dev/dindstore-loop /tmp/img; then
+  echo "attaches-loop"
+  mke2fs -q /dev/dindstore-loop && mount /dev/dindstore-loop /tmp/mnt && echo "mounts-loop" && umount /tmp/mnt
+  losetup -d /dev/dindstore-loop
+fi
 rm -f /dev/dindstore-loop
 grep CapEff /proc/1/status`, maj, min)
 	// As the container's root: what a process that got that far could do.
@@ -62,6 +68,7 @@ grep CapEff /proc/1/status`, maj, min)
 	_, _ = fmt.Sscanf(lineWith(out, "disks "), "disks %d", &m.hostDisks)
 	_, _ = fmt.Sscanf(lineWith(out, "loops "), "loops %d", &m.loopNodes)
 	m.readsHostDisk, m.attachesLoop = strings.Contains(out, "reads-host-disk"), strings.Contains(out, "attaches-loop")
+	m.mountsLoop = strings.Contains(out, "mounts-loop")
 	m.capEff = strings.TrimSpace(strings.TrimPrefix(lineWith(out, "CapEff:"), "CapEff:"))
 	innerDocker(t, o, id, busyboxTar(t), "import", "--change", `CMD ["/bin/sh"]`, "-", "bb:local")
 	buildInner(t, o, id) // fails the test when the inner engine cannot build and run
@@ -89,12 +96,12 @@ func TestLaunchUnprivileged(t *testing.T) {
 	t.Cleanup(func() { runBinary(t, binary, o.env(), root, "release", "pr") })
 	unpriv := checkMode(t, o, launchDetached(t, o, root, "up", "--unprivileged", "--name", "dindstore-up"), "unprivileged")
 	priv := checkMode(t, o, launchDetached(t, o, root, "pr"), "privileged")
-	t.Logf("\n| mode | host disks in /dev | loop nodes | reads host disk | attaches a loop device | CapEff | builds | runs |\n%s\n%s",
+	t.Logf("\n| mode | host disks in /dev | loop nodes | reads host disk | attaches a loop device | mounts it | CapEff | builds | runs |\n%s\n%s",
 		priv, unpriv)
-	if unpriv.hostDisks != 0 || unpriv.loopNodes != 0 || unpriv.readsHostDisk || unpriv.attachesLoop {
+	if unpriv.hostDisks != 0 || unpriv.loopNodes != 0 || unpriv.readsHostDisk || unpriv.attachesLoop || unpriv.mountsLoop {
 		t.Errorf("unprivileged dind reaches host devices: %s", unpriv)
 	}
-	if priv.hostDisks == 0 || !priv.attachesLoop {
+	if priv.hostDisks == 0 || !priv.attachesLoop || !priv.mountsLoop {
 		t.Errorf("privileged dind reaches no host device: the checks do not check anything: %s", priv)
 	}
 	info, err := o.docker("inspect", "-f", "{{.HostConfig.Privileged}} {{.HostConfig.CapAdd}} {{.HostConfig.SecurityOpt}}",
