@@ -61,7 +61,9 @@ func (c *Container) setOwner(ctx context.Context, api client.APIClient, lease *c
 		return err
 	}
 	if user != "" && !spec.Rootless {
-		spec.Rootless = true
+		// A rootless dind is not privileged already: --unprivileged's
+		// settings (for a daemon running as root) give way to its own.
+		spec.Rootless, spec.Unprivileged = true, false
 		fmt.Fprintf(os.Stderr, "dindstore: %s runs as %q: launching it rootless (docs/security.md)\n", spec.Image, user)
 	}
 	if spec.Rootless {
