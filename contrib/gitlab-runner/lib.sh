@@ -10,6 +10,7 @@
 #   DINDSTORE_STATE_DIR   per-job state: certificates, builds (default: /run/dindstore-gitlab)
 #   DINDSTORE_DOCKERD_ARGS  extra flags for the inner dockerd
 #   DINDSTORE_DOCKER      the host's docker CLI (default: docker; DOCKER_HOST applies)
+#   DINDSTORE_DEFAULT_IMAGE  the job image when a job names none (image: in .gitlab-ci.yml)
 #   DINDSTORE_HELPER_IMAGE  an image with git and gitlab-runner (GitLab's gitlab-runner-helper):
 #                         the runner's own stages (sources, cache, artifacts) run in a helper
 #                         container from it, as the docker executor does; without it they run

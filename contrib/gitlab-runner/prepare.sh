@@ -4,8 +4,8 @@
 # DINDSTORE_HELPER_IMAGE, a helper container for the runner's own stages).
 source "$(dirname "$(readlink -f "$0")")/lib.sh"
 
-image=${CUSTOM_ENV_CI_JOB_IMAGE:-}
-[[ -n "$image" ]] || system_failure "the job names no image (image: in .gitlab-ci.yml)"
+image=${CUSTOM_ENV_CI_JOB_IMAGE:-${DINDSTORE_DEFAULT_IMAGE:-}}
+[[ -n "$image" ]] || system_failure "the job names no image (image: in .gitlab-ci.yml) and DINDSTORE_DEFAULT_IMAGE is not set"
 mkdir -p "$state/certs" "$state/builds" "$state/cache"
 
 "${docker[@]}" network create "$network" > /dev/null || system_failure "create network $network"
