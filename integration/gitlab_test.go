@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -174,7 +175,10 @@ func TestGitLabCustomExecutor(t *testing.T) {
 	}
 	r.nothingLeft()
 
-	code, out = r.job(7, 0, 102).run("docker images --format '{{.Repository}}:{{.Tag}}'")
+	next := r.job(7, 0, 102) // a job that names no image: the runner's default
+	next.env = append(slices.DeleteFunc(next.env, func(e string) bool { return strings.HasPrefix(e, "CUSTOM_ENV_CI_JOB_IMAGE=") }),
+		"DINDSTORE_DEFAULT_IMAGE="+dindImage)
+	code, out = next.run("docker images --format '{{.Repository}}:{{.Tag}}'")
 	if code != 0 || !strings.Contains(out, "job:gl") || !strings.Contains(out, "base:gl") {
 		t.Fatalf("the next job on the slot does not see the first one's images: exit %d\n%s", code, out)
 	}
