@@ -7,12 +7,15 @@ import (
 	"hash/fnv"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/dindstore/dindstore/dockerd"
 	"github.com/dindstore/dindstore/internal/fault"
+	"github.com/dindstore/dindstore/procscan"
 	"github.com/dindstore/dindstore/proctree"
 	"github.com/dindstore/dindstore/volumes"
+	"golang.org/x/sys/unix"
 )
 
 // Lease is a cache held by this process: locked, mounted, and recorded as
@@ -83,11 +86,19 @@ func (l *Lease) SetOwner(uid, gid int) error {
 		return fmt.Errorf("%w: cache %q was filled by a daemon running as root, not %s: use another key for that user",
 			ErrOwnerMismatch, l.record.Key, want)
 	}
+	var st unix.Stat_t
+	if err := unix.Lstat(l.mount.Target, &st); err != nil {
+		return fmt.Errorf("give %s to %s: %w", l.mount.Target, want, err)
+	}
 	if err := os.Lchown(l.mount.Target, uid, gid); err != nil {
 		return fmt.Errorf("give %s to %s: %w", l.mount.Target, want, err)
 	}
+	if err := l.root.updateRecord(l.record.Key, func(rec *Record) { rec.Owner = want }); err != nil {
+		// Unrecorded, the chown would go unnoticed: give the root back.
+		return errors.Join(err, os.Lchown(l.mount.Target, int(st.Uid), int(st.Gid)))
+	}
 	l.record.Owner = want
-	return l.root.updateRecord(l.record.Key, func(rec *Record) { rec.Owner = want })
+	return nil
 }
 
 // holdsData says whether the mounted cache has anything beyond what a
@@ -455,16 +466,11 @@ func (l *Lease) describeUsers(err error) ([]int, error) {
 	if uerr != nil || len(use.Users) == 0 {
 		return nil, err
 	}
-	return procscanPIDs(use), fmt.Errorf("%w: %w", err, &volumes.ImageInUseError{Use: use})
+	return processPIDs(use), fmt.Errorf("%w: %w", err, &volumes.ImageInUseError{Use: use})
 }
 
-// procscanPIDs lists the pids of an image's users (not the mounts).
-func procscanPIDs(u *volumes.ImageUse) []int {
-	var out []int
-	for _, x := range u.Users {
-		if x.PID > 0 {
-			out = append(out, x.PID)
-		}
-	}
-	return out
+// processPIDs lists the pids of an image's users that are processes (not
+// the mounts in dindstore's own namespace, which procscan gives pid 0).
+func processPIDs(u *volumes.ImageUse) []int {
+	return slices.DeleteFunc(procscan.PIDs(u.Users), func(pid int) bool { return pid <= 0 })
 }

@@ -159,7 +159,7 @@ func (r *Root) problemState(e *Entry, rec *Record, bound map[string][]string) {
 	case len(devs) > 0:
 		e.State, e.Reason = StateOrphaned, "no live lease, but still bound to "+strings.Join(devs, ", ")
 		if use, err := volumes.FindImageUse(r.imagePath(e.Key), r.MountPath(e.Key)); err == nil && len(use.Users) > 0 {
-			e.Reason, e.PIDs = (&volumes.ImageInUseError{Use: use}).Error(), procscanPIDs(use)
+			e.Reason, e.PIDs = (&volumes.ImageInUseError{Use: use}).Error(), processPIDs(use)
 		}
 	case rec.ReleaseFailed != nil:
 		e.State, e.Reason, e.PIDs = StateReleaseFailed, rec.ReleaseFailed.Reason, rec.ReleaseFailed.PIDs

@@ -197,8 +197,7 @@ func (r *Root) readOwner(key string) (*Owner, error) {
 
 // removeOwner removes the owner record; a missing one is fine.
 func (r *Root) removeOwner(key string) error {
-	err := os.Remove(r.ownerPath(key))
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := removeIfExists(r.ownerPath(key)); err != nil {
 		return fmt.Errorf("remove owner record of %q: %w", key, err)
 	}
 	return nil

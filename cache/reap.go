@@ -24,19 +24,13 @@ func (r *Root) Reap(ctx context.Context, key string, holder int) ([]Finding, err
 	if o, err := r.readOwner(key); err != nil || o.PID != holder {
 		return nil, nil // released cleanly, or taken over already
 	}
-	unmark, err := r.markBusy(key)
-	if err != nil {
-		return nil, fmt.Errorf("reap %q: %w", key, err)
+	l, err := r.markedLock(key, func() (*lock, error) { return r.tryLockAs(key, true) })
+	if errors.Is(err, ErrLocked) {
+		return nil, nil // someone else has it: it repairs what it finds
 	}
-	l, err := r.tryLockAs(key, true)
 	if err != nil {
-		unmark()
-		if errors.Is(err, ErrLocked) {
-			return nil, nil // someone else has it: it repairs what it finds
-		}
 		return nil, err
 	}
-	l.unmark = unmark
 	defer l.release()
 	return r.recoverLocked(ctx, key, false), nil
 }
@@ -51,11 +45,7 @@ func (r *Root) Reap(ctx context.Context, key string, holder int) ([]Finding, err
 // markBusy makes this process's busy marker of key; unmark removes it.
 func (r *Root) markBusy(key string) (unmark func(), err error) {
 	path := r.busyPath(key, os.Getpid())
-	f, err := r.openOwned(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	if err := f.Close(); err != nil {
+	if err := r.touchOwned(path); err != nil {
 		return nil, err
 	}
 	return func() { _ = os.Remove(path) }, nil // a stale marker only makes a use wait: recover removes it
@@ -77,11 +67,17 @@ func (r *Root) isBusy(key string, pid int) bool {
 // lockBusy takes the lock of key for a short step that is not a lease:
 // marked busy (so that uses wait for it), waiting for other busy holders.
 func (r *Root) lockBusy(ctx context.Context, key string) (*lock, error) {
+	return r.markedLock(key, func() (*lock, error) { return r.waitLock(ctx, key, true) })
+}
+
+// markedLock marks this process busy on key, then takes the lock with
+// take; the marker goes with the lock, or at once when take fails.
+func (r *Root) markedLock(key string, take func() (*lock, error)) (*lock, error) {
 	unmark, err := r.markBusy(key)
 	if err != nil {
 		return nil, fmt.Errorf("lock %q: %w", key, err)
 	}
-	l, err := r.waitLock(ctx, key, true)
+	l, err := take()
 	if err != nil {
 		unmark()
 		return nil, err

@@ -162,16 +162,15 @@ func (r *Root) readRecord(key string) (*Record, error) {
 // no data block, so that a damage is never lost even when the host is too
 // full for the record to be rewritten.
 func (r *Root) markDamaged(key string) error {
-	f, err := r.openOwned(r.damagedPath(key), os.O_WRONLY|os.O_CREATE, 0o600)
-	if err != nil {
+	if err := r.touchOwned(r.damagedPath(key)); err != nil {
 		return fmt.Errorf("mark cache %q damaged: %w", key, err)
 	}
-	return f.Close()
+	return nil
 }
 
 // clearDamaged removes the damage marker of key.
 func (r *Root) clearDamaged(key string) error {
-	if err := os.Remove(r.damagedPath(key)); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := removeIfExists(r.damagedPath(key)); err != nil {
 		return fmt.Errorf("clear the damage mark of %q: %w", key, err)
 	}
 	return nil

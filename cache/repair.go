@@ -17,7 +17,7 @@ func (r *Root) Repair(ctx context.Context, key string) (string, error) {
 	if err := ValidateKey(key); err != nil {
 		return "", err
 	}
-	l, err := r.lockBusy(context.Background(), key)
+	l, err := r.lockBusy(ctx, key)
 	if err != nil {
 		return "", err
 	}

@@ -147,6 +147,24 @@ func (r *Root) OpenLog(key string) (*os.File, error) {
 	return f, nil
 }
 
+// touchOwned makes an empty file below the root (a marker), or leaves the
+// one there, refusing anything but a regular file of this user.
+func (r *Root) touchOwned(path string) error {
+	f, err := r.openOwned(path, os.O_WRONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// removeIfExists removes path; one that is not there is no error.
+func removeIfExists(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
 // openOwned opens a file below the root (see open) and refuses anything but
 // a regular file owned by this user (see checkOwnedRegular).
 func (r *Root) openOwned(path string, flags int, perm uint32) (*os.File, error) {

@@ -189,7 +189,7 @@ func (r *Root) removeData(key string) error {
 			return fmt.Errorf("remove %s: %w", p, err)
 		}
 	}
-	if err := os.Remove(r.MountPath(key)); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := removeIfExists(r.MountPath(key)); err != nil {
 		return fmt.Errorf("remove mount point (it should be empty once unmounted): %w", err)
 	}
 	return nil
@@ -225,7 +225,7 @@ func (r *Root) removeLocked(ctx context.Context, key string, rec *Record) error 
 	if _, err := r.repairLocked(ctx, key, repairOpts{}); err != nil {
 		return err
 	}
-	if err := os.Remove(r.recordPath(key)); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := removeIfExists(r.recordPath(key)); err != nil {
 		return fmt.Errorf("remove record of %q: %w", key, err)
 	}
 	if err := fault.Point("during-rm"); err != nil {
