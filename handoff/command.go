@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -35,10 +34,8 @@ type Command struct {
 
 	cmd    *exec.Cmd
 	group  *proctree.Group
-	done   chan struct{}
-	mu     sync.Mutex
-	err    error
-	failed bool // an injected failure ended it (fault point while-tree-runs)
+	failed bool // an injected failure ended it (fault point while-tree-runs); under mu
+	ending
 }
 
 // ExitNotFound is the shell's status for a command that could not be run.
@@ -72,14 +69,8 @@ func (c *Command) Start(ctx context.Context, l Lease) error {
 	if err := c.start(); err != nil {
 		return fmt.Errorf("start %s: %w", args[0], err)
 	}
-	c.done = make(chan struct{})
-	go func() {
-		err := c.cmd.Wait()
-		c.mu.Lock()
-		c.err = err
-		c.mu.Unlock()
-		close(c.done)
-	}()
+	c.init()
+	go func() { c.end(c.cmd.Wait()) }()
 	c.armFault()
 	return nil
 }
@@ -144,11 +135,12 @@ func (c *Command) Done() <-chan struct{} { return c.done }
 // Status turns the command's end into a shell-style exit status.
 func (c *Command) Status() (int, error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.failed {
+	failed := c.failed
+	c.mu.Unlock()
+	if failed {
 		return 1, fault.ErrInjected
 	}
-	return ExitStatus(c.err)
+	return ExitStatus(c.result())
 }
 
 // ExitStatus turns Wait's error into a shell-style exit status: the exit

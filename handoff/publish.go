@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sync"
 
 	"github.com/dindstore/dindstore/volumes"
 )
@@ -21,42 +20,32 @@ type Publish struct {
 	Target string
 	// Until ends the publication when closed (nil: only a signal or Kill).
 	Until <-chan struct{}
-	stop  chan struct{}
-	once  sync.Once
-	ending
+	Func
 }
 
-// Start binds the mount at Target.
-func (p *Publish) Start(_ context.Context, l Lease) error {
-	if err := os.Mkdir(p.Target, 0o750); err != nil && !errors.Is(err, os.ErrExist) {
+// Start binds the mount at Target; the publication then lasts until Until
+// is closed or the context is cancelled (Signal, Kill), and unbinds.
+func (p *Publish) Start(ctx context.Context, l Lease) error {
+	err := os.Mkdir(p.Target, 0o750)
+	if err != nil && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("publish %s: %w", l.Key(), err)
 	}
+	made := err == nil
 	if _, err := volumes.Bind(l.MountPath(), p.Target); err != nil {
+		if made {
+			err = errors.Join(err, os.Remove(p.Target))
+		}
 		return fmt.Errorf("publish %s: %w", l.Key(), err)
 	}
-	p.init()
-	p.stop = make(chan struct{})
-	go func() {
+	p.Run = func(ctx context.Context, _ Lease) error {
 		select {
 		case <-p.Until:
-		case <-p.stop:
+		case <-ctx.Done():
 		}
-		p.end(volumes.UnmountBind(p.Target))
-	}()
-	return nil
+		return volumes.UnmountBind(p.Target)
+	}
+	return p.Func.Start(ctx, l)
 }
-
-// Signal ends the publication.
-func (p *Publish) Signal(os.Signal) error { return p.Kill() }
-
-// Kill ends the publication (its bind is unmounted first).
-func (p *Publish) Kill() error {
-	p.once.Do(func() { close(p.stop) })
-	return nil
-}
-
-// Done is closed once the bind is unmounted (or could not be: see Status).
-func (p *Publish) Done() <-chan struct{} { return p.done }
 
 // Status is 0; the error is the bind's unmount's, if it failed (the
 // target still in use).

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dindstore/dindstore/loopdev"
 	"golang.org/x/sys/unix"
 )
 
@@ -51,14 +52,15 @@ mknod /dev/dindstore-hostdisk b %d %d && dd if=/dev/dindstore-hostdisk of=/dev/n
 rm -f /dev/dindstore-hostdisk
 dd if=/dev/zero of=/tmp/img bs=1M count=8 2>/dev/null
 mkdir -p /tmp/mnt
-if mknod /dev/dindstore-loop b 7 250 && losetup /dev/dindstore-loop /tmp/img; then
+if mknod /dev/dindstore-loop b 7 %[3]d && losetup /dev/dindstore-loop /tmp/img; then
   echo "attaches-loop"
   mke2fs -q /dev/dindstore-loop && mount /dev/dindstore-loop /tmp/mnt && echo "mounts-loop" && umount /tmp/mnt
   losetup -d /dev/dindstore-loop
 fi
 rm -f /dev/dindstore-loop
-grep CapEff /proc/1/status`, maj, min)
+grep CapEff /proc/1/status`, maj, min, checkLoop)
 	// As the container's root: what a process that got that far could do.
+	t.Cleanup(func() { detachLoop(checkLoop, "/tmp/img") }) // if the script died with it attached
 	out, err := o.docker("exec", "-u", "0", id, "sh", "-c", script)
 	if err != nil {
 		t.Fatalf("%s: checks: %v\n%s", mode, err, out)
@@ -146,4 +148,19 @@ func TestLaunchRuntimePassThrough(t *testing.T) {
 		t.Fatalf("release: exit %d: %s", r.code, r.stderr)
 	}
 	assertNothingLeft(t, root)
+}
+
+// checkLoop is the loop device number checkMode's script attaches through
+// a node of its own.
+const checkLoop = 250
+
+// detachLoop detaches loop device number n when it is still bound to
+// backing (as the container saw the file).
+func detachLoop(n int, backing string) {
+	devs, _ := loopdev.List()
+	for _, d := range devs {
+		if d.Number == n && d.BackingFile == backing {
+			_ = loopdev.Detach(d.Path)
+		}
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -33,6 +34,9 @@ func TestHandoffPublish(t *testing.T) {
 	}
 	target, unpublish := filepath.Join(dir, "target"), make(chan struct{})
 	published, done := make(chan struct{}), make(chan error, 1)
+	var stop sync.Once
+	unpublishNow := func() { stop.Do(func() { close(unpublish) }) }
+	t.Cleanup(unpublishNow) // a failed test still ends the publication (and its lease) before the root's cleanup
 	acquire := handoff.From(r, "pub", cache.ModePublish, []string{"csi-test"}, cache.AcquireOptions{}, nil)
 	go func() {
 		_, err := handoff.Hand(ctx, acquire, &handoff.Publish{Target: target, Until: unpublish},
@@ -54,7 +58,7 @@ func TestHandoffPublish(t *testing.T) {
 	if _, err := handoff.Hand(ctx, second, &handoff.Publish{Target: target + "2"}, handoff.Options{}); !errors.Is(err, cache.ErrLocked) {
 		t.Fatalf("a second publication of a held key: %v, want ErrLocked", err)
 	}
-	close(unpublish)
+	unpublishNow()
 	if err := <-done; err != nil {
 		t.Fatalf("unpublish: %v", err)
 	}
