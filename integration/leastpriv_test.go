@@ -127,7 +127,7 @@ func TestLaunchUnprivileged(t *testing.T) {
 func TestLaunchRuntimePassThrough(t *testing.T) {
 	requireSuite(t)
 	calls := filepath.Join(t.TempDir(), "calls")
-	o := startOuterWith(t, []string{"--add-runtime", "isolating-test=" + writeIsolatingRuntime(t, calls)})
+	o := startOuterWith(t, false, "--add-runtime", "isolating-test="+writeIsolatingRuntime(t, calls))
 	buildDindImage(t, o)
 	root := filepath.Join(t.TempDir(), "root")
 	t.Cleanup(func() { runBinary(t, binary, o.env(), root, "release", "rt"); cleanupRoot(t, root) })

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -34,18 +33,12 @@ type outer struct {
 // for all of them, and plain runc fails with "unable to apply caps" here.
 func startOuter(t testing.TB, wrapRuntime bool) *outer {
 	t.Helper()
-	if !wrapRuntime {
-		return startOuterWith(t, nil)
-	}
-	return startOuterWith(t, []string{"wrap"})
+	return startOuterWith(t, wrapRuntime)
 }
 
-// startOuterWith starts an outer dockerd with extra flags; "wrap" among
-// them stands for the runc wrapper of startOuter.
-func startOuterWith(t testing.TB, extra []string) *outer {
+// startOuterWith is startOuter with extra flags for the outer dockerd.
+func startOuterWith(t testing.TB, wrapRuntime bool, extra ...string) *outer {
 	t.Helper()
-	wrapRuntime := slices.Contains(extra, "wrap")
-	extra = slices.DeleteFunc(slices.Clone(extra), func(s string) bool { return s == "wrap" })
 	dir, err := os.MkdirTemp("", "dindstore-outer-")
 	must(t, err)
 	o := &outer{sock: filepath.Join(dir, "d.sock"), log: filepath.Join(dir, "dockerd.log")}
