@@ -2,7 +2,9 @@
 # Builds the root filesystem of a registry-free docker:dind style image from
 # this host's Debian binaries, their libraries (ldd) and busybox, with a
 # hack/dind-style entrypoint under tini. Used by the integration tests only.
-# Usage: dind-rootfs.sh DIR
+# Usage: [EXTRA_BINS="/usr/bin/x ..."] dind-rootfs.sh DIR
+# EXTRA_BINS are copied, with their libraries, before busybox makes its applet links
+# (absolute links to /bin/busybox, which leave existing files alone).
 set -eu
 R=$1
 mkdir -p "$R"
@@ -10,7 +12,7 @@ cd "$R"
 mkdir -p bin sbin usr/bin usr/sbin usr/local/bin etc root run var/run var/lib/docker proc sys dev tmp
 chmod 1777 tmp
 BINS="/usr/sbin/dockerd /usr/bin/containerd /usr/bin/containerd-shim-runc-v2 /usr/sbin/runc /usr/bin/docker
-      /usr/sbin/docker-proxy /usr/bin/tini-static /usr/sbin/xtables-nft-multi /usr/bin/openssl"
+      /usr/sbin/docker-proxy /usr/bin/tini-static /usr/sbin/xtables-nft-multi /usr/bin/openssl ${EXTRA_BINS:-}"
 for b in $BINS; do cp -a --parents "$b" .; done
 ln -sf tini-static usr/bin/docker-init
 for x in iptables iptables-save iptables-restore ip6tables ip6tables-save ip6tables-restore; do

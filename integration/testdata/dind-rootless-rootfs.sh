@@ -2,27 +2,16 @@
 # Builds the root filesystem of a registry-free docker:dind-rootless style image: the
 # dind image of dind-rootfs.sh plus Debian's rootlesskit, uidmap (newuidmap/newgidmap,
 # setuid), slirp4netns, iproute2's ip and nsenter, docker.io's dockerd-rootless.sh, and a
-# user "rootless"
-# (1000:1000) with subordinate ids. Used by the integration tests only.
+# user "rootless" (1000:1000) with subordinate ids. Used by the integration tests only.
 # Usage: dind-rootless-rootfs.sh DIR
 set -eu
 R=$1
-sh "$(dirname "$0")/dind-rootfs.sh" "$R"
+# rootlesskit sets up slirp4netns's tap device with nsenter and iproute2's ip (busybox's
+# has no tuntap; /usr/bin/ip comes before busybox's /sbin/ip on PATH).
+EXTRA_BINS="/usr/bin/rootlesskit /usr/bin/rootlesskit-docker-proxy /usr/bin/newuidmap /usr/bin/newgidmap
+            /usr/bin/slirp4netns /usr/bin/nsenter /usr/bin/ip" sh "$(dirname "$0")/dind-rootfs.sh" "$R"
 cd "$R"
-BINS="/usr/bin/rootlesskit /usr/bin/rootlesskit-docker-proxy /usr/bin/newuidmap /usr/bin/newgidmap /usr/bin/slirp4netns /usr/bin/nsenter"
-# Busybox's applets are absolute symlinks to /bin/busybox (nsenter is one): remove each
-# destination first, so that no copy is written through a link onto the host's files.
-for b in $BINS; do rm -f ".$b"; cp -a --parents "$b" .; done
-# rootlesskit sets up slirp4netns's tap device with iproute2's ip (busybox's has no tuntap)
-rm -f usr/sbin/ip.iproute2 usr/sbin/ip && cp /usr/bin/ip usr/sbin/ip.iproute2 && ln -s ip.iproute2 usr/sbin/ip
-BINS="$BINS /usr/bin/ip"
 cp /usr/share/docker.io/contrib/dockerd-rootless.sh usr/local/bin/dockerd-rootless.sh
-{ for b in $BINS; do ldd "$b" 2>/dev/null || true; done; } |
-  awk '/=> \//{print $3} /^\t\/lib64/{print $1}' | sort -u |
-  while read -r lib; do cp -L --parents "$lib" .; done
-for d in lib lib64; do          # usr-merged, as the host
-  if [ -d "$d" ] && [ ! -L "$d" ]; then mkdir -p "usr/$d"; cp -a "$d/." "usr/$d/"; rm -rf "$d"; fi
-done
 printf 'rootless:x:1000:1000:rootless:/home/rootless:/bin/sh\n' >> etc/passwd
 printf 'rootless:x:1000:\n' >> etc/group
 printf 'rootless:100000:65536\n' > etc/subuid
