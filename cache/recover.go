@@ -81,6 +81,7 @@ func (r *Root) knownKeys() ([]string, error) {
 		}
 		for _, e := range entries {
 			key := e.Name()
+			// (".reaper": the guard's marker of earlier versions, now KEY.busy@PID)
 			for _, suffix := range []string{".json", ".lock", ".owner", ".damaged", ".reaper", ".img.tmp", ".img"} {
 				key = strings.TrimSuffix(key, suffix)
 			}

@@ -89,8 +89,6 @@ type Container struct {
 	// Owner, when set, becomes the owner of the mount's root directory
 	// (a rootless daemon's user).
 	Owner *Owner
-	// Begin, when set, starts the container instead (a test's fake).
-	Begin func(ctx context.Context, l Lease) (*launch.Container, error)
 	// ReadyTimeout, when set, makes Start wait until the inner daemon
 	// answers (and stop the container if it does not).
 	ReadyTimeout time.Duration
@@ -103,11 +101,7 @@ type Container struct {
 
 // Start starts the container, waiting for its daemon when asked to.
 func (c *Container) Start(ctx context.Context, l Lease) error {
-	begin := c.Begin
-	if begin == nil {
-		begin = c.begin
-	}
-	ctr, err := begin(ctx, l)
+	ctr, err := c.begin(ctx, l)
 	if err != nil {
 		return err
 	}
