@@ -186,7 +186,7 @@ func (r *Root) Acquire(ctx context.Context, key, mode string, command []string, 
 	if err := rec.usable(); err != nil {
 		return nil, err
 	}
-	l, err := r.waitReaper(ctx, key)
+	l, err := r.waitLock(ctx, key, false)
 	if err != nil {
 		return nil, err
 	}

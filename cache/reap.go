@@ -15,7 +15,7 @@ import (
 // cleanly), the dead lease's processes are ended and its mount and loop
 // device cleared. While it works, a marker beside the lock names this
 // process, so that a use of the key that meets the lock waits for the
-// repair instead of failing (see waitReaper). A clean release, or a key
+// repair instead of failing (see waitLock). A clean release, or a key
 // another holder already took, leaves nothing to do.
 func (r *Root) Reap(ctx context.Context, key string, holder int) ([]Finding, error) {
 	if err := ValidateKey(key); err != nil {
@@ -40,7 +40,7 @@ func (r *Root) Reap(ctx context.Context, key string, holder int) ([]Finding, err
 // beside the lock (locks/KEY.busy@PID, which no key can be named), made
 // before it tries the lock and removed after it lets go. A use of the key
 // that meets the lock held by a busy process waits for it (see
-// waitReaper) instead of failing; only a lease makes it fail at once.
+// waitLock) instead of failing; only a lease makes it fail at once.
 
 // markBusy makes this process's busy marker of key; unmark removes it.
 func (r *Root) markBusy(key string) (unmark func(), err error) {
@@ -89,14 +89,9 @@ func (r *Root) markedLock(key string, take func() (*lock, error)) (*lock, error)
 // reapWait bounds how long a use waits for a busy holder.
 const reapWait = endWait + 5*time.Second
 
-// waitReaper takes the lock of key, waiting while the process that holds
-// it is busy (a repair, recover, trim...: see markBusy); a lease holding it
-// is ErrLocked at once, as tryLock says.
-func (r *Root) waitReaper(ctx context.Context, key string) (*lock, error) {
-	return r.waitLock(ctx, key, false)
-}
-
-// waitLock is waitReaper for a busy step (busy) or not.
+// waitLock takes the lock of key (for a busy step, or not), waiting while
+// the process that holds it is busy (a repair, recover, trim...: see
+// markBusy); a lease holding it is ErrLocked at once, as tryLock says.
 func (r *Root) waitLock(ctx context.Context, key string, busy bool) (*lock, error) {
 	// PID 0: the lock was let go between our try and the look at
 	// /proc/locks; try again.

@@ -105,7 +105,7 @@ func (r *Root) Create(ctx context.Context, key string, spec Spec) (rec *Record, 
 			return nil, false, err
 		}
 	}
-	l, err := r.waitReaper(ctx, key)
+	l, err := r.waitLock(ctx, key, false)
 	if err != nil {
 		return nil, false, err
 	}
@@ -202,7 +202,7 @@ func (r *Root) Remove(ctx context.Context, key string) error {
 	if err := ValidateKey(key); err != nil {
 		return err
 	}
-	l, err := r.waitReaper(ctx, key)
+	l, err := r.waitLock(ctx, key, false)
 	if err != nil {
 		return err
 	}
