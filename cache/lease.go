@@ -474,3 +474,7 @@ func (l *Lease) describeUsers(err error) ([]int, error) {
 func processPIDs(u *volumes.ImageUse) []int {
 	return slices.DeleteFunc(procscan.PIDs(u.Users), func(pid int) bool { return pid <= 0 })
 }
+
+// Health checks the mounted cache now: write-back errors since the mount
+// (syncfs) and errors its filesystem counted; nil when healthy.
+func (l *Lease) Health() error { return l.mount.Health() }

@@ -20,12 +20,32 @@ type Publish struct {
 	Target string
 	// Until ends the publication when closed (nil: only a signal or Kill).
 	Until <-chan struct{}
+	// Bound says the mount is bound at Target already: a publication taken
+	// over after the process that made it restarted (cache.Root.Adopt).
+	Bound bool
 	Func
 }
 
 // Start binds the mount at Target; the publication then lasts until Until
 // is closed or the context is cancelled (Signal, Kill), and unbinds.
 func (p *Publish) Start(ctx context.Context, l Lease) error {
+	if !p.Bound {
+		if err := p.bind(l); err != nil {
+			return err
+		}
+	}
+	p.Run = func(ctx context.Context, _ Lease) error {
+		select {
+		case <-p.Until:
+		case <-ctx.Done():
+		}
+		return volumes.UnmountBind(p.Target)
+	}
+	return p.Func.Start(ctx, l)
+}
+
+// bind binds the lease's mount at Target, making Target when missing.
+func (p *Publish) bind(l Lease) error {
 	err := os.Mkdir(p.Target, 0o750)
 	if err != nil && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("publish %s: %w", l.Key(), err)
@@ -37,14 +57,7 @@ func (p *Publish) Start(ctx context.Context, l Lease) error {
 		}
 		return fmt.Errorf("publish %s: %w", l.Key(), err)
 	}
-	p.Run = func(ctx context.Context, _ Lease) error {
-		select {
-		case <-p.Until:
-		case <-ctx.Done():
-		}
-		return volumes.UnmountBind(p.Target)
-	}
-	return p.Func.Start(ctx, l)
+	return nil
 }
 
 // Status is 0; the error is the bind's unmount's, if it failed (the

@@ -94,7 +94,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			createCommand, runCommand, lsCommand, dfCommand, growCommand, rmCommand, recoverCommand,
 			pruneCommand, trimCommand, inspectCommand, gcCommand, metricsCommand, serveCommand,
 			prepareCommand, releaseCommand, launchCommand, holdCommand, cloneCommand, commitCommand,
-			warmCommand, repairCommand, guardCommand,
+			warmCommand, repairCommand, guardCommand, csiCommand,
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return fmt.Errorf("%w: %w", errUsage, err)

@@ -1,0 +1,121 @@
+package csi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"os"
+	"time"
+
+	"github.com/dindstore/dindstore/cache"
+	"github.com/dindstore/dindstore/volumes"
+)
+
+// Start takes over what an earlier run of the plugin left (see Collect)
+// and marks the plugin ready (Probe).
+func (d *Driver) Start(ctx context.Context) error {
+	err := d.Collect(ctx)
+	d.mu.Lock()
+	d.ready = true
+	d.mu.Unlock()
+	return err
+}
+
+// Collect is the plugin's garbage collection, at start and periodically:
+// a recorded publication this process does not hold is taken over when
+// its target is still mounted (the plugin restarted under a running pod),
+// and cleaned up when it is not (its pod is gone: the kubelet restarted,
+// the node rebooted); then recover and gc run over the root. A volume
+// still published is never touched: its lease is held, which recover and
+// gc leave alone.
+func (d *Driver) Collect(ctx context.Context) error {
+	pubs, errs := d.store.load(ctx)
+	var orphans []*publication
+	for _, p := range pubs {
+		end, err := d.begin(p.VolumeID)
+		if err != nil {
+			continue // a call on it is in progress
+		}
+		if d.lookup(p.VolumeID) == nil {
+			if orphan, err := d.takeOver(p); err != nil {
+				errs = append(errs, err)
+			} else if orphan {
+				orphans = append(orphans, p)
+			}
+		}
+		end()
+	}
+	if _, err := d.root.Recover(ctx, false); err != nil {
+		errs = append(errs, fmt.Errorf("recover: %w", err))
+	}
+	for _, p := range orphans {
+		errs = append(errs, d.collectOrphan(ctx, p))
+	}
+	if _, err := d.root.GC(ctx, false); err != nil {
+		errs = append(errs, fmt.Errorf("gc: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// takeOver adopts a publication whose target is still bound; orphan says
+// its target is not, and it is to be cleaned up once recover ran.
+func (d *Driver) takeOver(p *publication) (orphan bool, err error) {
+	mounted, err := volumes.IsMounted(p.Target)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return false, fmt.Errorf("publication of volume %s: %w", p.VolumeID, err)
+	}
+	if !mounted {
+		return true, nil
+	}
+	if err := d.start(p, true); err != nil {
+		return false, fmt.Errorf("take over volume %s at %s: %w", p.VolumeID, p.Target, err)
+	}
+	log.Printf("took over volume %s (cache %s) at %s, published for pod %s", p.VolumeID, p.Key, p.Target, p.Pod)
+	return false, nil
+}
+
+// collectOrphan cleans up a publication whose pod is gone.
+func (d *Driver) collectOrphan(ctx context.Context, p *publication) error {
+	end, err := d.begin(p.VolumeID)
+	if err != nil {
+		return nil // published again meanwhile
+	}
+	defer end()
+	if d.lookup(p.VolumeID) != nil {
+		return nil
+	}
+	if err := d.forget(ctx, p); err != nil {
+		return fmt.Errorf("clean up volume %s (cache %s) of gone pod %s: %w", p.VolumeID, p.Key, p.Pod, err)
+	}
+	log.Printf("cleaned up volume %s (cache %s) of pod %s, which is gone", p.VolumeID, p.Key, p.Pod)
+	return nil
+}
+
+// Run collects every interval until ctx ends, logging what failed.
+func (d *Driver) Run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := d.Collect(ctx); err != nil {
+				log.Printf("garbage collection: %v", err)
+			}
+		}
+	}
+}
+
+// removeTarget removes a target directory the plugin made, unless
+// something is mounted on it.
+func removeTarget(path string) error {
+	if mounted, err := volumes.IsMounted(path); err == nil && mounted {
+		return fmt.Errorf("%w: %s is still mounted", cache.ErrInUse, path)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove target %s: %w", path, err)
+	}
+	return nil
+}
