@@ -20,7 +20,13 @@ MODERN_TESTS := ^(TestRunLoop|TestRunDir|TestRunVFS|TestRunCommandContract|TestE
 ACT_VERSION := v0.2.89
 ACT := $(CURDIR)/.cache/act/act
 
-.PHONY: all build deps engine act test unit demo bench vet fmt-check clean
+# csi-sanity (kubernetes-csi/csi-test), run against `dindstore csi`
+CSI_TEST_VERSION := v5.6.0
+CSI_SANITY := $(CURDIR)/.cache/csi-sanity/csi-sanity
+# kubelet, kube-apiserver (k8s.io/kubernetes) and etcd, for the real-kubelet test
+K8S_DIR := $(CURDIR)/.cache/k8s
+
+.PHONY: all build deps engine act csi-sanity k8s test unit demo bench vet fmt-check clean
 
 all: build
 
@@ -49,10 +55,20 @@ act: $(ACT)
 $(ACT):
 	GOBIN=$(CURDIR)/.cache/act $(GO) install github.com/nektos/act@$(ACT_VERSION)
 
+## csi-sanity: build csi-sanity into .cache/csi-sanity when it is missing (under a minute)
+csi-sanity: $(CSI_SANITY)
+$(CSI_SANITY):
+	GOBIN=$(CURDIR)/.cache/csi-sanity CGO_ENABLED=0 $(GO) install github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity@$(CSI_TEST_VERSION)
+
+## k8s: build kubelet, kube-apiserver and etcd into .cache/k8s/bin when missing (about 20 minutes cold)
+k8s:
+	./scripts/build-k8s.sh $(K8S_DIR)
+
 ## test: every test (the root-only ones, with loop devices, mounts and dockerd, run when root),
 ##       then the integration tests again on the current engine
-test: deps vet fmt-check engine act
-	DINDSTORE_TEST_ENGINE_DIR=$(ENGINE_DIR) DINDSTORE_TEST_ACT=$(ACT) $(GO) test $(TESTFLAGS) ./...
+test: deps vet fmt-check engine act csi-sanity k8s
+	DINDSTORE_TEST_ENGINE_DIR=$(ENGINE_DIR) DINDSTORE_TEST_ACT=$(ACT) DINDSTORE_TEST_CSI_SANITY=$(CSI_SANITY) \
+	  DINDSTORE_TEST_K8S=$(K8S_DIR)/bin $(GO) test $(TESTFLAGS) ./...
 	DINDSTORE_TEST_ENGINE=$(ENGINE_DIR) $(GO) test $(TESTFLAGS) -run '$(MODERN_TESTS)' ./integration/
 
 ## unit: the tests that need neither root nor a daemon

@@ -1,0 +1,274 @@
+//go:build linux
+
+package integration
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	csipb "github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/dindstore/dindstore/cache"
+	"github.com/dindstore/dindstore/loopdev"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// syncBuffer is a bytes.Buffer a process writes to while a test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// csiPlugin is a running `dindstore csi`.
+type csiPlugin struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	sock   string
+	log    *syncBuffer
+	exited chan struct{}
+}
+
+// startCSIPlugin starts `dindstore csi` on sock over root and waits until
+// it answers Probe as ready. It is stopped (SIGTERM) at cleanup.
+func startCSIPlugin(t *testing.T, root, sock string, args ...string) *csiPlugin {
+	t.Helper()
+	all := append([]string{"--root", root, "csi", "--endpoint", "unix://" + sock, "--node-id", "it-node"}, args...)
+	p := &csiPlugin{t: t, cmd: exec.Command(binary, all...), sock: sock, log: &syncBuffer{}, exited: make(chan struct{})}
+	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	must(t, p.cmd.Start())
+	go func() { _ = p.cmd.Wait(); close(p.exited) }()
+	t.Cleanup(func() {
+		p.stop()
+		if t.Failed() {
+			t.Logf("csi plugin's log:\n%s", p.log)
+		}
+	})
+	p.waitReady()
+	return p
+}
+
+// waitReady waits for the plugin's Probe to say ready.
+func (p *csiPlugin) waitReady() {
+	p.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		conn, err := grpc.NewClient("unix://"+p.sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			resp, err := csipb.NewIdentityClient(conn).Probe(ctx, &csipb.ProbeRequest{})
+			cancel()
+			conn.Close()
+			if err == nil && resp.GetReady().GetValue() {
+				return
+			}
+		}
+		select {
+		case <-p.exited:
+			p.t.Fatalf("the csi plugin exited: %v\n%s", p.cmd.ProcessState, p.log)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	p.t.Fatalf("the csi plugin was not ready within 60 s:\n%s", p.log)
+}
+
+// stop ends the plugin with SIGTERM (SIGKILL after 30 s).
+func (p *csiPlugin) stop() {
+	select {
+	case <-p.exited:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(30 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+	}
+}
+
+// kill ends the plugin with SIGKILL, as a node's OOM killer or a crash would.
+func (p *csiPlugin) kill() {
+	_ = p.cmd.Process.Kill()
+	<-p.exited
+}
+
+// client connects to the plugin.
+func (p *csiPlugin) client() (csipb.NodeClient, csipb.IdentityClient) {
+	conn, err := grpc.NewClient("unix://"+p.sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	must(p.t, err)
+	p.t.Cleanup(func() { conn.Close() })
+	return csipb.NewNodeClient(conn), csipb.NewIdentityClient(conn)
+}
+
+// assertNoCSILeft checks that no mount below dir and no loop device backed
+// by a file below root is left (per-volume caches have no image left to
+// look up by).
+func assertNoCSILeft(t *testing.T, dir, root string) {
+	t.Helper()
+	raw, err := os.ReadFile("/proc/self/mountinfo")
+	must(t, err)
+	for _, line := range strings.Split(string(raw), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
+			t.Errorf("mount left behind: %s", f[4])
+		}
+	}
+	devs, err := loopdev.List()
+	must(t, err)
+	for _, d := range devs {
+		if strings.HasPrefix(d.Tag, cache.TagPrefix+"csi.") || strings.HasPrefix(d.Tag, cache.TagPrefix+"k8s.") ||
+			strings.HasPrefix(d.BackingFile, root+"/") {
+			t.Errorf("loop device %s (%s, %s) left behind", d.Path, d.Tag, d.BackingFile)
+		}
+	}
+}
+
+// cleanupCSI is the safety net of a failed CSI test: unmount whatever is
+// still mounted below dir (targets first, then caches) and detach the
+// loop devices of root's images.
+func cleanupCSI(t *testing.T, dir, root string) {
+	cleanupMountsBelow(t, dir)
+	cleanupRoot(t, root)
+	devs, _ := loopdev.List()
+	for _, d := range devs {
+		if strings.HasPrefix(d.BackingFile, root+"/") {
+			_ = loopdev.DetachIfBacked(d.Path, d.BackingDev, d.BackingInode)
+		}
+	}
+}
+
+// sanityFront is test-only: csi-sanity's Node tests that publish a volume
+// first create one through a controller, which they look for in the node
+// socket's plugin capabilities. The plugin has no controller (its volumes
+// are inline ephemeral ones), so the test puts this front before it: it
+// passes every Identity and Node call on to the plugin, adds
+// CONTROLLER_SERVICE to its capabilities, and serves CreateVolume (an id
+// and a size attribute) and DeleteVolume itself.
+type sanityFront struct {
+	csipb.UnimplementedIdentityServer
+	csipb.UnimplementedControllerServer
+	csipb.UnimplementedNodeServer
+	id   csipb.IdentityClient
+	node csipb.NodeClient
+}
+
+func (f sanityFront) GetPluginInfo(ctx context.Context, r *csipb.GetPluginInfoRequest) (*csipb.GetPluginInfoResponse, error) {
+	return f.id.GetPluginInfo(ctx, r)
+}
+
+func (f sanityFront) Probe(ctx context.Context, r *csipb.ProbeRequest) (*csipb.ProbeResponse, error) {
+	return f.id.Probe(ctx, r)
+}
+
+func (f sanityFront) GetPluginCapabilities(ctx context.Context, r *csipb.GetPluginCapabilitiesRequest) (*csipb.GetPluginCapabilitiesResponse, error) {
+	resp, err := f.id.GetPluginCapabilities(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	resp.Capabilities = append(resp.Capabilities, &csipb.PluginCapability{
+		Type: &csipb.PluginCapability_Service_{Service: &csipb.PluginCapability_Service{
+			Type: csipb.PluginCapability_Service_CONTROLLER_SERVICE}}})
+	return resp, nil
+}
+
+func (f sanityFront) NodePublishVolume(ctx context.Context, r *csipb.NodePublishVolumeRequest) (*csipb.NodePublishVolumeResponse, error) {
+	return f.node.NodePublishVolume(ctx, r)
+}
+
+func (f sanityFront) NodeUnpublishVolume(ctx context.Context, r *csipb.NodeUnpublishVolumeRequest) (*csipb.NodeUnpublishVolumeResponse, error) {
+	return f.node.NodeUnpublishVolume(ctx, r)
+}
+
+func (f sanityFront) NodeGetVolumeStats(ctx context.Context, r *csipb.NodeGetVolumeStatsRequest) (*csipb.NodeGetVolumeStatsResponse, error) {
+	return f.node.NodeGetVolumeStats(ctx, r)
+}
+
+func (f sanityFront) NodeGetVolumeHealth(ctx context.Context, r *csipb.NodeGetVolumeHealthRequest) (*csipb.NodeGetVolumeHealthResponse, error) {
+	return f.node.NodeGetVolumeHealth(ctx, r)
+}
+
+func (f sanityFront) NodeGetCapabilities(ctx context.Context, r *csipb.NodeGetCapabilitiesRequest) (*csipb.NodeGetCapabilitiesResponse, error) {
+	return f.node.NodeGetCapabilities(ctx, r)
+}
+
+func (f sanityFront) NodeGetInfo(ctx context.Context, r *csipb.NodeGetInfoRequest) (*csipb.NodeGetInfoResponse, error) {
+	return f.node.NodeGetInfo(ctx, r)
+}
+
+func (sanityFront) ControllerGetCapabilities(context.Context, *csipb.ControllerGetCapabilitiesRequest) (*csipb.ControllerGetCapabilitiesResponse, error) {
+	return &csipb.ControllerGetCapabilitiesResponse{Capabilities: []*csipb.ControllerServiceCapability{{
+		Type: &csipb.ControllerServiceCapability_Rpc{Rpc: &csipb.ControllerServiceCapability_RPC{
+			Type: csipb.ControllerServiceCapability_RPC_CREATE_DELETE_VOLUME}}}}}, nil
+}
+
+func (sanityFront) CreateVolume(_ context.Context, req *csipb.CreateVolumeRequest) (*csipb.CreateVolumeResponse, error) {
+	size := req.GetCapacityRange().GetRequiredBytes()
+	if size == 0 {
+		size = 256 << 20
+	}
+	return &csipb.CreateVolumeResponse{Volume: &csipb.Volume{VolumeId: "sanity-" + req.GetName(), CapacityBytes: size,
+		VolumeContext: map[string]string{"size": fmt.Sprint(size)}}}, nil
+}
+
+func (sanityFront) DeleteVolume(context.Context, *csipb.DeleteVolumeRequest) (*csipb.DeleteVolumeResponse, error) {
+	return &csipb.DeleteVolumeResponse{}, nil
+}
+
+// startSanityFront serves the front of the plugin p on sock until cleanup.
+func startSanityFront(t *testing.T, p *csiPlugin, sock string) {
+	l, err := net.Listen("unix", sock)
+	must(t, err)
+	node, id := p.client()
+	f := sanityFront{id: id, node: node}
+	srv := grpc.NewServer()
+	csipb.RegisterIdentityServer(srv, f)
+	csipb.RegisterControllerServer(srv, f)
+	csipb.RegisterNodeServer(srv, f)
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(srv.Stop)
+}
+
+// csiSanityBinary is csi-sanity as `make csi-sanity` builds it.
+func csiSanityBinary(t *testing.T) string {
+	bin := os.Getenv("DINDSTORE_TEST_CSI_SANITY")
+	if bin == "" {
+		bin = filepath.Join("..", ".cache", "csi-sanity", "csi-sanity")
+	}
+	if _, err := os.Stat(bin); err != nil {
+		t.Skipf("skipping: csi-sanity not built (%v); `make csi-sanity` builds it (make test does)", err)
+	}
+	abs, err := filepath.Abs(bin)
+	must(t, err)
+	return abs
+}
+
+// tail keeps the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
