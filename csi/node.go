@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log"
 	"path/filepath"
 	"strings"
 	"time"
@@ -95,7 +96,10 @@ func (d *Driver) publish(ctx context.Context, volumeID, target string, r Request
 		err = d.start(p, false)
 	}
 	if err != nil {
-		return errors.Join(toStatus(err, p), d.forget(ctx, p))
+		if ferr := d.forget(ctx, p); ferr != nil {
+			log.Printf("undo the refused publication of volume %s: %v (garbage collection retries)", volumeID, ferr)
+		}
+		return toStatus(err, p)
 	}
 	return nil
 }

@@ -4,10 +4,17 @@ package integration
 
 import (
 	"context"
+	"os"
+	"strings"
 	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
+
+	csipb "github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/dindstore/dindstore/volumes"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // TestCSISanity runs csi-sanity (kubernetes-csi/csi-test v5) against
@@ -35,6 +42,174 @@ func TestCSISanity(t *testing.T) {
 	t.Logf("csi-sanity:\n%s", tail(string(out), 60))
 	if err != nil {
 		t.Fatalf("csi-sanity failed: %v", err)
+	}
+	plugin.stop()
+	assertNoCSILeft(t, dir, root)
+}
+
+// csiVolume is a publication request as the kubelet makes one for an
+// inline ephemeral volume.
+func csiVolume(id, target, ns, pod string, attrs map[string]string) *csipb.NodePublishVolumeRequest {
+	ctx := map[string]string{"csi.storage.k8s.io/ephemeral": "true", "csi.storage.k8s.io/pod.namespace": ns,
+		"csi.storage.k8s.io/pod.name": pod, "csi.storage.k8s.io/pod.uid": "uid-" + pod}
+	for k, v := range attrs {
+		ctx[k] = v
+	}
+	return &csipb.NodePublishVolumeRequest{VolumeId: id, TargetPath: target, VolumeContext: ctx,
+		VolumeCapability: &csipb.VolumeCapability{
+			AccessType: &csipb.VolumeCapability_Mount{Mount: &csipb.VolumeCapability_MountVolume{}},
+			AccessMode: &csipb.VolumeCapability_AccessMode{Mode: csipb.VolumeCapability_AccessMode_SINGLE_NODE_WRITER}}}
+}
+
+// wantCode checks a call's gRPC status code, and that its message holds
+// each of want.
+func wantCode(t *testing.T, err error, code codes.Code, want ...string) {
+	t.Helper()
+	if status.Code(err) != code {
+		t.Fatalf("got %v, want %v", err, code)
+	}
+	for _, w := range want {
+		if !strings.Contains(status.Convert(err).Message(), w) {
+			t.Fatalf("%q does not say %q", status.Convert(err).Message(), w)
+		}
+	}
+}
+
+// TestCSICacheKeyExclusive: a namespace's cacheKey is one pod's at a time —
+// a second pod asking for it is refused (FAILED_PRECONDITION) naming the
+// holder pod; another namespace's same cacheKey is another cache; once the
+// first pod's volume is unpublished the second pod gets the cache with
+// what the first wrote. A volume of a pod's own is removed at unpublish, a
+// cacheKey's kept. Nothing is left mounted.
+func TestCSICacheKeyExclusive(t *testing.T) {
+	requireSuite(t)
+	dir := t.TempDir()
+	root := filepath.Join(dir, "root")
+	t.Cleanup(func() { cleanupCSI(t, dir, root) })
+	plugin := startCSIPlugin(t, root, filepath.Join(dir, "csi.sock"), "--default-size", "256Mi")
+	node, _ := plugin.client()
+	ctx := context.Background()
+	pods := filepath.Join(dir, "pods")
+	must(t, os.MkdirAll(pods, 0o755))
+	attrs := map[string]string{"cacheKey": "build"}
+	first := csiVolume("vol-a", filepath.Join(pods, "a"), "ci", "runner-a", attrs)
+	if _, err := node.NodePublishVolume(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := node.NodePublishVolume(ctx, first); err != nil {
+		t.Fatalf("publishing again at the same target: %v", err)
+	}
+	must(t, os.WriteFile(filepath.Join(first.TargetPath, "layer"), []byte("cached"), 0o644))
+	second := csiVolume("vol-b", filepath.Join(pods, "b"), "ci", "runner-b", attrs)
+	_, err := node.NodePublishVolume(ctx, second)
+	wantCode(t, err, codes.FailedPrecondition, "ci/runner-a")
+	other := csiVolume("vol-c", filepath.Join(pods, "c"), "other", "runner-c", attrs)
+	if _, err := node.NodePublishVolume(ctx, other); err != nil {
+		t.Fatalf("the same cacheKey in another namespace: %v", err)
+	}
+	for _, v := range []*csipb.NodePublishVolumeRequest{first, other} {
+		if _, err := node.NodeUnpublishVolume(ctx, &csipb.NodeUnpublishVolumeRequest{VolumeId: v.VolumeId, TargetPath: v.TargetPath}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := node.NodePublishVolume(ctx, second); err != nil {
+		t.Fatalf("after the holder's unpublish: %v", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(second.TargetPath, "layer")); err != nil || string(b) != "cached" {
+		t.Fatalf("the second pod does not see the first's data: %q %v", b, err)
+	}
+	if _, err := node.NodeUnpublishVolume(ctx, &csipb.NodeUnpublishVolumeRequest{VolumeId: "vol-b", TargetPath: second.TargetPath}); err != nil {
+		t.Fatal(err)
+	}
+	ls := listJSON(t, root)
+	if _, ok := ls["k8s.ci.build"]; !ok || len(ls) != 2 {
+		t.Fatalf("want the two namespaces' caches kept, and nothing else: %v", ls)
+	}
+	plugin.stop()
+	assertNoCSILeft(t, dir, root)
+}
+
+// TestCSIRefusals: what a node cannot or will not do is said with the code
+// the kubelet acts on, and leaves nothing behind: no room (admission),
+// a bad attribute, a block volume, another target for a published volume.
+func TestCSIRefusals(t *testing.T) {
+	requireSuite(t)
+	dir := t.TempDir()
+	root := filepath.Join(dir, "root")
+	t.Cleanup(func() { cleanupCSI(t, dir, root) })
+	plugin := startCSIPlugin(t, root, filepath.Join(dir, "csi.sock"), "--default-size", "256Mi",
+		"--max-size", "2Ti", "--keep-free", "99.99%")
+	node, _ := plugin.client()
+	ctx := context.Background()
+	target := filepath.Join(dir, "target")
+	_, err := node.NodePublishVolume(ctx, csiVolume("v1", target, "ci", "p", map[string]string{"size": "1Ti"}))
+	wantCode(t, err, codes.ResourceExhausted, "not admitted")
+	_, err = node.NodePublishVolume(ctx, csiVolume("v2", target, "ci", "p", map[string]string{"size": "3Ti"}))
+	wantCode(t, err, codes.InvalidArgument, "maximum")
+	_, err = node.NodePublishVolume(ctx, csiVolume("v3", target, "ci", "p", map[string]string{"cacheKey": "../../etc"}))
+	wantCode(t, err, codes.InvalidArgument, "cacheKey")
+	block := csiVolume("v4", target, "ci", "p", nil)
+	block.VolumeCapability.AccessType = &csipb.VolumeCapability_Block{Block: &csipb.VolumeCapability_BlockVolume{}}
+	_, err = node.NodePublishVolume(ctx, block)
+	wantCode(t, err, codes.InvalidArgument, "block")
+	if ls := listJSON(t, root); len(ls) != 0 {
+		t.Fatalf("refused publications left caches: %v", ls)
+	}
+	if _, err := os.Stat(target); !os.IsNotExist(err) {
+		t.Fatalf("a refused publication left its target: %v", err)
+	}
+	plugin.stop()
+	assertNoCSILeft(t, dir, root)
+}
+
+// TestCSIRestartTakesOver: a plugin killed (SIGKILL) under running pods
+// loses nothing: its successor takes over the volumes still bound at their
+// targets (publishing them again is a no-op, the data is there, the lease
+// is the new plugin's), and cleans up the volume whose pod went while it
+// was down (its target unmounted): its cache is removed. After the last
+// unpublish nothing is left.
+func TestCSIRestartTakesOver(t *testing.T) {
+	requireSuite(t)
+	dir := t.TempDir()
+	root := filepath.Join(dir, "root")
+	t.Cleanup(func() { cleanupCSI(t, dir, root) })
+	sock := filepath.Join(dir, "csi.sock")
+	plugin := startCSIPlugin(t, root, sock, "--default-size", "256Mi")
+	node, _ := plugin.client()
+	ctx := context.Background()
+	kept := csiVolume("vol-kept", filepath.Join(dir, "kept"), "ci", "runner-kept", nil)
+	gone := csiVolume("vol-gone", filepath.Join(dir, "gone"), "ci", "runner-gone", nil)
+	for _, v := range []*csipb.NodePublishVolumeRequest{kept, gone} {
+		if _, err := node.NodePublishVolume(ctx, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(t, os.WriteFile(filepath.Join(kept.TargetPath, "image-layer"), []byte("x"), 0o644))
+	plugin.kill()
+	must(t, volumes.UnmountBind(gone.TargetPath)) // the pod went while the plugin was down
+
+	plugin = startCSIPlugin(t, root, sock, "--default-size", "256Mi")
+	node, _ = plugin.client()
+	if _, err := node.NodePublishVolume(ctx, kept); err != nil {
+		t.Fatalf("publishing a taken-over volume again: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(kept.TargetPath, "image-layer")); err != nil {
+		t.Fatalf("the taken-over volume lost its data: %v", err)
+	}
+	ls := listJSON(t, root)
+	if len(ls) != 1 {
+		t.Fatalf("want only the kept volume's cache, the gone pod's removed: %v", ls)
+	}
+	for _, e := range ls {
+		if e.State != "in-use" || e.HolderPID != plugin.cmd.Process.Pid {
+			t.Fatalf("the kept volume's cache is %s, held by %d, not by the new plugin (%d)", e.State, e.HolderPID, plugin.cmd.Process.Pid)
+		}
+	}
+	if _, err := node.NodeUnpublishVolume(ctx, &csipb.NodeUnpublishVolumeRequest{VolumeId: kept.VolumeId, TargetPath: kept.TargetPath}); err != nil {
+		t.Fatal(err)
+	}
+	if ls := listJSON(t, root); len(ls) != 0 {
+		t.Fatalf("after the last unpublish: %v", ls)
 	}
 	plugin.stop()
 	assertNoCSILeft(t, dir, root)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -54,5 +55,18 @@ func TestConfigRefusesBadInput(t *testing.T) {
 func TestConfigSetsFlags(t *testing.T) {
 	if code := runWithConfig(t, "max-count = -1\n[prune]\nolder-than = \"72h\"\ndry-run = true\n", "prune"); code != 0 {
 		t.Errorf("prune with a valid config: exit %d", code)
+	}
+}
+
+// --keep-free is a percentage; admission takes a fraction of the host
+// filesystem (a floor of 10% is 0.1, not ten times its size).
+func TestKeepFreeFraction(t *testing.T) {
+	for in, want := range map[string]float64{"": 0, "10%": 0.1, "5": 0.05, "99.5%": 0.995} {
+		if got, err := keepFreeFraction(in); err != nil || got != want {
+			t.Errorf("%q: %v %v, want %v", in, got, err, want)
+		}
+	}
+	if _, err := keepFreeFraction("100%"); !errors.Is(err, errUsage) {
+		t.Errorf("100%%: %v", err)
 	}
 }

@@ -111,12 +111,8 @@ func csiConfig(c *cli.Context) (csi.Config, error) {
 		lim.Kinds = append(lim.Kinds, kind)
 	}
 	cfg.Limits = lim
-	if s := c.String("keep-free"); s != "" {
-		if cfg.Acquire.KeepFree, err = cache.ParsePercent(s); err != nil {
-			return cfg, fmt.Errorf("%w: --keep-free: %w", errUsage, err)
-		}
-	}
-	return cfg, nil
+	cfg.Acquire.KeepFree, err = keepFreeFraction(c.String("keep-free"))
+	return cfg, err
 }
 
 // buildVersion is the module version the binary was built from ("dev" for

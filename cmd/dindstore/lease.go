@@ -21,14 +21,22 @@ var leaseFlags = []cli.Flag{
 // acquireOptions reads the lease flags.
 func acquireOptions(c *cli.Context) (cache.AcquireOptions, error) {
 	o := cache.AcquireOptions{KillUsers: c.Bool("kill-users"), Overcommit: c.Bool("overcommit")}
-	if s := c.String("keep-free"); s != "" {
-		f, err := cache.ParsePercent(s)
-		if err != nil {
-			return o, fmt.Errorf("%w: --keep-free: %w", errUsage, err)
-		}
-		o.KeepFree = f
+	var err error
+	o.KeepFree, err = keepFreeFraction(c.String("keep-free"))
+	return o, err
+}
+
+// keepFreeFraction reads --keep-free, a percentage, as the fraction
+// AcquireOptions.KeepFree is ("": 0, the default).
+func keepFreeFraction(s string) (float64, error) {
+	if s == "" {
+		return 0, nil
 	}
-	return o, nil
+	pct, err := cache.ParsePercent(s)
+	if err != nil {
+		return 0, fmt.Errorf("%w: --keep-free: %w", errUsage, err)
+	}
+	return pct / 100, nil
 }
 
 // stopTimeoutFlag is how long run waits after passing SIGTERM/SIGINT on
