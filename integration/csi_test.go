@@ -5,9 +5,9 @@ package integration
 import (
 	"context"
 	"os"
-	"strings"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
