@@ -154,15 +154,14 @@ func runcPath(t testing.TB) string {
 	return p
 }
 
-var buildOnce sync.Once
+// buildDindTarOnce builds the dind rootfs tarball once per test binary.
+var buildDindTarOnce = sync.OnceValue(buildDindTar)
 
 // buildDindImage imports the dind image into the outer daemon (built once
 // per test binary into a cached tarball).
 func buildDindImage(t testing.TB, o *outer) {
 	t.Helper()
-	var err error
-	buildOnce.Do(func() { err = buildDindTar() })
-	if err != nil {
+	if err := buildDindTarOnce(); err != nil {
 		t.Fatal(err)
 	}
 	tar, err := os.ReadFile(dindTar)
