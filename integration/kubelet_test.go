@@ -30,7 +30,7 @@ func dindPod(name, sockDir string, attrs map[string]string) map[string]any {
 			"containers": []any{map[string]any{
 				"name": "dind", "image": dindPodImage, "imagePullPolicy": "Never",
 				"securityContext": map[string]any{"privileged": true},
-				"command": []string{"/usr/bin/docker-init", "--", "/usr/local/bin/dind"},
+				"command":         []string{"/usr/bin/docker-init", "--", "/usr/local/bin/dind"},
 				"args": []string{"dockerd", "--host=unix:///run/dind/docker.sock", "--bridge=none",
 					"--iptables=false", "--exec-root=/run/dind-exec"},
 				"volumeMounts": []any{
