@@ -163,13 +163,35 @@ func (d *Driver) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublish
 	defer end()
 	p := d.lookup(req.GetVolumeId())
 	if p == nil || p.Target != req.GetTargetPath() {
-		if err := removeTarget(req.GetTargetPath()); err != nil {
-			return nil, status.Errorf(codes.FailedPrecondition, "volume %s is not published at it: %v", req.GetVolumeId(), err)
-		}
-		return &csi.NodeUnpublishVolumeResponse{}, nil
+		return d.unpublishUnheld(ctx, req.GetVolumeId(), req.GetTargetPath())
 	}
 	if err := d.unpublish(ctx, p); err != nil {
 		return nil, status.Errorf(codes.Internal, "unpublish volume %s: %v", p.VolumeID, err)
+	}
+	return &csi.NodeUnpublishVolumeResponse{}, nil
+}
+
+// unpublishUnheld answers an unpublish of a volume this process holds no
+// lease of at target: nothing to do, the rest of an earlier unpublish
+// whose release failed (its record is still there: remove what it made),
+// or a publication still bound that start-up could not take over (taken
+// over now, then unpublished).
+func (d *Driver) unpublishUnheld(ctx context.Context, volumeID, target string) (*csi.NodeUnpublishVolumeResponse, error) {
+	if p, err := d.store.get(volumeID); err == nil && p != nil && p.Target == target {
+		if orphan, err := d.takeOver(p); err != nil {
+			return nil, status.Errorf(codes.Internal, "unpublish volume %s: %v", volumeID, err)
+		} else if !orphan {
+			if err := d.unpublish(ctx, p); err != nil {
+				return nil, status.Errorf(codes.Internal, "unpublish volume %s: %v", volumeID, err)
+			}
+			return &csi.NodeUnpublishVolumeResponse{}, nil
+		}
+		if err := d.forget(ctx, p); err != nil {
+			return nil, status.Errorf(codes.Internal, "clean up volume %s: %v", volumeID, err)
+		}
+	}
+	if err := removeTarget(target); err != nil {
+		return nil, status.Errorf(codes.FailedPrecondition, "volume %s is not published at it: %v", volumeID, err)
 	}
 	return &csi.NodeUnpublishVolumeResponse{}, nil
 }

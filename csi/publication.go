@@ -97,6 +97,21 @@ func (s store) remove(volumeID string) error {
 	return nil
 }
 
+// get reads the publication record of a volume (nil when it has none).
+func (s store) get(volumeID string) (*publication, error) {
+	b, err := os.ReadFile(s.path(volumeID))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
+	var p publication
+	if err := json.Unmarshal(b, &p); err != nil || p.VolumeID != volumeID {
+		return nil, fmt.Errorf("publication record %s: unreadable or not volume %s's", s.path(volumeID), volumeID)
+	}
+	return &p, nil
+}
+
 // load reads every publication record; unreadable ones are reported and
 // skipped.
 func (s store) load(ctx context.Context) ([]*publication, []error) {

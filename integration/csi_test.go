@@ -12,9 +12,11 @@ import (
 	"time"
 
 	csipb "github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/dindstore/dindstore/cache"
 	"github.com/dindstore/dindstore/volumes"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // TestCSISanity runs csi-sanity (kubernetes-csi/csi-test v5) against
@@ -213,4 +215,160 @@ func TestCSIRestartTakesOver(t *testing.T) {
 	}
 	plugin.stop()
 	assertNoCSILeft(t, dir, root)
+}
+
+// TestCSIFromWarm: a volume with from= is a clone of a warm key, the pod's
+// own: it starts with the warm key's data, and is removed at unpublish
+// unless it asked to be committed (commit=true, allowed by the plugin's
+// --allow-commit), which makes it the warm key's next generation.
+func TestCSIFromWarm(t *testing.T) {
+	requireSuite(t)
+	dir := t.TempDir()
+	root := filepath.Join(dir, "root")
+	t.Cleanup(func() { cleanupCSI(t, dir, root) })
+	r, err := cache.OpenRoot(root, true)
+	must(t, err)
+	ctx := context.Background()
+	if _, _, err := r.Create(ctx, "base", cache.Spec{Kind: volumes.Loop, Size: 256 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	l, err := r.Acquire(ctx, "base", cache.ModeRun, []string{"test"}, cache.AcquireOptions{})
+	must(t, err)
+	must(t, os.WriteFile(filepath.Join(l.MountPath(), "warm-layer"), []byte("w"), 0o644))
+	must(t, l.Release(ctx))
+
+	plugin := startCSIPlugin(t, root, filepath.Join(dir, "csi.sock"), "--default-size", "256Mi", "--allow-commit")
+	node, _ := plugin.client()
+	publish := func(id string, attrs map[string]string) *csipb.NodePublishVolumeRequest {
+		v := csiVolume(id, filepath.Join(dir, id), "ci", "runner-"+id, attrs)
+		if _, err := node.NodePublishVolume(ctx, v); err != nil {
+			t.Fatalf("publish %s: %v", id, err)
+		}
+		if _, err := os.Stat(filepath.Join(v.TargetPath, "warm-layer")); err != nil {
+			t.Fatalf("volume %s is not a clone of the warm key: %v", id, err)
+		}
+		return v
+	}
+	unpublish := func(v *csipb.NodePublishVolumeRequest) {
+		if _, err := node.NodeUnpublishVolume(ctx, &csipb.NodeUnpublishVolumeRequest{VolumeId: v.VolumeId, TargetPath: v.TargetPath}); err != nil {
+			t.Fatalf("unpublish %s: %v", v.VolumeId, err)
+		}
+	}
+	v := publish("job1", map[string]string{"from": "base"})
+	must(t, os.WriteFile(filepath.Join(v.TargetPath, "job1-layer"), []byte("1"), 0o644))
+	unpublish(v)
+	v = publish("job2", map[string]string{"from": "base", "commit": "true"})
+	if _, err := os.Stat(filepath.Join(v.TargetPath, "job1-layer")); err == nil {
+		t.Fatal("an uncommitted clone's data reached the warm key")
+	}
+	must(t, os.WriteFile(filepath.Join(v.TargetPath, "job2-layer"), []byte("2"), 0o644))
+	unpublish(v)
+	v = publish("job3", map[string]string{"from": "base"})
+	if _, err := os.Stat(filepath.Join(v.TargetPath, "job2-layer")); err != nil {
+		t.Fatalf("the committed clone is not the warm key's next generation: %v", err)
+	}
+	unpublish(v)
+	if ls := listJSON(t, root); len(ls) != 1 {
+		t.Fatalf("want only the warm key left, the clones gone: %v", ls)
+	}
+	plugin.stop()
+	assertNoCSILeft(t, dir, root)
+}
+
+// TestCSIVolumeHealth: a volume whose filesystem counted errors (ext4's
+// trigger_fs_error, as a failing disk would) is reported by
+// NodeGetVolumeHealth as DATA_LOSS and by NodeGetVolumeStats as an abnormal
+// condition (the field kubelets read); unpublishing it fails once (the
+// release found the damage) and the kubelet's retry cleans it up.
+func TestCSIVolumeHealth(t *testing.T) {
+	requireSuite(t)
+	dir := t.TempDir()
+	root := filepath.Join(dir, "root")
+	t.Cleanup(func() { cleanupCSI(t, dir, root) })
+	plugin := startCSIPlugin(t, root, filepath.Join(dir, "csi.sock"), "--default-size", "256Mi")
+	node, _ := plugin.client()
+	ctx := context.Background()
+	v := csiVolume("sick", filepath.Join(dir, "sick"), "ci", "runner", nil)
+	if _, err := node.NodePublishVolume(ctx, v); err != nil {
+		t.Fatal(err)
+	}
+	health := func() *csipb.VolumeHealth {
+		resp, err := node.NodeGetVolumeHealth(ctx, &csipb.NodeGetVolumeHealthRequest{VolumeId: v.VolumeId})
+		must(t, err)
+		return resp.GetVolumeHealth()
+	}
+	if h := health(); len(h.GetHealthStatuses()) != 0 {
+		t.Fatalf("a fresh volume: %v", h)
+	}
+	dev := mountSource(t, v.TargetPath)
+	must(t, os.WriteFile(filepath.Join("/sys/fs/ext4", filepath.Base(dev), "trigger_fs_error"), []byte("test"), 0o200))
+	if h := health(); len(h.GetHealthStatuses()) != 1 || h.GetHealthStatuses()[0].GetStatus() != csipb.VolumeHealthErrorType_DATA_LOSS {
+		t.Fatalf("a volume whose filesystem counted an error: %v", h)
+	}
+	stats, err := node.NodeGetVolumeStats(ctx, &csipb.NodeGetVolumeStatsRequest{VolumeId: v.VolumeId, VolumePath: v.TargetPath})
+	must(t, err)
+	if abnormal, msg := legacyCondition(t, stats); !abnormal || !strings.Contains(msg, "errors") {
+		t.Fatalf("the stats' volume condition: abnormal=%v %q", abnormal, msg)
+	}
+	unpub := &csipb.NodeUnpublishVolumeRequest{VolumeId: v.VolumeId, TargetPath: v.TargetPath}
+	if _, err := node.NodeUnpublishVolume(ctx, unpub); err == nil {
+		t.Fatal("the release of a damaged volume did not say so")
+	}
+	if _, err := node.NodeUnpublishVolume(ctx, unpub); err != nil {
+		t.Fatalf("the kubelet's retry: %v", err)
+	}
+	if ls := listJSON(t, root); len(ls) != 0 {
+		t.Fatalf("the damaged volume's own cache is left: %v", ls)
+	}
+	plugin.stop()
+	assertNoCSILeft(t, dir, root)
+}
+
+// mountSource is the device mounted at path.
+func mountSource(t *testing.T, path string) string {
+	raw, err := os.ReadFile("/proc/self/mountinfo")
+	must(t, err)
+	for _, line := range strings.Split(string(raw), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 9 && f[4] == path {
+			for i := 6; i < len(f)-2; i++ {
+				if f[i] == "-" {
+					return f[i+2]
+				}
+			}
+		}
+	}
+	t.Fatalf("nothing mounted at %s", path)
+	return ""
+}
+
+// legacyCondition reads the volume_condition field (2) that CSI 1.13 no
+// longer declares, as a kubelet built on an earlier spec does.
+func legacyCondition(t *testing.T, resp *csipb.NodeGetVolumeStatsResponse) (abnormal bool, message string) {
+	raw := resp.ProtoReflect().GetUnknown()
+	for len(raw) > 0 {
+		num, typ, n := protowire.ConsumeTag(raw)
+		raw = raw[n:]
+		if num != 2 || typ != protowire.BytesType {
+			raw = raw[protowire.ConsumeFieldValue(num, typ, raw):]
+			continue
+		}
+		cond, n := protowire.ConsumeBytes(raw)
+		raw = raw[n:]
+		for len(cond) > 0 {
+			num, typ, n := protowire.ConsumeTag(cond)
+			cond = cond[n:]
+			switch {
+			case num == 1 && typ == protowire.VarintType:
+				v, n := protowire.ConsumeVarint(cond)
+				abnormal, cond = v == 1, cond[n:]
+			case num == 2 && typ == protowire.BytesType:
+				s, n := protowire.ConsumeString(cond)
+				message, cond = s, cond[n:]
+			default:
+				cond = cond[protowire.ConsumeFieldValue(num, typ, cond):]
+			}
+		}
+	}
+	return abnormal, message
 }
