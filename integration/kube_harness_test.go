@@ -139,13 +139,20 @@ func freePort(t *testing.T) int {
 // kubelet is started by startKubelet, once the plugin runs.
 func startKube(t *testing.T, dir string) *kubeCluster {
 	t.Helper()
+	c := startControlPlane(t, dir)
+	c.startContainerd()
+	return c
+}
+
+// startControlPlane starts etcd and kube-apiserver under dir.
+func startControlPlane(t *testing.T, dir string) *kubeCluster {
+	t.Helper()
 	c := &kubeCluster{t: t, dir: dir, bin: kubeBinaries(t), token: "it-admin-token",
 		client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 			TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}} // the apiserver's self-signed certificate, on loopback
 	sharedMount(t, dir)
 	etcd := c.startEtcd()
 	c.startAPIServer(etcd)
-	c.startContainerd()
 	return c
 }
 
@@ -389,6 +396,9 @@ func (c *kubeCluster) call(method, path string, in, out any) (int, error) {
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	req.Header.Set("Content-Type", "application/json")
+	if method == "PATCH" {
+		req.Header.Set("Content-Type", "application/merge-patch+json")
+	}
 	resp, err := c.client.Do(req)
 	if err != nil {
 		return 0, err
@@ -402,6 +412,11 @@ func (c *kubeCluster) call(method, path string, in, out any) (int, error) {
 		err = fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, b)
 	}
 	return resp.StatusCode, err
+}
+
+// callPatch merge-patches an object.
+func (c *kubeCluster) callPatch(path string, patch any) (int, error) {
+	return c.call("PATCH", path, patch, nil)
 }
 
 // create posts an object, failing the test when the API refuses it.

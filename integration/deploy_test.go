@@ -1,0 +1,131 @@
+//go:build linux
+
+package integration
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"sigs.k8s.io/yaml"
+)
+
+// apiPaths are where the API takes the kinds deploy/kubernetes holds.
+var apiPaths = map[string]string{
+	"Namespace":                        "/api/v1/namespaces",
+	"ServiceAccount":                   "/api/v1/namespaces/%s/serviceaccounts",
+	"Pod":                              "/api/v1/namespaces/%s/pods",
+	"DaemonSet":                        "/apis/apps/v1/namespaces/%s/daemonsets",
+	"CSIDriver":                        "/apis/storage.k8s.io/v1/csidrivers",
+	"ValidatingAdmissionPolicy":        "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies",
+	"ValidatingAdmissionPolicyBinding": "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings",
+}
+
+// manifestObjects reads the objects of a YAML file (documents split on
+// "---"), as JSON maps.
+func manifestObjects(t *testing.T, path string) []map[string]any {
+	raw, err := os.ReadFile(path)
+	must(t, err)
+	var objs []map[string]any
+	for _, doc := range strings.Split(string(raw), "\n---\n") {
+		var obj map[string]any
+		if err := yaml.Unmarshal([]byte(doc), &obj); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		if obj != nil {
+			objs = append(objs, obj)
+		}
+	}
+	return objs
+}
+
+// apply creates an object; dryRun asks the API to check it all the way
+// (validation, defaulting, admission) without keeping it.
+func (c *kubeCluster) apply(obj map[string]any, dryRun bool) error {
+	kind, _ := obj["kind"].(string)
+	path, ok := apiPaths[kind]
+	if !ok {
+		return fmt.Errorf("kind %q is not one the test knows", kind)
+	}
+	if strings.Contains(path, "%s") {
+		ns := "default"
+		if md, _ := obj["metadata"].(map[string]any); md["namespace"] != nil {
+			ns = md["namespace"].(string)
+		}
+		path = fmt.Sprintf(path, ns)
+	}
+	if dryRun {
+		path += "?dryRun=All"
+	}
+	_, err := c.call("POST", path, obj, nil)
+	return err
+}
+
+// TestDeployManifests: deploy/kubernetes is accepted by a real
+// kube-apiserver (v1.34): every object created, the examples checked with
+// a server-side dry run (the ARC example's pod template as a pod), and the
+// admission policy denies what it says it denies — a size above its cap, a
+// cacheKey or a commit in a namespace not labelled for them — and admits
+// the rest.
+func TestDeployManifests(t *testing.T) {
+	requireSuite(t)
+	c := startControlPlane(t, t.TempDir())
+	dir := filepath.Join("..", "deploy", "kubernetes")
+	for _, f := range []string{"namespace.yaml", "csidriver.yaml", "rbac.yaml", "daemonset.yaml", "admission-policy.yaml"} {
+		for _, obj := range manifestObjects(t, filepath.Join(dir, f)) {
+			if err := c.apply(obj, false); err != nil {
+				t.Fatalf("%s: %v", f, err)
+			}
+		}
+	}
+	pod := manifestObjects(t, filepath.Join(dir, "examples", "dind-pod.yaml"))[0]
+	labelNamespace(c, "default", "dindstore.io/cache-keys", "allowed")
+	c.waitFor("the example pod to be admitted", 30*time.Second, func() bool { return c.apply(pod, true) == nil })
+	arc := manifestObjects(t, filepath.Join(dir, "examples", "arc-runner-scale-set-values.yaml"))[0]
+	arcPod := map[string]any{"apiVersion": "v1", "kind": "Pod", "metadata": map[string]any{"name": "arc-runner"},
+		"spec": arc["template"].(map[string]any)["spec"]}
+	if err := c.apply(arcPod, true); err != nil {
+		t.Fatalf("the ARC example's pod template: %v", err)
+	}
+	tooBig := withAttributes(t, pod, map[string]any{"size": "60Gi"})
+	c.waitFor("the policy to deny a size above its cap", 30*time.Second, func() bool {
+		err := c.apply(tooBig, true)
+		return err != nil && strings.Contains(err.Error(), "at most 50Gi")
+	})
+	if err := c.apply(withAttributes(t, pod, map[string]any{"from": "warm", "commit": "true"}), true); err == nil ||
+		!strings.Contains(err.Error(), "committing") {
+		t.Errorf("a commit in a namespace not labelled for it: %v", err)
+	}
+	if err := c.apply(withAttributes(t, pod, map[string]any{"from": "warm", "size": "50Gi"}), true); err != nil {
+		t.Errorf("a clone within the cap: %v", err)
+	}
+	labelNamespace(c, "default", "dindstore.io/cache-keys", "denied")
+	c.waitFor("a cacheKey to be denied in a namespace not labelled for it", 30*time.Second, func() bool {
+		return c.apply(pod, true) != nil
+	})
+}
+
+// withAttributes copies a pod with its dindstore volume's attributes
+// replaced.
+func withAttributes(t *testing.T, pod map[string]any, attrs map[string]any) map[string]any {
+	b, err := json.Marshal(pod)
+	must(t, err)
+	var cp map[string]any
+	must(t, json.Unmarshal(b, &cp))
+	vol := cp["spec"].(map[string]any)["volumes"].([]any)[0].(map[string]any)
+	vol["csi"].(map[string]any)["volumeAttributes"] = attrs
+	return cp
+}
+
+// labelNamespace sets a label on a namespace.
+func labelNamespace(c *kubeCluster, ns, key, value string) {
+	c.t.Helper()
+	if _, err := c.callPatch("/api/v1/namespaces/"+ns, map[string]any{"metadata": map[string]any{
+		"labels": map[string]string{key: value}}}); err != nil {
+		c.t.Fatal(err)
+	}
+}
