@@ -3,6 +3,7 @@ package csi
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/dindstore/dindstore/cache"
@@ -56,6 +57,8 @@ type Limits struct {
 	Kinds []volumes.Kind
 	// AllowCommit lets a volume's clone be committed back (AttrCommit).
 	AllowCommit bool
+	// WarmKeys, when set, are the only keys AttrFrom may name.
+	WarmKeys []string
 }
 
 // Pod names the pod a volume is published for (from podInfoOnMount).
@@ -122,7 +125,7 @@ func (req *Request) set(name, value string, lim Limits) error {
 	case AttrCacheKey:
 		req.CacheKey, err = value, checkLabel(value, maxCacheKeyLen)
 	case AttrFrom:
-		req.From, err = value, cache.ValidateKey(value)
+		req.From, err = value, checkWarmKey(value, lim.WarmKeys)
 	case AttrCommit:
 		req.Commit, err = parseBool(value)
 	default:
@@ -204,6 +207,28 @@ func ParseSize(s string, max int64) (int64, error) {
 		return 0, fmt.Errorf("above this plugin's maximum of %s", resource.NewQuantity(max, resource.BinarySI))
 	}
 	return n, nil
+}
+
+// pluginPrefixes start the keys the plugin makes: a volume's own cache
+// and a namespace's cacheKey, never a warm key a pod may clone (another
+// namespace's cache would leak through it).
+var pluginPrefixes = []string{"csi.", "k8s."}
+
+// checkWarmKey accepts a cache key that is no volume's or namespace's, and
+// among allowed when the plugin names them.
+func checkWarmKey(key string, allowed []string) error {
+	if err := cache.ValidateKey(key); err != nil {
+		return err
+	}
+	for _, p := range pluginPrefixes {
+		if strings.HasPrefix(key, p) {
+			return fmt.Errorf("keys starting with %q are the plugin's volumes, not warm caches", p)
+		}
+	}
+	if len(allowed) > 0 && !slices.Contains(allowed, key) {
+		return fmt.Errorf("this plugin clones only %v", allowed)
+	}
+	return nil
 }
 
 // parseKind reads a kind among the allowed ones.

@@ -59,6 +59,8 @@ func TestParseAttributesRefuses(t *testing.T) {
 		"cacheKey no ns":       {AttrCacheKey: "build"},
 		"namespace bad":        {AttrCacheKey: "build", attrPodNS: "a/b"},
 		"from a path":          {AttrFrom: "../warm"},
+		"from a namespace's":   {AttrFrom: "k8s.other.build"},
+		"from a volume's":      {AttrFrom: "csi.0123456789abcdef01234567"},
 		"from and cacheKey":    {AttrFrom: "warm", AttrCacheKey: "build", attrPodNS: "ci"},
 		"commit without from":  {AttrCommit: "true"},
 		"commit not allowed":   {AttrFrom: "warm", AttrCommit: "true"},
@@ -85,5 +87,16 @@ func TestVolumeKeyIsAValidKey(t *testing.T) {
 	}
 	if volumeKey("a") == volumeKey("b") {
 		t.Fatal("distinct ids, same key")
+	}
+}
+
+func TestParseAttributesWarmKeys(t *testing.T) {
+	lim := testLimits
+	lim.WarmKeys = []string{"gha-warm"}
+	if _, err := ParseAttributes(map[string]string{AttrFrom: "gha-warm"}, "", lim); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ParseAttributes(map[string]string{AttrFrom: "gitlab-p1-s0"}, "", lim); !errors.Is(err, ErrInvalidAttribute) {
+		t.Fatalf("a key outside --warm-key: %v", err)
 	}
 }

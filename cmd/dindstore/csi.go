@@ -32,6 +32,7 @@ var csiCommand = &cli.Command{
 		&cli.StringFlag{Name: "default-size", Value: "20Gi", Usage: "cap of a volume that sets no size"},
 		&cli.StringFlag{Name: "max-size", Value: "200Gi", Usage: "largest cap a volume may ask"},
 		&cli.StringSliceFlag{Name: "kind", Value: cli.NewStringSlice("loop"), Usage: "kinds a volume may ask, the first the default (loop is the only capped one)"},
+		&cli.StringSliceFlag{Name: "warm-key", Usage: "a warm key volumes may clone (attribute from); repeat it; by default any key but the plugin's own volumes'"},
 		&cli.BoolFlag{Name: "allow-commit", Usage: "let a volume commit its clone back to its warm key (attribute commit)"},
 		&cli.Int64Flag{Name: "max-volumes", Usage: "volumes this node takes at most, for the scheduler (0: no limit)"},
 		&cli.StringFlag{Name: "keep-free", Usage: "admission floor: share of the host filesystem the caches in use may not claim (default 5%)"},
@@ -95,7 +96,12 @@ func csiConfig(c *cli.Context) (csi.Config, error) {
 	if _, err := csi.SocketPath(c.String("endpoint")); err != nil {
 		return cfg, fmt.Errorf("%w: --endpoint: %w", errUsage, err)
 	}
-	lim := csi.Limits{AllowCommit: c.Bool("allow-commit")}
+	lim := csi.Limits{AllowCommit: c.Bool("allow-commit"), WarmKeys: c.StringSlice("warm-key")}
+	for _, k := range lim.WarmKeys {
+		if err := cache.ValidateKey(k); err != nil {
+			return cfg, fmt.Errorf("%w: --warm-key: %w", errUsage, err)
+		}
+	}
 	var err error
 	if lim.MaxSize, err = csi.ParseSize(c.String("max-size"), cache.MaxSize); err != nil {
 		return cfg, fmt.Errorf("%w: --max-size: %w", errUsage, err)
