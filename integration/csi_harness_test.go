@@ -43,7 +43,7 @@ func (s *syncBuffer) String() string {
 
 // csiPlugin is a running `dindstore csi`.
 type csiPlugin struct {
-	t      *testing.T
+	t      testing.TB
 	cmd    *exec.Cmd
 	sock   string
 	log    *syncBuffer
@@ -52,7 +52,7 @@ type csiPlugin struct {
 
 // startCSIPlugin starts `dindstore csi` on sock over root and waits until
 // it answers Probe as ready. It is stopped (SIGTERM) at cleanup.
-func startCSIPlugin(t *testing.T, root, sock string, args ...string) *csiPlugin {
+func startCSIPlugin(t testing.TB, root, sock string, args ...string) *csiPlugin {
 	t.Helper()
 	all := append([]string{"--root", root, "csi", "--endpoint", "unix://" + sock, "--node-id", "it-node"}, args...)
 	p := &csiPlugin{t: t, cmd: exec.Command(binary, all...), sock: sock, log: &syncBuffer{}, exited: make(chan struct{})}
@@ -126,7 +126,7 @@ func (p *csiPlugin) client() (csipb.NodeClient, csipb.IdentityClient) {
 // assertNoCSILeft checks that no mount below dir and no loop device backed
 // by a file below root is left (per-volume caches have no image left to
 // look up by).
-func assertNoCSILeft(t *testing.T, dir, root string) {
+func assertNoCSILeft(t testing.TB, dir, root string) {
 	t.Helper()
 	raw, err := os.ReadFile("/proc/self/mountinfo")
 	must(t, err)
@@ -148,7 +148,7 @@ func assertNoCSILeft(t *testing.T, dir, root string) {
 // cleanupCSI is the safety net of a failed CSI test: unmount whatever is
 // still mounted below dir (targets first, then caches) and detach the
 // loop devices of root's images.
-func cleanupCSI(t *testing.T, dir, root string) {
+func cleanupCSI(t testing.TB, dir, root string) {
 	cleanupMountsBelow(t, dir)
 	cleanupRoot(t, root)
 	devs, _ := loopdev.List()
@@ -237,7 +237,7 @@ func (sanityFront) DeleteVolume(context.Context, *csipb.DeleteVolumeRequest) (*c
 }
 
 // startSanityFront serves the front of the plugin p on sock until cleanup.
-func startSanityFront(t *testing.T, p *csiPlugin, sock string) {
+func startSanityFront(t testing.TB, p *csiPlugin, sock string) {
 	l, err := net.Listen("unix", sock)
 	must(t, err)
 	node, id := p.client()
@@ -251,7 +251,7 @@ func startSanityFront(t *testing.T, p *csiPlugin, sock string) {
 }
 
 // csiSanityBinary is csi-sanity as `make csi-sanity` builds it.
-func csiSanityBinary(t *testing.T) string {
+func csiSanityBinary(t testing.TB) string {
 	bin := os.Getenv("DINDSTORE_TEST_CSI_SANITY")
 	if bin == "" {
 		bin = filepath.Join("..", ".cache", "csi-sanity", "csi-sanity")

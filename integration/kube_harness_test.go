@@ -45,7 +45,7 @@ type process struct {
 
 // startProcess starts a program, stopped (SIGTERM, then SIGKILL) at
 // cleanup; its output is logged when the test failed.
-func startProcess(t *testing.T, name string, argv ...string) *process {
+func startProcess(t testing.TB, name string, argv ...string) *process {
 	t.Helper()
 	p := &process{name: name, cmd: exec.Command(argv[0], argv[1:]...), log: &syncBuffer{}, exited: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
@@ -78,7 +78,7 @@ func (p *process) stop(grace time.Duration) {
 
 // kubeCluster is the running one-node cluster.
 type kubeCluster struct {
-	t        *testing.T
+	t        testing.TB
 	dir, bin string
 	api      string // https://127.0.0.1:PORT
 	token    string
@@ -88,7 +88,7 @@ type kubeCluster struct {
 }
 
 // kubeBinaries is where `make k8s` put etcd, kube-apiserver and kubelet.
-func kubeBinaries(t *testing.T) string {
+func kubeBinaries(t testing.TB) string {
 	dir := os.Getenv("DINDSTORE_TEST_K8S")
 	if dir == "" {
 		dir = filepath.Join("..", ".cache", "k8s", "bin")
@@ -113,7 +113,7 @@ func kubeBinaries(t *testing.T) string {
 // the kubelet, in a mount namespace of its own, then sees the plugin's
 // mounts come and go, instead of keeping private copies that hold the
 // caches' loop devices. Undone at cleanup, after everything below it.
-func sharedMount(t *testing.T, dir string) {
+func sharedMount(t testing.TB, dir string) {
 	for _, args := range [][]string{{"--bind", dir, dir}, {"--make-rshared", dir}} {
 		if out, err := exec.Command("mount", args...).CombinedOutput(); err != nil {
 			t.Fatalf("mount %v: %v: %s", args, err, out)
@@ -128,7 +128,7 @@ func sharedMount(t *testing.T, dir string) {
 }
 
 // freePort finds a free port on 127.0.0.1.
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	must(t, err)
 	defer l.Close()
@@ -137,7 +137,7 @@ func freePort(t *testing.T) int {
 
 // startKube starts etcd, kube-apiserver and containerd under dir; the
 // kubelet is started by startKubelet, once the plugin runs.
-func startKube(t *testing.T, dir string) *kubeCluster {
+func startKube(t testing.TB, dir string) *kubeCluster {
 	t.Helper()
 	c := startControlPlane(t, dir)
 	c.startContainerd()
@@ -145,7 +145,7 @@ func startKube(t *testing.T, dir string) *kubeCluster {
 }
 
 // startControlPlane starts etcd and kube-apiserver under dir.
-func startControlPlane(t *testing.T, dir string) *kubeCluster {
+func startControlPlane(t testing.TB, dir string) *kubeCluster {
 	t.Helper()
 	c := &kubeCluster{t: t, dir: dir, bin: kubeBinaries(t), token: "it-admin-token",
 		client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
@@ -221,7 +221,7 @@ func (c *kubeCluster) startContainerd() {
 	p := startProcess(t, "containerd", "containerd", "--config", config)
 	t.Cleanup(func() { c.endContainers(); p.stop(20 * time.Second); killShims(c.ctrSock) })
 	c.waitFor("containerd", 30*time.Second, func() bool { return c.ctr("version") == nil })
-	c.importImage(busyboxTar(t), pauseImage, []string{"/bin/sleep", "2147483647"})
+	c.importImage(busyboxTarTB(t), pauseImage, []string{"/bin/sleep", "2147483647"})
 }
 
 // ctr runs ctr against the test's containerd, in CRI's namespace.
@@ -365,7 +365,7 @@ current-context: it
 
 // hostIP is an IPv4 address of this host that is not loopback (the
 // kubelet refuses a loopback node IP).
-func hostIP(t *testing.T) string {
+func hostIP(t testing.TB) string {
 	addrs, err := net.InterfaceAddrs()
 	must(t, err)
 	for _, a := range addrs {

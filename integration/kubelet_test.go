@@ -21,6 +21,13 @@ const dindPodImage = "dindstore.test/dind:it"
 // directory (sockDir) for the test to reach it, and leaves the host's
 // network alone (host network, no bridge, no iptables).
 func dindPod(name, sockDir string, attrs map[string]string) map[string]any {
+	return dindPodWith(name, sockDir, map[string]any{"csi": map[string]any{"driver": csi.DefaultDriverName, "volumeAttributes": attrs}})
+}
+
+// dindPodWith is dindPod with another source for /var/lib/docker (an
+// emptyDir, for comparison).
+func dindPodWith(name, sockDir string, docker map[string]any) map[string]any {
+	docker["name"] = "docker"
 	return map[string]any{
 		"apiVersion": "v1", "kind": "Pod",
 		"metadata": map[string]any{"name": name, "namespace": "default"},
@@ -39,7 +46,7 @@ func dindPod(name, sockDir string, attrs map[string]string) map[string]any {
 				},
 			}},
 			"volumes": []any{
-				map[string]any{"name": "docker", "csi": map[string]any{"driver": csi.DefaultDriverName, "volumeAttributes": attrs}},
+				docker,
 				map[string]any{"name": "sock", "hostPath": map[string]any{"path": sockDir, "type": "DirectoryOrCreate"}},
 			},
 		},
@@ -58,6 +65,31 @@ var csiDriverObject = map[string]any{
 func podDocker(sockDir string, args ...string) (string, error) {
 	out, err := exec.Command("docker", append([]string{"-H", "unix://" + filepath.Join(sockDir, "docker.sock")}, args...)...).CombinedOutput()
 	return strings.TrimSpace(string(out)), err
+}
+
+// startPluginNode starts the plugin on root, registered with a kubelet
+// started after it, with the test's dind image and the CSIDriver in place.
+func startPluginNode(t testing.TB, dir, root string, pluginArgs ...string) (*kubeCluster, *csiPlugin) {
+	c := startKube(t, dir)
+	must(t, buildDindTarOnce())
+	rootfs, err := os.ReadFile(dindTar)
+	must(t, err)
+	c.importImage(rootfs, dindPodImage, []string{"/usr/bin/docker-init", "--", "/usr/local/bin/dind"})
+	c.create("/apis/storage.k8s.io/v1/csidrivers", csiDriverObject)
+	sock := filepath.Join(c.kubeletDir(), "plugins", "dindstore", "csi.sock")
+	args := append([]string{"--node-id", kubeNode, "--registration-dir", filepath.Join(c.kubeletDir(), "plugins_registry")}, pluginArgs...)
+	plugin := startCSIPlugin(t, root, sock, args...)
+	c.startKubelet()
+	c.waitFor("the kubelet to register the plugin", 60*time.Second, func() bool {
+		var node struct {
+			Spec struct {
+				Drivers []struct{ Name string } `json:"drivers"`
+			} `json:"spec"`
+		}
+		code, _ := c.call("GET", "/apis/storage.k8s.io/v1/csinodes/"+kubeNode, nil, &node)
+		return code == 200 && len(node.Spec.Drivers) == 1 && node.Spec.Drivers[0].Name == csi.DefaultDriverName
+	})
+	return c, plugin
 }
 
 // waitDocker waits for a pod's inner daemon to answer.
@@ -82,25 +114,7 @@ func TestCSIKubelet(t *testing.T) {
 	dir := t.TempDir()
 	root := filepath.Join(dir, "cache-root")
 	t.Cleanup(func() { cleanupCSI(t, dir, root) })
-	c := startKube(t, dir)
-	must(t, buildDindTarOnce())
-	rootfs, err := os.ReadFile(dindTar)
-	must(t, err)
-	c.importImage(rootfs, dindPodImage, []string{"/usr/bin/docker-init", "--", "/usr/local/bin/dind"})
-	c.create("/apis/storage.k8s.io/v1/csidrivers", csiDriverObject)
-	sock := filepath.Join(c.kubeletDir(), "plugins", "dindstore", "csi.sock")
-	plugin := startCSIPlugin(t, root, sock, "--node-id", kubeNode, "--default-size", "2Gi",
-		"--registration-dir", filepath.Join(c.kubeletDir(), "plugins_registry"))
-	c.startKubelet()
-	c.waitFor("the kubelet to register the plugin", 60*time.Second, func() bool {
-		var node struct {
-			Spec struct {
-				Drivers []struct{ Name string } `json:"drivers"`
-			} `json:"spec"`
-		}
-		code, _ := c.call("GET", "/apis/storage.k8s.io/v1/csinodes/"+kubeNode, nil, &node)
-		return code == 200 && len(node.Spec.Drivers) == 1 && node.Spec.Drivers[0].Name == csi.DefaultDriverName
-	})
+	c, plugin := startPluginNode(t, dir, root, "--default-size", "2Gi")
 
 	attrs := map[string]string{"cacheKey": "build", "size": "2Gi"}
 	sockA, sockB := filepath.Join(dir, "pod-a"), filepath.Join(dir, "pod-b")
