@@ -12,6 +12,7 @@ import (
 	csi "github.com/container-storage-interface/spec/lib/go/csi"
 	"github.com/dindstore/dindstore/cache"
 	"github.com/dindstore/dindstore/handoff"
+	"github.com/dindstore/dindstore/volumes"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -31,16 +32,28 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 	}
 	defer end()
 	if p := d.lookup(req.GetVolumeId()); p != nil {
-		if p.Target != req.GetTargetPath() {
-			return nil, status.Errorf(codes.FailedPrecondition, "volume %s is published at %s already: "+
-				"a dindstore volume serves one pod", p.VolumeID, p.Target)
-		}
-		return &csi.NodePublishVolumeResponse{}, nil
+		return &csi.NodePublishVolumeResponse{}, d.republish(p, req.GetTargetPath())
 	}
 	if err := d.publish(ctx, req.GetVolumeId(), req.GetTargetPath(), r); err != nil {
 		return nil, err
 	}
 	return &csi.NodePublishVolumeResponse{}, nil
+}
+
+// republish answers a publication of a volume published already: at the
+// same target it is a no-op (binding it again if something unmounted it);
+// at another it is refused, a volume being one pod's.
+func (d *Driver) republish(p *publication, target string) error {
+	if p.Target != target {
+		return status.Errorf(codes.FailedPrecondition, "volume %s is published at %s already: "+
+			"a dindstore volume serves one pod", p.VolumeID, p.Target)
+	}
+	if mounted, err := volumes.IsMounted(target); err == nil && !mounted {
+		if _, err := volumes.Bind(p.lease.MountPath(), target); err != nil {
+			return status.Errorf(codes.Internal, "bind volume %s at %s again: %v", p.VolumeID, target, err)
+		}
+	}
+	return nil
 }
 
 // checkPublish validates the request before anything is made.

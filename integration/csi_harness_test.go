@@ -8,11 +8,9 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -43,28 +41,17 @@ func (s *syncBuffer) String() string {
 
 // csiPlugin is a running `dindstore csi`.
 type csiPlugin struct {
-	t      testing.TB
-	cmd    *exec.Cmd
-	sock   string
-	log    *syncBuffer
-	exited chan struct{}
+	*process
+	t    testing.TB
+	sock string
 }
 
 // startCSIPlugin starts `dindstore csi` on sock over root and waits until
 // it answers Probe as ready. It is stopped (SIGTERM) at cleanup.
 func startCSIPlugin(t testing.TB, root, sock string, args ...string) *csiPlugin {
 	t.Helper()
-	all := append([]string{"--root", root, "csi", "--endpoint", "unix://" + sock, "--node-id", "it-node"}, args...)
-	p := &csiPlugin{t: t, cmd: exec.Command(binary, all...), sock: sock, log: &syncBuffer{}, exited: make(chan struct{})}
-	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
-	must(t, p.cmd.Start())
-	go func() { _ = p.cmd.Wait(); close(p.exited) }()
-	t.Cleanup(func() {
-		p.stop()
-		if t.Failed() {
-			t.Logf("csi plugin's log:\n%s", p.log)
-		}
-	})
+	all := append([]string{binary, "--root", root, "csi", "--endpoint", "unix://" + sock, "--node-id", "it-node"}, args...)
+	p := &csiPlugin{process: startProcess(t, "csi plugin", all...), t: t, sock: sock}
 	p.waitReady()
 	return p
 }
@@ -94,25 +81,25 @@ func (p *csiPlugin) waitReady() {
 }
 
 // stop ends the plugin with SIGTERM (SIGKILL after 30 s).
-func (p *csiPlugin) stop() {
-	select {
-	case <-p.exited:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(30 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.exited
-	}
-}
+func (p *csiPlugin) stop() { p.process.stop(30 * time.Second) }
 
 // kill ends the plugin with SIGKILL, as a node's OOM killer or a crash would.
 func (p *csiPlugin) kill() {
 	_ = p.cmd.Process.Kill()
 	<-p.exited
+}
+
+// csiNode starts the plugin over a root in a temporary directory, cleaned
+// up at the end even when the test fails; it returns the directory, the
+// root and a client.
+func csiNode(t *testing.T, args ...string) (dir, root string, plugin *csiPlugin, node csipb.NodeClient) {
+	requireSuite(t)
+	dir = t.TempDir()
+	root = filepath.Join(dir, "root")
+	t.Cleanup(func() { cleanupCSI(t, dir, root) })
+	plugin = startCSIPlugin(t, root, filepath.Join(dir, "csi.sock"), args...)
+	node, _ = plugin.client()
+	return dir, root, plugin, node
 }
 
 // client connects to the plugin.

@@ -4,10 +4,12 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -84,12 +86,7 @@ func wantCode(t *testing.T, err error, code codes.Code, want ...string) {
 // what the first wrote. A volume of a pod's own is removed at unpublish, a
 // cacheKey's kept. Nothing is left mounted.
 func TestCSICacheKeyExclusive(t *testing.T) {
-	requireSuite(t)
-	dir := t.TempDir()
-	root := filepath.Join(dir, "root")
-	t.Cleanup(func() { cleanupCSI(t, dir, root) })
-	plugin := startCSIPlugin(t, root, filepath.Join(dir, "csi.sock"), "--default-size", "256Mi")
-	node, _ := plugin.client()
+	dir, root, plugin, node := csiNode(t, "--default-size", "256Mi")
 	ctx := context.Background()
 	pods := filepath.Join(dir, "pods")
 	must(t, os.MkdirAll(pods, 0o755))
@@ -135,13 +132,8 @@ func TestCSICacheKeyExclusive(t *testing.T) {
 // the kubelet acts on, and leaves nothing behind: no room (admission),
 // a bad attribute, a block volume, another target for a published volume.
 func TestCSIRefusals(t *testing.T) {
-	requireSuite(t)
-	dir := t.TempDir()
-	root := filepath.Join(dir, "root")
-	t.Cleanup(func() { cleanupCSI(t, dir, root) })
-	plugin := startCSIPlugin(t, root, filepath.Join(dir, "csi.sock"), "--default-size", "256Mi",
+	dir, root, plugin, node := csiNode(t, "--default-size", "256Mi",
 		"--max-size", "2Ti", "--keep-free", "99.99%")
-	node, _ := plugin.client()
 	ctx := context.Background()
 	target := filepath.Join(dir, "target")
 	_, err := node.NodePublishVolume(ctx, csiVolume("v1", target, "ci", "p", map[string]string{"size": "1Ti"}))
@@ -171,13 +163,7 @@ func TestCSIRefusals(t *testing.T) {
 // was down (its target unmounted): its cache is removed. After the last
 // unpublish nothing is left.
 func TestCSIRestartTakesOver(t *testing.T) {
-	requireSuite(t)
-	dir := t.TempDir()
-	root := filepath.Join(dir, "root")
-	t.Cleanup(func() { cleanupCSI(t, dir, root) })
-	sock := filepath.Join(dir, "csi.sock")
-	plugin := startCSIPlugin(t, root, sock, "--default-size", "256Mi")
-	node, _ := plugin.client()
+	dir, root, plugin, node := csiNode(t, "--default-size", "256Mi")
 	ctx := context.Background()
 	kept := csiVolume("vol-kept", filepath.Join(dir, "kept"), "ci", "runner-kept", nil)
 	gone := csiVolume("vol-gone", filepath.Join(dir, "gone"), "ci", "runner-gone", nil)
@@ -190,7 +176,7 @@ func TestCSIRestartTakesOver(t *testing.T) {
 	plugin.kill()
 	must(t, volumes.UnmountBind(gone.TargetPath)) // the pod went while the plugin was down
 
-	plugin = startCSIPlugin(t, root, sock, "--default-size", "256Mi")
+	plugin = startCSIPlugin(t, root, plugin.sock, "--default-size", "256Mi")
 	node, _ = plugin.client()
 	if _, err := node.NodePublishVolume(ctx, kept); err != nil {
 		t.Fatalf("publishing a taken-over volume again: %v", err)
@@ -222,10 +208,7 @@ func TestCSIRestartTakesOver(t *testing.T) {
 // unless it asked to be committed (commit=true, allowed by the plugin's
 // --allow-commit), which makes it the warm key's next generation.
 func TestCSIFromWarm(t *testing.T) {
-	requireSuite(t)
-	dir := t.TempDir()
-	root := filepath.Join(dir, "root")
-	t.Cleanup(func() { cleanupCSI(t, dir, root) })
+	dir, root, plugin, node := csiNode(t, "--default-size", "256Mi", "--allow-commit")
 	r, err := cache.OpenRoot(root, true)
 	must(t, err)
 	ctx := context.Background()
@@ -236,9 +219,6 @@ func TestCSIFromWarm(t *testing.T) {
 	must(t, err)
 	must(t, os.WriteFile(filepath.Join(l.MountPath(), "warm-layer"), []byte("w"), 0o644))
 	must(t, l.Release(ctx))
-
-	plugin := startCSIPlugin(t, root, filepath.Join(dir, "csi.sock"), "--default-size", "256Mi", "--allow-commit")
-	node, _ := plugin.client()
 	publish := func(id string, attrs map[string]string) *csipb.NodePublishVolumeRequest {
 		v := csiVolume(id, filepath.Join(dir, id), "ci", "runner-"+id, attrs)
 		if _, err := node.NodePublishVolume(ctx, v); err != nil {
@@ -281,12 +261,7 @@ func TestCSIFromWarm(t *testing.T) {
 // condition (the field kubelets read); unpublishing it fails once (the
 // release found the damage) and the kubelet's retry cleans it up.
 func TestCSIVolumeHealth(t *testing.T) {
-	requireSuite(t)
-	dir := t.TempDir()
-	root := filepath.Join(dir, "root")
-	t.Cleanup(func() { cleanupCSI(t, dir, root) })
-	plugin := startCSIPlugin(t, root, filepath.Join(dir, "csi.sock"), "--default-size", "256Mi")
-	node, _ := plugin.client()
+	dir, root, plugin, node := csiNode(t, "--default-size", "256Mi")
 	ctx := context.Background()
 	v := csiVolume("sick", filepath.Join(dir, "sick"), "ci", "runner", nil)
 	if _, err := node.NodePublishVolume(ctx, v); err != nil {
@@ -371,4 +346,57 @@ func legacyCondition(t *testing.T, resp *csipb.NodeGetVolumeStatsResponse) (abno
 		}
 	}
 	return abnormal, message
+}
+
+// TestCSIConcurrentPublishes: the kubelet publishes many volumes at once —
+// eight of their own pods' and four pods racing for one cacheKey: all eight
+// are bound, exactly one of the four gets the cacheKey (the others are
+// told who holds it), and unpublishing them all at once leaves nothing.
+func TestCSIConcurrentPublishes(t *testing.T) {
+	dir, root, plugin, node := csiNode(t, "--default-size", "256Mi")
+	ctx := context.Background()
+	var vols []*csipb.NodePublishVolumeRequest
+	for i := 0; i < 8; i++ {
+		vols = append(vols, csiVolume(fmt.Sprintf("own-%d", i), filepath.Join(dir, fmt.Sprintf("own-%d", i)), "ci", fmt.Sprintf("p%d", i), nil))
+	}
+	for i := 0; i < 4; i++ {
+		vols = append(vols, csiVolume(fmt.Sprintf("race-%d", i), filepath.Join(dir, fmt.Sprintf("race-%d", i)), "ci",
+			fmt.Sprintf("r%d", i), map[string]string{"cacheKey": "shared"}))
+	}
+	errs := make([]error, len(vols))
+	var wg sync.WaitGroup
+	for i, v := range vols {
+		wg.Add(1)
+		go func() { defer wg.Done(); _, errs[i] = node.NodePublishVolume(ctx, v) }()
+	}
+	wg.Wait()
+	won := 0
+	for i, err := range errs {
+		switch {
+		case i < 8 && err != nil:
+			t.Errorf("own volume %d: %v", i, err)
+		case i >= 8 && err == nil:
+			won++
+		case i >= 8 && status.Code(err) != codes.FailedPrecondition:
+			t.Errorf("racing for the cacheKey: %v, want FAILED_PRECONDITION", err)
+		}
+	}
+	if won != 1 {
+		t.Fatalf("%d pods got the cacheKey at once, want 1", won)
+	}
+	for i, v := range vols {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := node.NodeUnpublishVolume(ctx, &csipb.NodeUnpublishVolumeRequest{VolumeId: v.VolumeId, TargetPath: v.TargetPath}); err != nil {
+				t.Errorf("unpublish %d: %v", i, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if ls := listJSON(t, root); len(ls) != 1 || ls["k8s.ci.shared"].State != "idle" {
+		t.Fatalf("want only the idle cacheKey left: %v", ls)
+	}
+	plugin.stop()
+	assertNoCSILeft(t, dir, root)
 }
