@@ -400,3 +400,45 @@ func TestCSIConcurrentPublishes(t *testing.T) {
 	plugin.stop()
 	assertNoCSILeft(t, dir, root)
 }
+
+// TestCSIBusyInAnotherNamespace: a process in a mount namespace of its own
+// keeps a private copy of a volume's mounts (as a container started while
+// the volume was bound would) when the kubelet unpublishes it: the
+// unpublish fails naming the process, nothing is lost or half-removed, and
+// once the process is gone the kubelet's retry finishes it.
+func TestCSIBusyInAnotherNamespace(t *testing.T) {
+	if _, err := exec.LookPath("unshare"); err != nil {
+		t.Skip("skipping: unshare not found; `make deps` installs util-linux")
+	}
+	dir, root, plugin, node := csiNode(t, "--default-size", "256Mi")
+	ctx := context.Background()
+	v := csiVolume("busy", filepath.Join(dir, "busy"), "ci", "runner", nil)
+	if _, err := node.NodePublishVolume(ctx, v); err != nil {
+		t.Fatal(err)
+	}
+	holder := exec.Command("unshare", "--mount", "--propagation", "private", "sleep", "600")
+	must(t, holder.Start())
+	t.Cleanup(func() { _ = holder.Process.Kill(); _ = holder.Wait() })
+	time.Sleep(200 * time.Millisecond) // the namespace is made
+	unpub := &csipb.NodeUnpublishVolumeRequest{VolumeId: v.VolumeId, TargetPath: v.TargetPath}
+	_, err := node.NodeUnpublishVolume(ctx, unpub)
+	if err == nil || !strings.Contains(err.Error(), "sleep") {
+		t.Fatalf("unpublishing a volume another namespace holds: %v, want the holder named", err)
+	}
+	if _, err := node.NodeUnpublishVolume(ctx, unpub); err == nil {
+		t.Fatal("the retry succeeded while the volume is still held")
+	}
+	if ls := listJSON(t, root); len(ls) != 1 {
+		t.Fatalf("the held volume's cache was removed: %v", ls)
+	}
+	must(t, holder.Process.Kill())
+	_ = holder.Wait()
+	if _, err := node.NodeUnpublishVolume(ctx, unpub); err != nil {
+		t.Fatalf("the retry once the holder is gone: %v", err)
+	}
+	if ls := listJSON(t, root); len(ls) != 0 {
+		t.Fatalf("left: %v", ls)
+	}
+	plugin.stop()
+	assertNoCSILeft(t, dir, root)
+}
