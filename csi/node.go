@@ -119,17 +119,23 @@ func (d *Driver) publish(ctx context.Context, volumeID, target string, r Request
 
 // makeCache makes the publication's cache unless it exists: the volume's
 // own (a clone of From, or fresh), or the namespace's cacheKey, whose
-// existing settings must agree with what the pod set.
+// existing kind and filesystem must agree with what the pod set, and which
+// grows when the pod asks a larger size (it never shrinks).
 func (d *Driver) makeCache(ctx context.Context, p *publication, r Request) error {
 	if p.Own && r.From != "" {
 		_, _, err := d.root.FromWarm(ctx, p.Key, r.From, r.Spec)
 		return err
 	}
-	spec := r.Spec
-	if !p.Own && d.root.Exists(p.Key) {
-		spec = r.explicit
+	if p.Own || !d.root.Exists(p.Key) {
+		_, _, err := d.root.Create(ctx, p.Key, r.Spec)
+		return err
 	}
-	_, _, err := d.root.Create(ctx, p.Key, spec)
+	spec := r.explicit
+	spec.Size = 0
+	rec, _, err := d.root.Create(ctx, p.Key, spec)
+	if err == nil && rec.Kind == volumes.Loop && r.explicit.Size > rec.CapBytes {
+		err = d.root.Grow(ctx, p.Key, r.explicit.Size)
+	}
 	return err
 }
 

@@ -111,8 +111,12 @@ func TestCSICacheKeyExclusive(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	second.VolumeContext["size"] = "512Mi" // a larger size grows the cacheKey
 	if _, err := node.NodePublishVolume(ctx, second); err != nil {
 		t.Fatalf("after the holder's unpublish: %v", err)
+	}
+	if e := listJSON(t, root)["k8s.ci.build"]; e.ApparentBytes != 512<<20 {
+		t.Fatalf("the cacheKey asked 512Mi is %d bytes", e.ApparentBytes)
 	}
 	if b, err := os.ReadFile(filepath.Join(second.TargetPath, "layer")); err != nil || string(b) != "cached" {
 		t.Fatalf("the second pod does not see the first's data: %q %v", b, err)
