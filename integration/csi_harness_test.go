@@ -42,8 +42,9 @@ func (s *syncBuffer) String() string {
 // csiPlugin is a running `dindstore csi`.
 type csiPlugin struct {
 	*process
-	t    testing.TB
-	sock string
+	t          testing.TB
+	root, sock string
+	args       []string
 }
 
 // startCSIPlugin starts `dindstore csi` on sock over root and waits until
@@ -51,7 +52,7 @@ type csiPlugin struct {
 func startCSIPlugin(t testing.TB, root, sock string, args ...string) *csiPlugin {
 	t.Helper()
 	all := append([]string{binary, "--root", root, "csi", "--endpoint", "unix://" + sock, "--node-id", "it-node"}, args...)
-	p := &csiPlugin{process: startProcess(t, "csi plugin", all...), t: t, sock: sock}
+	p := &csiPlugin{process: startProcess(t, "csi plugin", all...), t: t, root: root, sock: sock, args: args}
 	p.waitReady()
 	return p
 }
@@ -87,6 +88,13 @@ func (p *csiPlugin) stop() { p.process.stop(30 * time.Second) }
 func (p *csiPlugin) kill() {
 	_ = p.cmd.Process.Kill()
 	<-p.exited
+}
+
+// restart kills the plugin (SIGKILL: a crash, an OOM kill, a DaemonSet
+// upgrade's abrupt end) and starts another one as it was started.
+func (p *csiPlugin) restart() *csiPlugin {
+	p.kill()
+	return startCSIPlugin(p.t, p.root, p.sock, p.args...)
 }
 
 // csiNode starts the plugin over a root in a temporary directory, cleaned

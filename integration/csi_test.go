@@ -179,8 +179,7 @@ func TestCSIRestartTakesOver(t *testing.T) {
 	must(t, os.WriteFile(filepath.Join(kept.TargetPath, "image-layer"), []byte("x"), 0o644))
 	plugin.kill()
 	must(t, volumes.UnmountBind(gone.TargetPath)) // the pod went while the plugin was down
-
-	plugin = startCSIPlugin(t, root, plugin.sock, "--default-size", "256Mi")
+	plugin = startCSIPlugin(t, root, plugin.sock, plugin.args...)
 	node, _ = plugin.client()
 	if _, err := node.NodePublishVolume(ctx, kept); err != nil {
 		t.Fatalf("publishing a taken-over volume again: %v", err)
@@ -420,7 +419,7 @@ func TestCSIBusyInAnotherNamespace(t *testing.T) {
 	if _, err := node.NodePublishVolume(ctx, v); err != nil {
 		t.Fatal(err)
 	}
-	holder := exec.Command("unshare", "--mount", "--propagation", "private", "sleep", "600")
+	holder := exec.Command("sh", privateNS, dir, "sleep", "600")
 	must(t, holder.Start())
 	t.Cleanup(func() { _ = holder.Process.Kill(); _ = holder.Wait() })
 	time.Sleep(200 * time.Millisecond) // the namespace is made

@@ -21,7 +21,7 @@ import (
 // its own (so its copy of the mount keeps the cache's filesystem alive when
 // the holder's namespace drops it), with a grandchild of its own, then
 // writes "data" and sleeps in the foreground.
-const escapeScript = `unshare -m --propagation private sh -c 'while :; do echo x >> "$DINDSTORE_MOUNT/log"; sleep 0.05; done' &
+const escapeScript = `sh "$DINDSTORE_TEST_PRIVATE_NS" "$DINDSTORE_MOUNT" sh -c 'while :; do echo x >> "$DINDSTORE_MOUNT/log"; sleep 0.05; done' &
 echo data > {mount}/f; exec sleep 600`
 
 // killHolderWithTree runs `dindstore run KEY -- sh -c SCRIPT` on a loop
@@ -225,8 +225,7 @@ func testForeignUser(t *testing.T, kind string) {
 	mustRun(t, root, "create", key, "--kind", kind, "--size", "256MiB")
 	_, stop := holdInBackground(t, root, key, "true")
 	mnt := filepath.Join(root, "mounts", key)
-	foreign := exec.Command("unshare", "-m", "--propagation", "private", "sh", "-c",
-		fmt.Sprintf("cd %s && exec sleep 600 # it-foreign-user", mnt))
+	foreign := exec.Command("sh", privateNS, mnt, "sh", "-c", fmt.Sprintf("cd %s && exec sleep 600 # it-foreign-user", mnt))
 	must(t, foreign.Start())
 	t.Cleanup(func() { _ = foreign.Process.Kill(); _ = foreign.Wait() })
 	time.Sleep(200 * time.Millisecond)

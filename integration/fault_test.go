@@ -26,7 +26,7 @@ var faultOps = map[string]struct {
 	"after-attach":   {[]string{"run", "victim", "--", "true"}, true},
 	"after-mount":    {[]string{"run", "victim", "--", "true"}, true},
 	"while-tree-runs": {[]string{"run", "victim", "--", "sh", "-c",
-		`unshare -m --propagation private sh -c 'while :; do echo x >> "$DINDSTORE_MOUNT/log"; sleep 0.05; done' & ` +
+		`sh "$DINDSTORE_TEST_PRIVATE_NS" "$DINDSTORE_MOUNT" sh -c 'while :; do echo x >> "$DINDSTORE_MOUNT/log"; sleep 0.05; done' & ` +
 			`(sleep 613; true) & exec sleep 600`}, true},
 	"during-grow": {[]string{"grow", "victim", "--size", "512MiB"}, true},
 	"during-rm":   {[]string{"rm", "victim"}, true},

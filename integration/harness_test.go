@@ -24,6 +24,11 @@ import (
 // with -tags faults; skipReason is set when the suite cannot run here.
 var binary, faultBinary, skipReason string
 
+// privateNS is testdata/private-ns.sh: `sh privateNS KEEP CMD...` runs CMD
+// in a mount namespace of its own that holds, of the temporary directory's
+// mounts, only KEEP's (never those of tests running at the same time).
+var privateNS string
+
 func TestMain(m *testing.M) {
 	os.Exit(setup(m))
 }
@@ -65,6 +70,11 @@ func setup(m *testing.M) int {
 	defer os.RemoveAll(dir)
 	defer os.Remove(dindTar)
 	defer os.Remove(dindRootlessTar)
+	if privateNS, err = filepath.Abs("testdata/private-ns.sh"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	os.Setenv("DINDSTORE_TEST_PRIVATE_NS", privateNS) // for the scripts tests run through dindstore
 	binary, faultBinary = filepath.Join(dir, "dindstore"), filepath.Join(dir, "dindstore-faults")
 	for _, b := range [][]string{{"-o", binary}, {"-tags", "faults", "-o", faultBinary}} {
 		args := append(append([]string{"build"}, b...), "../cmd/dindstore")

@@ -353,10 +353,13 @@ users: [{name: it, user: {token: "%s"}}]
 contexts: [{name: it, context: {cluster: it, user: it}}]
 current-context: it
 `, c.api, c.token)), 0o600))
-	kubelet := strings.Join([]string{filepath.Join(c.bin, "kubelet"), "--config", config, "--kubeconfig", kubeconfig,
-		"--root-dir", dir, "--hostname-override", kubeNode, "--node-ip", hostIP(t), "--v", "2"}, " ")
-	c.kubelet = startProcess(t, "kubelet", "unshare", "--mount", "--propagation", "slave", "sh", "-c",
-		"mount -t tmpfs tmpfs /var/log && exec "+kubelet)
+	c.kubelet = startProcess(t, "kubelet", "env", "PROPAGATION=slave", "sh", privateNS, c.dir,
+		"sh", "-c", `mount -t tmpfs tmpfs /var/log && exec "$@"`, "sh",
+		filepath.Join(c.bin, "kubelet"), "--config", config, "--kubeconfig", kubeconfig,
+		"--root-dir", dir, "--hostname-override", kubeNode, "--node-ip", hostIP(t), "--v", "2")
+	c.waitFor("the kubelet's namespace to hold only the test's mounts", 10*time.Second, func() bool {
+		return pinsOnly(c.kubelet.cmd.Process.Pid, c.dir)
+	})
 	c.waitFor("the node to register", 90*time.Second, func() bool {
 		code, _ := c.call("GET", "/api/v1/nodes/"+kubeNode, nil, nil)
 		return code == 200
@@ -375,6 +378,24 @@ func hostIP(t testing.TB) string {
 	}
 	t.Skip("skipping: the host has no IPv4 address but loopback, which the kubelet refuses as its node IP")
 	return ""
+}
+
+// pinsOnly says whether the mount namespace of pid holds, of the temporary
+// directory's mounts, only those below keep: none of other tests' (see
+// testdata/private-ns.sh).
+func pinsOnly(pid int, keep string) bool {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", pid))
+	if err != nil {
+		return false
+	}
+	tmp := os.TempDir() + "/"
+	for _, line := range strings.Split(string(raw), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], tmp) &&
+			f[4] != keep && !strings.HasPrefix(f[4], keep+"/") {
+			return false
+		}
+	}
+	return true
 }
 
 // stopKubelet stops the kubelet (its pods go on running).

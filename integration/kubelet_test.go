@@ -104,7 +104,9 @@ func waitDocker(c *kubeCluster, sockDir string) {
 // TestCSIKubelet: the plugin under a real kubelet (v1.34, built by `make
 // k8s`) with containerd as its runtime, registered through the kubelet's
 // plugin watcher. A dind pod gets its cacheKey volume at /var/lib/docker:
-// overlay2 on extfs, a container runs. A kubelet restart loses nothing. A
+// overlay2 on extfs, a container runs. A kubelet restart loses nothing,
+// nor does a plugin killed and restarted under the running pod (its
+// successor takes the lease over). A
 // second pod asking for the same cacheKey stays pending, the holder pod
 // named in its events; once the first is deleted (its volume unpublished)
 // the second starts and sees the first one's image. With the pods gone,
@@ -138,6 +140,13 @@ func TestCSIKubelet(t *testing.T) {
 	}
 	if e := listJSON(t, root)["k8s.default.build"]; e.State != "in-use" || e.HolderPID != plugin.cmd.Process.Pid {
 		t.Fatalf("after the kubelet's restart the cache is %s, held by %d", e.State, e.HolderPID)
+	}
+	plugin = plugin.restart() // and a plugin killed under the running pod (a crash, a DaemonSet upgrade)
+	if out, err := podDocker(sockA, "images", "-q", "it-busybox"); err != nil || out == "" {
+		t.Fatalf("after the plugin's restart the pod's daemon lost its image: %q %v", out, err)
+	}
+	if e := listJSON(t, root)["k8s.default.build"]; e.State != "in-use" || e.HolderPID != plugin.cmd.Process.Pid {
+		t.Fatalf("after the plugin's restart the cache is %s, held by %d, not by the new plugin", e.State, e.HolderPID)
 	}
 
 	c.create("/api/v1/namespaces/default/pods", dindPod("dind-b", sockB, attrs))
