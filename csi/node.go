@@ -218,14 +218,13 @@ func (d *Driver) unpublishUnheld(ctx context.Context, volumeID, target string) (
 // unpublish ends the publication's lease, then forgets it. A failed
 // release keeps the publication (the kubelet retries).
 func (d *Driver) unpublish(ctx context.Context, p *publication) error {
-	close(p.until)
-	if err := <-p.done; err != nil {
+	err := p.end()
+	d.dropPub(p.VolumeID)
+	if err != nil {
 		// The lease ended (released, or marked for recover) but something
-		// failed: a retry finds it unpublished and cleans what it can.
-		d.dropPub(p.VolumeID)
+		// failed: the kubelet's retry finds its record and cleans up.
 		return err
 	}
-	d.dropPub(p.VolumeID)
 	return d.forget(ctx, p)
 }
 

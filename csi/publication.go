@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/dindstore/dindstore/handoff"
@@ -35,14 +36,30 @@ type publication struct {
 	until chan struct{} // closed to unpublish
 	done  chan error    // the lease's end: the release's error
 	lease handoff.Lease // set once bound
+
+	mu     sync.Mutex // a health check against the release
+	ending bool       // unpublished: the lease is being released
 }
 
-// health checks the published cache's filesystem (see cache.Lease.Health).
+// health checks the published cache's filesystem (see cache.Lease.Health);
+// nil once it is being unpublished.
 func (p *publication) health() error {
-	if h, ok := p.lease.(interface{ Health() error }); ok {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if h, ok := p.lease.(interface{ Health() error }); ok && !p.ending {
 		return h.Health()
 	}
 	return nil
+}
+
+// end asks the lease to end (after any health check in progress) and
+// waits for its release.
+func (p *publication) end() error {
+	p.mu.Lock()
+	p.ending = true
+	p.mu.Unlock()
+	close(p.until)
+	return <-p.done
 }
 
 // command is what the lease's owner record says of its holder: the pod and

@@ -78,8 +78,12 @@ func setup(m *testing.M) int {
 	binary, faultBinary = filepath.Join(dir, "dindstore"), filepath.Join(dir, "dindstore-faults")
 	for _, b := range [][]string{{"-o", binary}, {"-tags", "faults", "-o", faultBinary}} {
 		args := append(append([]string{"build"}, b...), "../cmd/dindstore")
+		cgo := "CGO_ENABLED=0" // as `make build`: static
+		if os.Getenv("DINDSTORE_TEST_RACE") != "" {
+			args, cgo = append([]string{"build", "-race"}, args[1:]...), "CGO_ENABLED=1" // the race detector in every process the tests start
+		}
 		cmd := exec.Command("go", args...)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // as `make build`: static
+		cmd.Env = append(os.Environ(), cgo)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "go %v: %v\n%s", args, err, out)
 			return 1

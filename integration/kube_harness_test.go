@@ -53,6 +53,9 @@ func startProcess(t testing.TB, name string, argv ...string) *process {
 	go func() { _ = p.cmd.Wait(); close(p.exited) }()
 	t.Cleanup(func() {
 		p.stop(20 * time.Second)
+		if strings.Contains(p.log.String(), "WARNING: DATA RACE") { // built with DINDSTORE_TEST_RACE
+			t.Errorf("%s: the race detector found a data race", name)
+		}
 		if t.Failed() {
 			t.Logf("%s's log (last lines):\n%s", name, tail(p.log.String(), 40))
 		}
