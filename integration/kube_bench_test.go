@@ -27,7 +27,7 @@ func BenchmarkPodReady(b *testing.B) {
 	waitDocker(c, seed)
 	_, err := dockerStdin(filepath.Join(seed, "docker.sock"), busyboxTarTB(b), "import", "-", "it-busybox")
 	must(b, err)
-	c.deletePod("seed")
+	c.deletePod("seed", "default")
 	if r := runBinary(b, binary, nil, root, "clone", "k8s.default.seed", "bench-warm"); r.code != 0 {
 		b.Fatalf("clone the seed into the warm key: %s", r.stderr)
 	}
@@ -60,7 +60,7 @@ func BenchmarkPodReady(b *testing.B) {
 				}
 				image = append(image, time.Since(start))
 				b.StopTimer()
-				c.deletePod(name)
+				c.deletePod(name, "default")
 				b.StartTimer()
 			}
 			b.ReportMetric(float64(median(ready).Microseconds())/1000, "ready-ms")

@@ -476,9 +476,12 @@ type podState struct {
 	} `json:"status"`
 }
 
-// pod reads a pod; found is false once it is gone.
-func (c *kubeCluster) pod(name string) (p podState, found bool) {
-	code, err := c.call("GET", "/api/v1/namespaces/default/pods/"+name, nil, &p)
+// pod reads a pod of the default namespace; found is false once it is gone.
+func (c *kubeCluster) pod(name string) (p podState, found bool) { return c.podIn("default", name) }
+
+// podIn reads a pod of a namespace.
+func (c *kubeCluster) podIn(namespace, name string) (p podState, found bool) {
+	code, err := c.call("GET", "/api/v1/namespaces/"+namespace+"/pods/"+name, nil, &p)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -505,10 +508,10 @@ func (c *kubeCluster) podEvents(name string) []string {
 
 // deletePod deletes a pod and waits until the kubelet has torn it down
 // (it removes the object once its volumes are unmounted).
-func (c *kubeCluster) deletePod(name string) {
+func (c *kubeCluster) deletePod(name, namespace string) {
 	c.t.Helper()
-	if _, err := c.call("DELETE", "/api/v1/namespaces/default/pods/"+name, nil, nil); err != nil {
+	if _, err := c.call("DELETE", "/api/v1/namespaces/"+namespace+"/pods/"+name, nil, nil); err != nil {
 		c.t.Fatal(err)
 	}
-	c.waitFor("pod "+name+" to be gone", 2*time.Minute, func() bool { _, found := c.pod(name); return !found })
+	c.waitFor("pod "+name+" to be gone", 2*time.Minute, func() bool { _, found := c.podIn(namespace, name); return !found })
 }

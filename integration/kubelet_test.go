@@ -156,12 +156,12 @@ func TestCSIKubelet(t *testing.T) {
 	if p, _ := c.pod("dind-b"); p.Status.Phase != "Pending" {
 		t.Fatalf("the second pod is %s while the first holds the cache", p.Status.Phase)
 	}
-	c.deletePod("dind-a")
+	c.deletePod("dind-a", "default")
 	waitDocker(c, sockB)
 	if out, err := podDocker(sockB, "images", "-q", "it-busybox"); err != nil || out == "" {
 		t.Fatalf("the second pod does not see the first one's image: %q %v", out, err)
 	}
-	c.deletePod("dind-b")
+	c.deletePod("dind-b", "default")
 	if e := listJSON(t, root)["k8s.default.build"]; e.State != "idle" {
 		t.Fatalf("with the pods gone the cache is %s", e.State)
 	}

@@ -182,15 +182,15 @@ var (
 
 func buildDindTar() error { return buildRootfsTar("testdata/dind-rootfs.sh", dindTar) }
 
-// buildRootfsTar runs a rootfs script into a temporary directory and tars
-// the result to tar.
-func buildRootfsTar(script, tar string) error {
+// buildRootfsTar runs a rootfs script into a temporary directory (with
+// args after it) and tars the result to tar.
+func buildRootfsTar(script, tar string, args ...string) error {
 	dir, err := os.MkdirTemp("", "dindstore-dind-rootfs-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	if out, err := exec.Command("sh", script, dir).CombinedOutput(); err != nil {
+	if out, err := exec.Command("sh", append([]string{script, dir}, args...)...).CombinedOutput(); err != nil {
 		return fmt.Errorf("build the rootfs (%s): %v\n%s", script, err, out)
 	}
 	if out, err := exec.Command("tar", "-C", dir, "-cf", tar, ".").CombinedOutput(); err != nil {

@@ -7,25 +7,19 @@
 # (absolute links to /bin/busybox, which leave existing files alone).
 set -eu
 R=$1
+HERE=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$R"
 cd "$R"
 mkdir -p bin sbin usr/bin usr/sbin usr/local/bin etc root run var/run var/lib/docker proc sys dev tmp
 chmod 1777 tmp
 BINS="/usr/sbin/dockerd /usr/bin/containerd /usr/bin/containerd-shim-runc-v2 /usr/sbin/runc /usr/bin/docker
       /usr/sbin/docker-proxy /usr/bin/tini-static /usr/sbin/xtables-nft-multi /usr/bin/openssl ${EXTRA_BINS:-}"
-for b in $BINS; do cp -a --parents "$b" .; done
+XT=/usr/lib/x86_64-linux-gnu/xtables
+# shellcheck disable=SC2086 # BINS is a list of paths
+sh "$HERE/copy-bins.sh" . $BINS $(ls "$XT"/*.so 2>/dev/null)
 ln -sf tini-static usr/bin/docker-init
 for x in iptables iptables-save iptables-restore ip6tables ip6tables-save ip6tables-restore; do
   ln -sf xtables-nft-multi "usr/sbin/$x"
-done
-XT=/usr/lib/x86_64-linux-gnu/xtables
-[ -d "$XT" ] && cp -a --parents "$XT" .
-{ for b in $BINS "$XT"/*.so; do ldd "$b" 2>/dev/null || true; done; } |
-  awk '/=> \//{print $3} /^\t\/lib64/{print $1}' | sort -u |
-  while read -r lib; do cp -L --parents "$lib" .; done
-for d in lib lib64; do          # usr-merged, as the host
-  if [ -d "$d" ] && [ ! -L "$d" ]; then mkdir -p "usr/$d"; cp -a "$d/." "usr/$d/"; rm -rf "$d"; fi
-  ln -sfn "usr/$d" "$d"
 done
 cp -a --parents /etc/ssl/openssl.cnf . && mkdir -p usr/lib/ssl && ln -sf /etc/ssl/openssl.cnf usr/lib/ssl/openssl.cnf
 cp "$(command -v busybox)" bin/busybox
