@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
 // pluginImage is the image deploy/kubernetes/daemonset.yaml runs, built
@@ -125,19 +124,6 @@ func TestCSIDaemonSet(t *testing.T) {
 	if strings.Contains(string(raw), " "+root+"/") {
 		t.Error("a cache is still mounted with the pods gone")
 	}
-}
-
-// waitRegistered waits for the kubelet to list the plugin on its CSINode.
-func waitRegistered(c *kubeCluster) {
-	c.waitFor("the kubelet to register the plugin", 90*time.Second, func() bool {
-		var node struct {
-			Spec struct {
-				Drivers []struct{ Name string } `json:"drivers"`
-			} `json:"spec"`
-		}
-		code, _ := c.call("GET", "/apis/storage.k8s.io/v1/csinodes/"+kubeNode, nil, &node)
-		return code == 200 && len(node.Spec.Drivers) == 1
-	})
 }
 
 // holderOf is the pid holding the only cache of root.

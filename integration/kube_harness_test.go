@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dindstore/dindstore/csi"
 )
 
 // A one-node Kubernetes for the CSI plugin's real-kubelet test: etcd,
@@ -399,6 +401,20 @@ func pinsOnly(pid int, keep string) bool {
 		}
 	}
 	return true
+}
+
+// waitRegistered waits for the kubelet to list the plugin on its CSINode.
+func waitRegistered(c *kubeCluster) {
+	c.t.Helper()
+	c.waitFor("the kubelet to register the plugin", 90*time.Second, func() bool {
+		var node struct {
+			Spec struct {
+				Drivers []struct{ Name string } `json:"drivers"`
+			} `json:"spec"`
+		}
+		code, _ := c.call("GET", "/apis/storage.k8s.io/v1/csinodes/"+kubeNode, nil, &node)
+		return code == 200 && len(node.Spec.Drivers) == 1 && node.Spec.Drivers[0].Name == csi.DefaultDriverName
+	})
 }
 
 // stopKubelet stops the kubelet (its pods go on running).

@@ -80,15 +80,7 @@ func startPluginNode(t testing.TB, dir, root string, pluginArgs ...string) (*kub
 	args := append([]string{"--node-id", kubeNode, "--registration-dir", filepath.Join(c.kubeletDir(), "plugins_registry")}, pluginArgs...)
 	plugin := startCSIPlugin(t, root, sock, args...)
 	c.startKubelet()
-	c.waitFor("the kubelet to register the plugin", 60*time.Second, func() bool {
-		var node struct {
-			Spec struct {
-				Drivers []struct{ Name string } `json:"drivers"`
-			} `json:"spec"`
-		}
-		code, _ := c.call("GET", "/apis/storage.k8s.io/v1/csinodes/"+kubeNode, nil, &node)
-		return code == 200 && len(node.Spec.Drivers) == 1 && node.Spec.Drivers[0].Name == csi.DefaultDriverName
-	})
+	waitRegistered(c)
 	return c, plugin
 }
 
