@@ -62,6 +62,12 @@ func (r *Root) Promote(ctx context.Context, key string) error {
 		return err
 	}
 	defer cl.release()
+	if rec, err = r.readRecord(key); err == nil { // as its last holder left it
+		err = rec.usable()
+	}
+	if err != nil {
+		return fmt.Errorf("commit %q: %w", key, err) // a damaged clone never becomes the warm cache
+	}
 	wl, err := r.lockWithin(ctx, rec.Parent, quietWait)
 	if err != nil {
 		return fmt.Errorf("commit %q into %q: %w", key, rec.Parent, err)

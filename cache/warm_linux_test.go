@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -55,5 +56,26 @@ func TestPruneKeepsNewestGeneration(t *testing.T) {
 	}
 	if entries, _ := r.List(ctx, ListOptions{}); len(entries) != 0 {
 		t.Fatalf("--include-warm kept %+v", entries)
+	}
+}
+
+// TestPromoteRefusesDamagedClone: a clone whose release found its
+// filesystem damaged never becomes its warm cache's next generation (a CSI
+// volume's commit at unpublish, or `dindstore commit`).
+func TestPromoteRefusesDamagedClone(t *testing.T) {
+	testutil.RequiresRoot(t)
+	ctx := context.Background()
+	r := rootWith(t, "w", Spec{Kind: volumes.Dir})
+	if _, hit, err := r.FromWarm(ctx, "job", "w", Spec{}); err != nil || !hit {
+		t.Fatalf("FromWarm: %v %v", hit, err)
+	}
+	if err := r.updateRecord("job", func(rec *Record) { rec.Damaged = problem(ErrDamaged, nil) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Promote(ctx, "job"); !errors.Is(err, ErrDamaged) {
+		t.Fatalf("promoting a damaged clone: %v, want ErrDamaged", err)
+	}
+	if rec, _ := r.readRecord("w"); rec.Generation != 0 {
+		t.Fatalf("the warm cache moved to generation %d", rec.Generation)
 	}
 }

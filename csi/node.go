@@ -229,12 +229,18 @@ func (d *Driver) unpublish(ctx context.Context, p *publication) error {
 }
 
 // forget removes what a publication made once its lease has ended: a
-// committed clone becomes its warm key's next generation, the volume's own
-// cache is removed, then the target and the record.
+// committed clone becomes its warm key's next generation (unless it is
+// damaged), the volume's own cache is removed, then the target and the
+// record.
 func (d *Driver) forget(ctx context.Context, p *publication) error {
 	var err error
 	if p.Own && p.Commit {
 		err = d.root.Promote(ctx, p.Key)
+		if errors.Is(err, cache.ErrDamaged) || errors.Is(err, cache.ErrInvalid) {
+			// never committable: dropped below rather than retried forever
+			log.Printf("volume %s: its clone %s is not committed: %v", p.VolumeID, p.Key, err)
+			err = nil
+		}
 	}
 	if p.Own && err == nil && d.root.Exists(p.Key) {
 		err = d.root.Remove(ctx, p.Key)
