@@ -445,3 +445,34 @@ func TestCSIBusyInAnotherNamespace(t *testing.T) {
 	plugin.stop()
 	assertNoCSILeft(t, dir, root)
 }
+
+// TestCSIDamagedCloneNotCommitted: a clone asked to be committed whose
+// filesystem counted errors is not committed at unpublish: the warm key
+// keeps its generation, the clone is dropped, and the kubelet's retry of
+// the failed unpublish succeeds (it is never stuck on a commit that cannot
+// happen).
+func TestCSIDamagedCloneNotCommitted(t *testing.T) {
+	dir, root, plugin, node := csiNode(t, "--default-size", "256Mi", "--allow-commit")
+	ctx := context.Background()
+	if r := dindstore(t, root, "create", "base", "--kind", "loop", "--size", "256MiB"); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	v := csiVolume("job", filepath.Join(dir, "job"), "ci", "runner", map[string]string{"from": "base", "commit": "true"})
+	if _, err := node.NodePublishVolume(ctx, v); err != nil {
+		t.Fatal(err)
+	}
+	dev := mountSource(t, v.TargetPath)
+	must(t, os.WriteFile(filepath.Join("/sys/fs/ext4", filepath.Base(dev), "trigger_fs_error"), []byte("test"), 0o200))
+	unpub := &csipb.NodeUnpublishVolumeRequest{VolumeId: v.VolumeId, TargetPath: v.TargetPath}
+	if _, err := node.NodeUnpublishVolume(ctx, unpub); err == nil {
+		t.Fatal("the release of a damaged clone did not say so")
+	}
+	if _, err := node.NodeUnpublishVolume(ctx, unpub); err != nil {
+		t.Fatalf("the kubelet's retry: %v", err)
+	}
+	if ls := listJSON(t, root); len(ls) != 1 || ls["base"].State != "idle" || ls["base"].Generation != 0 {
+		t.Fatalf("want the warm key alone, at generation 0 still: %v", ls)
+	}
+	plugin.stop()
+	assertNoCSILeft(t, dir, root)
+}

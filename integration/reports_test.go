@@ -34,6 +34,7 @@ type entryJSON struct {
 	InodesUsed     uint64 `json:"inodes_used"`
 	UsageSource    string `json:"usage_source"`
 	HolderPID      int    `json:"holder_pid"`
+	Generation     int    `json:"generation"`
 }
 
 func listJSON(t *testing.T, root string) map[string]entryJSON {
