@@ -4,6 +4,8 @@ package integration
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,7 +24,7 @@ const pluginImage = "ghcr.io/dindstore/dindstore:latest"
 // are neither reachable nor on the Go module proxy), so the plugin
 // registers itself and has no liveness probe, and the pod uses the host's
 // network (no CNI plugin here).
-func nodePluginPod(t *testing.T, c *kubeCluster, root, name string) map[string]any {
+func nodePluginPod(t *testing.T, c *kubeCluster, root, name, metricsAddr string) map[string]any {
 	ds := manifestObjects(t, filepath.Join("..", "deploy", "kubernetes", "daemonset.yaml"))[0]
 	tmpl := ds["spec"].(map[string]any)["template"].(map[string]any)
 	spec := tmpl["spec"].(map[string]any)
@@ -52,6 +54,11 @@ func nodePluginPod(t *testing.T, c *kubeCluster, root, name string) map[string]a
 	}
 	plugin["volumeMounts"] = append(plugin["volumeMounts"].([]any),
 		map[string]any{"name": "registration-dir", "mountPath": "/registration"})
+	for i, a := range plugin["args"].([]any) {
+		if strings.HasPrefix(a.(string), "--metrics-addr=") {
+			plugin["args"].([]any)[i] = "--metrics-addr=" + metricsAddr // on the host's network: a free port
+		}
+	}
 	plugin["args"] = append(plugin["args"].([]any), "--registration-dir=/registration",
 		"--kubelet-registration-path="+node("/var/lib/kubelet/plugins/dindstore.csi.dindstore.io/csi.sock"))
 	plugin["imagePullPolicy"] = "Never"
@@ -90,8 +97,9 @@ func TestCSIDaemonSet(t *testing.T) {
 		}
 	}
 	must(t, os.MkdirAll(root, 0o700))
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	c.startKubelet()
-	c.create("/api/v1/namespaces/dindstore/pods", nodePluginPod(t, c, root, "plugin-1"))
+	c.create("/api/v1/namespaces/dindstore/pods", nodePluginPod(t, c, root, "plugin-1", metricsAddr))
 	waitRegistered(c)
 
 	sock := filepath.Join(dir, "pod-a")
@@ -103,10 +111,13 @@ func TestCSIDaemonSet(t *testing.T) {
 	}
 	_, err = dockerStdin(filepath.Join(sock, "docker.sock"), busyboxTarTB(t), "import", "-", "it-busybox")
 	must(t, err)
+	if m := scrape(t, metricsAddr); !strings.Contains(m, "dindstore_caches 1") || !strings.Contains(m, "dindstore_cache_in_use{") {
+		t.Fatalf("the plugin's metrics do not show the volume in use:\n%s", m)
+	}
 
 	before := holderOf(t, root)
 	c.deletePod("plugin-1", "dindstore") // a DaemonSet upgrade: the old pod goes, the new one comes
-	c.create("/api/v1/namespaces/dindstore/pods", nodePluginPod(t, c, root, "plugin-2"))
+	c.create("/api/v1/namespaces/dindstore/pods", nodePluginPod(t, c, root, "plugin-2", metricsAddr))
 	waitRegistered(c)
 	if out, err := podDocker(sock, "run", "--rm", "--network", "none", "it-busybox", "echo", "ran"); err != nil || out != "ran" {
 		t.Fatalf("a container in the pod after the plugin's upgrade: %q %v", out, err)
@@ -124,6 +135,16 @@ func TestCSIDaemonSet(t *testing.T) {
 	if strings.Contains(string(raw), " "+root+"/") {
 		t.Error("a cache is still mounted with the pods gone")
 	}
+}
+
+// scrape reads a metrics endpoint.
+func scrape(t *testing.T, addr string) string {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	must(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	must(t, err)
+	return string(b)
 }
 
 // holderOf is the pid holding the only cache of root.

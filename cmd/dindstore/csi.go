@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log"
+	"net"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/dindstore/dindstore/cache"
 	"github.com/dindstore/dindstore/csi"
+	"github.com/dindstore/dindstore/metrics"
 	"github.com/dindstore/dindstore/volumes"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sync/errgroup"
@@ -37,6 +39,7 @@ var csiCommand = &cli.Command{
 		&cli.Int64Flag{Name: "max-volumes", Usage: "volumes this node takes at most, for the scheduler (0: no limit)"},
 		&cli.StringFlag{Name: "keep-free", Usage: "admission floor: share of the host filesystem the caches in use may not claim (default 5%)"},
 		&cli.DurationFlag{Name: "gc-interval", Value: 10 * time.Minute, Usage: "how often publications of gone pods are cleaned up"},
+		&cli.StringFlag{Name: "metrics-addr", Usage: "also serve the root's Prometheus metrics (as `dindstore serve`) on this address"},
 		&cli.StringFlag{Name: "registration-dir", Usage: "register with the kubelet's plugin watcher through this directory (its plugins_registry) instead of node-driver-registrar"},
 		&cli.StringFlag{Name: "kubelet-registration-path", Usage: "the CSI socket's path as the kubelet sees it (default: --endpoint's path)"},
 	},
@@ -65,14 +68,21 @@ func csiAction(c *cli.Context) error {
 	if err := d.Start(ctx); err != nil {
 		log.Printf("start-up garbage collection: %v", err)
 	}
-	return serveCSI(ctx, c, d, cfg.DriverName)
+	return serveCSI(ctx, c, d, root, cfg.DriverName)
 }
 
-// serveCSI serves the plugin, and its registration when asked, until ctx
-// ends or one of them fails.
-func serveCSI(ctx context.Context, c *cli.Context, d *csi.Driver, name string) error {
+// serveCSI serves the plugin, and its registration and metrics when
+// asked, until ctx ends or one of them fails.
+func serveCSI(ctx context.Context, c *cli.Context, d *csi.Driver, root *cache.Root, name string) error {
 	endpoint := c.String("endpoint")
 	g, ctx := errgroup.WithContext(ctx)
+	if addr := c.String("metrics-addr"); addr != "" {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w", addr, err)
+		}
+		g.Go(func() error { return metrics.Serve(ctx, root, l) })
+	}
 	g.Go(func() error { return csi.Serve(ctx, endpoint, d) })
 	g.Go(func() error { d.Run(ctx, c.Duration("gc-interval")); return nil })
 	if dir := c.String("registration-dir"); dir != "" {
