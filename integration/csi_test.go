@@ -476,3 +476,44 @@ func TestCSIDamagedCloneNotCommitted(t *testing.T) {
 	plugin.stop()
 	assertNoCSILeft(t, dir, root)
 }
+
+// TestCSISmallHost: on a real small host filesystem (1 GiB) under the
+// caches, admission counts what the volumes in use may still write: two
+// 400 MiB volumes fit, a third is refused with RESOURCE_EXHAUSTED (the
+// kubelet retries) and fits once one of the others is gone.
+func TestCSISmallHost(t *testing.T) {
+	requireSuite(t)
+	root := filepath.Join(smallHostFS(t, 1<<30), "root")
+	dir := t.TempDir()
+	t.Cleanup(func() { cleanupCSI(t, dir, root) })
+	plugin := startCSIPlugin(t, root, filepath.Join(dir, "csi.sock"), "--default-size", "400Mi")
+	node, _ := plugin.client()
+	ctx := context.Background()
+	var vols []*csipb.NodePublishVolumeRequest
+	for i := range 3 {
+		vols = append(vols, csiVolume(fmt.Sprintf("v%d", i), filepath.Join(dir, fmt.Sprintf("v%d", i)), "ci", fmt.Sprintf("p%d", i), nil))
+	}
+	for _, v := range vols[:2] {
+		if _, err := node.NodePublishVolume(ctx, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := node.NodePublishVolume(ctx, vols[2])
+	wantCode(t, err, codes.ResourceExhausted, "not admitted")
+	unpublish := func(v *csipb.NodePublishVolumeRequest) {
+		if _, err := node.NodeUnpublishVolume(ctx, &csipb.NodeUnpublishVolumeRequest{VolumeId: v.VolumeId, TargetPath: v.TargetPath}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	unpublish(vols[0])
+	if _, err := node.NodePublishVolume(ctx, vols[2]); err != nil {
+		t.Fatalf("the kubelet's retry once a volume is gone: %v", err)
+	}
+	unpublish(vols[1])
+	unpublish(vols[2])
+	if ls := listJSON(t, root); len(ls) != 0 {
+		t.Fatalf("left: %v", ls)
+	}
+	plugin.stop()
+	assertNoCSILeft(t, dir, root)
+}
