@@ -96,7 +96,6 @@ func TestCSIDaemonSet(t *testing.T) {
 			must(t, c.apply(obj, false))
 		}
 	}
-	must(t, os.MkdirAll(root, 0o700))
 	metricsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	c.startKubelet()
 	c.create("/api/v1/namespaces/dindstore/pods", nodePluginPod(t, c, root, "plugin-1", metricsAddr))
