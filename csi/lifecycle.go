@@ -46,16 +46,31 @@ func (d *Driver) Collect(ctx context.Context) error {
 		}
 		end()
 	}
-	if _, err := d.root.Recover(ctx, false); err != nil {
-		errs = append(errs, fmt.Errorf("recover: %w", err))
-	}
+	errs = append(errs, logFindings(ctx, "recover", d.root.Recover))
 	for _, p := range orphans {
 		errs = append(errs, d.collectOrphan(ctx, p))
 	}
-	if _, err := d.root.GC(ctx, false); err != nil {
-		errs = append(errs, fmt.Errorf("gc: %w", err))
-	}
+	errs = append(errs, logFindings(ctx, "gc", d.root.GC))
 	return errors.Join(errs...)
+}
+
+// logFindings runs recover or gc and logs what it found and did.
+func logFindings(ctx context.Context, name string, run func(context.Context, bool) ([]cache.Finding, error)) error {
+	findings, err := run(ctx, false)
+	for _, f := range findings {
+		msg := fmt.Sprintf("%s: %s %s %s: %s", name, f.Key, f.What, f.Path, f.Action)
+		if f.Note != "" {
+			msg += " (" + f.Note + ")"
+		}
+		if f.Err != nil {
+			msg += ": FAILED: " + f.Err.Error()
+		}
+		log.Print(msg)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	return nil
 }
 
 // takeOver adopts a publication whose target is still bound; orphan says
