@@ -14,7 +14,12 @@
 //	mounts/<key>/        where the cache is mounted while in use
 //	tmp/                 scratch space for probes
 //	logs/<key>.log       what a detached holder (prepare, launch) says
+//	csi/<volume>.json    the CSI plugin's publications (package csi)
 //
 // The lock file sits beside the cache, never inside it, so that removing or
 // recreating a cache cannot drop a held lock.
+//
+// A lease is taken with Acquire (clearing what a dead holder left) or, by a
+// process that restarted while its cache stayed in use on purpose (the CSI
+// plugin under running pods), taken over with Adopt (the mount kept).
 package cache
