@@ -197,9 +197,17 @@ func (d *Driver) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublish
 // over now, then unpublished).
 func (d *Driver) unpublishUnheld(ctx context.Context, volumeID, target string) (*csi.NodeUnpublishVolumeResponse, error) {
 	if p, err := d.store.get(volumeID); err == nil && p != nil && p.Target == target {
-		if orphan, err := d.takeOver(p); err != nil {
-			return nil, status.Errorf(codes.Internal, "unpublish volume %s: %v", volumeID, err)
-		} else if !orphan {
+		orphan, err := d.takeOver(p)
+		if err != nil {
+			// Not adoptable (its cache's own mount is gone): unbind it all
+			// the same, as asked, and clean up behind it.
+			log.Printf("unpublish volume %s: %v; unbinding %s without its lease", volumeID, err, target)
+			if err := volumes.UnmountBind(target); err != nil {
+				return nil, status.Errorf(codes.Internal, "unpublish volume %s: %v", volumeID, err)
+			}
+			orphan = true
+		}
+		if !orphan {
 			if err := d.unpublish(ctx, p); err != nil {
 				return nil, status.Errorf(codes.Internal, "unpublish volume %s: %v", volumeID, err)
 			}

@@ -517,3 +517,34 @@ func TestCSISmallHost(t *testing.T) {
 	plugin.stop()
 	assertNoCSILeft(t, dir, root)
 }
+
+// TestCSIUnpublishUnadoptable: a publication its restarted plugin cannot
+// take over (the cache's own mount was unmounted while the plugin was down,
+// the bind at the target left) is still unpublished when the kubelet asks:
+// the target is unbound and the volume's cache cleaned up behind it.
+func TestCSIUnpublishUnadoptable(t *testing.T) {
+	dir, root, plugin, node := csiNode(t, "--default-size", "256Mi")
+	ctx := context.Background()
+	v := csiVolume("lost", filepath.Join(dir, "lost"), "ci", "runner", nil)
+	if _, err := node.NodePublishVolume(ctx, v); err != nil {
+		t.Fatal(err)
+	}
+	plugin.kill()
+	mounts, _ := filepath.Glob(filepath.Join(root, "mounts", "*"))
+	if len(mounts) != 1 {
+		t.Fatalf("want the volume's cache mounted once: %v", mounts)
+	}
+	if out, err := exec.Command("umount", mounts[0]).CombinedOutput(); err != nil { // the bind at the target stays
+		t.Fatalf("umount %s: %v: %s", mounts[0], err, out)
+	}
+	plugin = startCSIPlugin(t, root, plugin.sock, plugin.args...)
+	node, _ = plugin.client()
+	if _, err := node.NodeUnpublishVolume(ctx, &csipb.NodeUnpublishVolumeRequest{VolumeId: v.VolumeId, TargetPath: v.TargetPath}); err != nil {
+		t.Fatalf("unpublish: %v", err)
+	}
+	if ls := listJSON(t, root); len(ls) != 0 {
+		t.Fatalf("left: %v", ls)
+	}
+	plugin.stop()
+	assertNoCSILeft(t, dir, root)
+}
