@@ -97,6 +97,31 @@ func (p *csiPlugin) restart() *csiPlugin {
 	return startCSIPlugin(p.t, p.root, p.sock, p.args...)
 }
 
+// publishVolume publishes v, failing the test when the plugin refuses it.
+func publishVolume(t testing.TB, node csipb.NodeClient, v *csipb.NodePublishVolumeRequest) {
+	t.Helper()
+	if _, err := node.NodePublishVolume(context.Background(), v); err != nil {
+		t.Fatalf("publish %s: %v", v.VolumeId, err)
+	}
+}
+
+// unpublishVolume unpublishes v, failing the test when the plugin refuses.
+func unpublishVolume(t testing.TB, node csipb.NodeClient, v *csipb.NodePublishVolumeRequest) {
+	t.Helper()
+	if _, err := node.NodeUnpublishVolume(context.Background(),
+		&csipb.NodeUnpublishVolumeRequest{VolumeId: v.VolumeId, TargetPath: v.TargetPath}); err != nil {
+		t.Fatalf("unpublish %s: %v", v.VolumeId, err)
+	}
+}
+
+// stopLeavingNothing stops the plugin and checks that nothing below dir or
+// its root is left mounted or attached.
+func (p *csiPlugin) stopLeavingNothing(t *testing.T, dir string) {
+	t.Helper()
+	p.stop()
+	assertNoCSILeft(t, dir, p.root)
+}
+
 // csiNode starts the plugin over a root in a temporary directory, cleaned
 // up at the end even when the test fails; it returns the directory, the
 // root and a client.

@@ -47,8 +47,7 @@ func TestCSISanity(t *testing.T) {
 	if err != nil {
 		t.Fatalf("csi-sanity failed: %v", err)
 	}
-	plugin.stop()
-	assertNoCSILeft(t, dir, root)
+	plugin.stopLeavingNothing(t, dir)
 }
 
 // csiVolume is a publication request as the kubelet makes one for an
@@ -92,9 +91,7 @@ func TestCSICacheKeyExclusive(t *testing.T) {
 	must(t, os.MkdirAll(pods, 0o755))
 	attrs := map[string]string{"cacheKey": "build"}
 	first := csiVolume("vol-a", filepath.Join(pods, "a"), "ci", "runner-a", attrs)
-	if _, err := node.NodePublishVolume(ctx, first); err != nil {
-		t.Fatal(err)
-	}
+	publishVolume(t, node, first)
 	if _, err := node.NodePublishVolume(ctx, first); err != nil {
 		t.Fatalf("publishing again at the same target: %v", err)
 	}
@@ -128,8 +125,7 @@ func TestCSICacheKeyExclusive(t *testing.T) {
 	if _, ok := ls["k8s.ci.build"]; !ok || len(ls) != 2 {
 		t.Fatalf("want the two namespaces' caches kept, and nothing else: %v", ls)
 	}
-	plugin.stop()
-	assertNoCSILeft(t, dir, root)
+	plugin.stopLeavingNothing(t, dir)
 }
 
 // TestCSIRefusals: what a node cannot or will not do is said with the code
@@ -156,8 +152,7 @@ func TestCSIRefusals(t *testing.T) {
 	if _, err := os.Stat(target); !os.IsNotExist(err) {
 		t.Fatalf("a refused publication left its target: %v", err)
 	}
-	plugin.stop()
-	assertNoCSILeft(t, dir, root)
+	plugin.stopLeavingNothing(t, dir)
 }
 
 // TestCSIRestartTakesOver: a plugin killed (SIGKILL) under running pods
@@ -172,9 +167,7 @@ func TestCSIRestartTakesOver(t *testing.T) {
 	kept := csiVolume("vol-kept", filepath.Join(dir, "kept"), "ci", "runner-kept", nil)
 	gone := csiVolume("vol-gone", filepath.Join(dir, "gone"), "ci", "runner-gone", nil)
 	for _, v := range []*csipb.NodePublishVolumeRequest{kept, gone} {
-		if _, err := node.NodePublishVolume(ctx, v); err != nil {
-			t.Fatal(err)
-		}
+		publishVolume(t, node, v)
 	}
 	must(t, os.WriteFile(filepath.Join(kept.TargetPath, "image-layer"), []byte("x"), 0o644))
 	plugin.kill()
@@ -202,8 +195,7 @@ func TestCSIRestartTakesOver(t *testing.T) {
 	if ls := listJSON(t, root); len(ls) != 0 {
 		t.Fatalf("after the last unpublish: %v", ls)
 	}
-	plugin.stop()
-	assertNoCSILeft(t, dir, root)
+	plugin.stopLeavingNothing(t, dir)
 }
 
 // TestCSIFromWarm: a volume with from= is a clone of a warm key, the pod's
@@ -232,30 +224,24 @@ func TestCSIFromWarm(t *testing.T) {
 		}
 		return v
 	}
-	unpublish := func(v *csipb.NodePublishVolumeRequest) {
-		if _, err := node.NodeUnpublishVolume(ctx, &csipb.NodeUnpublishVolumeRequest{VolumeId: v.VolumeId, TargetPath: v.TargetPath}); err != nil {
-			t.Fatalf("unpublish %s: %v", v.VolumeId, err)
-		}
-	}
 	v := publish("job1", map[string]string{"from": "base"})
 	must(t, os.WriteFile(filepath.Join(v.TargetPath, "job1-layer"), []byte("1"), 0o644))
-	unpublish(v)
+	unpublishVolume(t, node, v)
 	v = publish("job2", map[string]string{"from": "base", "commit": "true"})
 	if _, err := os.Stat(filepath.Join(v.TargetPath, "job1-layer")); err == nil {
 		t.Fatal("an uncommitted clone's data reached the warm key")
 	}
 	must(t, os.WriteFile(filepath.Join(v.TargetPath, "job2-layer"), []byte("2"), 0o644))
-	unpublish(v)
+	unpublishVolume(t, node, v)
 	v = publish("job3", map[string]string{"from": "base"})
 	if _, err := os.Stat(filepath.Join(v.TargetPath, "job2-layer")); err != nil {
 		t.Fatalf("the committed clone is not the warm key's next generation: %v", err)
 	}
-	unpublish(v)
+	unpublishVolume(t, node, v)
 	if ls := listJSON(t, root); len(ls) != 1 {
 		t.Fatalf("want only the warm key left, the clones gone: %v", ls)
 	}
-	plugin.stop()
-	assertNoCSILeft(t, dir, root)
+	plugin.stopLeavingNothing(t, dir)
 }
 
 // TestCSIVolumeHealth: a volume whose filesystem counted errors (ext4's
@@ -267,9 +253,7 @@ func TestCSIVolumeHealth(t *testing.T) {
 	dir, root, plugin, node := csiNode(t, "--default-size", "256Mi")
 	ctx := context.Background()
 	v := csiVolume("sick", filepath.Join(dir, "sick"), "ci", "runner", nil)
-	if _, err := node.NodePublishVolume(ctx, v); err != nil {
-		t.Fatal(err)
-	}
+	publishVolume(t, node, v)
 	health := func() *csipb.VolumeHealth {
 		resp, err := node.NodeGetVolumeHealth(ctx, &csipb.NodeGetVolumeHealthRequest{VolumeId: v.VolumeId})
 		must(t, err)
@@ -298,8 +282,7 @@ func TestCSIVolumeHealth(t *testing.T) {
 	if ls := listJSON(t, root); len(ls) != 0 {
 		t.Fatalf("the damaged volume's own cache is left: %v", ls)
 	}
-	plugin.stop()
-	assertNoCSILeft(t, dir, root)
+	plugin.stopLeavingNothing(t, dir)
 }
 
 // mountSource is the device mounted at path.
@@ -400,8 +383,7 @@ func TestCSIConcurrentPublishes(t *testing.T) {
 	if ls := listJSON(t, root); len(ls) != 1 || ls["k8s.ci.shared"].State != "idle" {
 		t.Fatalf("want only the idle cacheKey left: %v", ls)
 	}
-	plugin.stop()
-	assertNoCSILeft(t, dir, root)
+	plugin.stopLeavingNothing(t, dir)
 }
 
 // TestCSIBusyInAnotherNamespace: a process in a mount namespace of its own
@@ -416,9 +398,7 @@ func TestCSIBusyInAnotherNamespace(t *testing.T) {
 	dir, root, plugin, node := csiNode(t, "--default-size", "256Mi")
 	ctx := context.Background()
 	v := csiVolume("busy", filepath.Join(dir, "busy"), "ci", "runner", nil)
-	if _, err := node.NodePublishVolume(ctx, v); err != nil {
-		t.Fatal(err)
-	}
+	publishVolume(t, node, v)
 	holder := exec.Command("sh", privateNS, dir, "sleep", "600")
 	must(t, holder.Start())
 	t.Cleanup(func() { _ = holder.Process.Kill(); _ = holder.Wait() })
@@ -442,8 +422,7 @@ func TestCSIBusyInAnotherNamespace(t *testing.T) {
 	if ls := listJSON(t, root); len(ls) != 0 {
 		t.Fatalf("left: %v", ls)
 	}
-	plugin.stop()
-	assertNoCSILeft(t, dir, root)
+	plugin.stopLeavingNothing(t, dir)
 }
 
 // TestCSIDamagedCloneNotCommitted: a clone asked to be committed whose
@@ -458,9 +437,7 @@ func TestCSIDamagedCloneNotCommitted(t *testing.T) {
 		t.Fatal(r.stderr)
 	}
 	v := csiVolume("job", filepath.Join(dir, "job"), "ci", "runner", map[string]string{"from": "base", "commit": "true"})
-	if _, err := node.NodePublishVolume(ctx, v); err != nil {
-		t.Fatal(err)
-	}
+	publishVolume(t, node, v)
 	dev := mountSource(t, v.TargetPath)
 	must(t, os.WriteFile(filepath.Join("/sys/fs/ext4", filepath.Base(dev), "trigger_fs_error"), []byte("test"), 0o200))
 	unpub := &csipb.NodeUnpublishVolumeRequest{VolumeId: v.VolumeId, TargetPath: v.TargetPath}
@@ -473,8 +450,7 @@ func TestCSIDamagedCloneNotCommitted(t *testing.T) {
 	if ls := listJSON(t, root); len(ls) != 1 || ls["base"].State != "idle" || ls["base"].Generation != 0 {
 		t.Fatalf("want the warm key alone, at generation 0 still: %v", ls)
 	}
-	plugin.stop()
-	assertNoCSILeft(t, dir, root)
+	plugin.stopLeavingNothing(t, dir)
 }
 
 // TestCSISmallHost: on a real small host filesystem (1 GiB) under the
@@ -494,28 +470,20 @@ func TestCSISmallHost(t *testing.T) {
 		vols = append(vols, csiVolume(fmt.Sprintf("v%d", i), filepath.Join(dir, fmt.Sprintf("v%d", i)), "ci", fmt.Sprintf("p%d", i), nil))
 	}
 	for _, v := range vols[:2] {
-		if _, err := node.NodePublishVolume(ctx, v); err != nil {
-			t.Fatal(err)
-		}
+		publishVolume(t, node, v)
 	}
 	_, err := node.NodePublishVolume(ctx, vols[2])
 	wantCode(t, err, codes.ResourceExhausted, "not admitted")
-	unpublish := func(v *csipb.NodePublishVolumeRequest) {
-		if _, err := node.NodeUnpublishVolume(ctx, &csipb.NodeUnpublishVolumeRequest{VolumeId: v.VolumeId, TargetPath: v.TargetPath}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	unpublish(vols[0])
+	unpublishVolume(t, node, vols[0])
 	if _, err := node.NodePublishVolume(ctx, vols[2]); err != nil {
 		t.Fatalf("the kubelet's retry once a volume is gone: %v", err)
 	}
-	unpublish(vols[1])
-	unpublish(vols[2])
+	unpublishVolume(t, node, vols[1])
+	unpublishVolume(t, node, vols[2])
 	if ls := listJSON(t, root); len(ls) != 0 {
 		t.Fatalf("left: %v", ls)
 	}
-	plugin.stop()
-	assertNoCSILeft(t, dir, root)
+	plugin.stopLeavingNothing(t, dir)
 }
 
 // TestCSIUnpublishUnadoptable: a publication its restarted plugin cannot
@@ -526,9 +494,7 @@ func TestCSIUnpublishUnadoptable(t *testing.T) {
 	dir, root, plugin, node := csiNode(t, "--default-size", "256Mi")
 	ctx := context.Background()
 	v := csiVolume("lost", filepath.Join(dir, "lost"), "ci", "runner", nil)
-	if _, err := node.NodePublishVolume(ctx, v); err != nil {
-		t.Fatal(err)
-	}
+	publishVolume(t, node, v)
 	plugin.kill()
 	mounts, _ := filepath.Glob(filepath.Join(root, "mounts", "*"))
 	if len(mounts) != 1 {
@@ -545,6 +511,5 @@ func TestCSIUnpublishUnadoptable(t *testing.T) {
 	if ls := listJSON(t, root); len(ls) != 0 {
 		t.Fatalf("left: %v", ls)
 	}
-	plugin.stop()
-	assertNoCSILeft(t, dir, root)
+	plugin.stopLeavingNothing(t, dir)
 }
