@@ -26,7 +26,8 @@ func (d *Driver) Start(ctx context.Context) error {
 // a recorded publication this process does not hold is taken over when
 // its target is still mounted (the plugin restarted under a running pod),
 // and cleaned up when it is not (its pod is gone: the kubelet restarted,
-// the node rebooted); then recover and gc run over the root. A volume
+// the node rebooted; removing a pod's own cache clears what its dead lease
+// left); then gc, which runs recover first, goes over the root. A volume
 // still published is never touched: its lease is held, which recover and
 // gc leave alone.
 func (d *Driver) Collect(ctx context.Context) error {
@@ -46,19 +47,19 @@ func (d *Driver) Collect(ctx context.Context) error {
 		}
 		end()
 	}
-	errs = append(errs, logFindings(ctx, "recover", d.root.Recover))
 	for _, p := range orphans {
 		errs = append(errs, d.collectOrphan(ctx, p))
 	}
-	errs = append(errs, logFindings(ctx, "gc", d.root.GC))
+	errs = append(errs, d.gc(ctx))
 	return errors.Join(errs...)
 }
 
-// logFindings runs recover or gc and logs what it found and did.
-func logFindings(ctx context.Context, name string, run func(context.Context, bool) ([]cache.Finding, error)) error {
-	findings, err := run(ctx, false)
+// gc runs `dindstore gc` over the root (recover first, then its own
+// steps) and logs what it found and did.
+func (d *Driver) gc(ctx context.Context) error {
+	findings, err := d.root.GC(ctx, false)
 	for _, f := range findings {
-		msg := fmt.Sprintf("%s: %s %s %s: %s", name, f.Key, f.What, f.Path, f.Action)
+		msg := fmt.Sprintf("gc: %s %s %s: %s", f.Key, f.What, f.Path, f.Action)
 		if f.Note != "" {
 			msg += " (" + f.Note + ")"
 		}
@@ -68,13 +69,13 @@ func logFindings(ctx context.Context, name string, run func(context.Context, boo
 		log.Print(msg)
 	}
 	if err != nil {
-		return fmt.Errorf("%s: %w", name, err)
+		return fmt.Errorf("gc: %w", err)
 	}
 	return nil
 }
 
 // takeOver adopts a publication whose target is still bound; orphan says
-// its target is not, and it is to be cleaned up once recover ran.
+// its target is not, and it is to be cleaned up.
 func (d *Driver) takeOver(p *publication) (orphan bool, err error) {
 	mounted, err := volumes.IsMounted(p.Target)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {

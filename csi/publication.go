@@ -114,19 +114,35 @@ func (s store) remove(volumeID string) error {
 	return nil
 }
 
-// get reads the publication record of a volume (nil when it has none).
-func (s store) get(volumeID string) (*publication, error) {
-	b, err := os.ReadFile(s.path(volumeID))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	} else if err != nil {
+// read reads the publication record at path, which must be the one its
+// volume id names.
+func (s store) read(path string) (*publication, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
 		return nil, err
 	}
 	var p publication
-	if err := json.Unmarshal(b, &p); err != nil || p.VolumeID != volumeID {
-		return nil, fmt.Errorf("publication record %s: unreadable or not volume %s's", s.path(volumeID), volumeID)
+	if err := json.Unmarshal(b, &p); err != nil {
+		return nil, fmt.Errorf("publication record %s: %w", path, err)
+	}
+	if s.path(p.VolumeID) != path {
+		return nil, fmt.Errorf("publication record %s: its volume id does not match its name", path)
 	}
 	return &p, nil
+}
+
+// get reads the publication record of a volume (nil when it has none).
+func (s store) get(volumeID string) (*publication, error) {
+	p, err := s.read(s.path(volumeID))
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil, nil
+	case err != nil:
+		return nil, err
+	case p.VolumeID != volumeID:
+		return nil, fmt.Errorf("publication record %s: not volume %s's", s.path(volumeID), volumeID)
+	}
+	return p, nil
 }
 
 // load reads every publication record; unreadable ones are reported and
@@ -144,19 +160,11 @@ func (s store) load(ctx context.Context) ([]*publication, []error) {
 		if ctx.Err() != nil || filepath.Ext(e.Name()) != ".json" || !e.Type().IsRegular() {
 			continue
 		}
-		var p publication
-		b, err := os.ReadFile(filepath.Join(s.dir, e.Name()))
-		if err == nil {
-			err = json.Unmarshal(b, &p)
+		if p, err := s.read(filepath.Join(s.dir, e.Name())); err != nil {
+			errs = append(errs, err)
+		} else {
+			pubs = append(pubs, p)
 		}
-		if err == nil && s.path(p.VolumeID) != filepath.Join(s.dir, e.Name()) {
-			err = errors.New("its volume id does not match its name")
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("publication record %s: %w", e.Name(), err))
-			continue
-		}
-		pubs = append(pubs, &p)
 	}
 	return pubs, errs
 }
