@@ -171,12 +171,6 @@ func assertNoCSILeft(t testing.TB, dir, root string) {
 func cleanupCSI(t testing.TB, dir, root string) {
 	cleanupMountsBelow(t, dir)
 	cleanupRoot(t, root)
-	devs, _ := loopdev.List()
-	for _, d := range devs {
-		if strings.HasPrefix(d.BackingFile, root+"/") {
-			_ = loopdev.DetachIfBacked(d.Path, d.BackingDev, d.BackingInode)
-		}
-	}
 }
 
 // sanityFront is test-only: csi-sanity's Node tests that publish a volume

@@ -258,7 +258,8 @@ func (d *daemon) stop() int {
 }
 
 // cleanupRoot is the safety net for a failed test: unmount everything below
-// root and detach loop devices backed by its images.
+// root and detach loop devices backed by its images, those removed while
+// still attached included.
 func cleanupRoot(t testing.TB, root string) {
 	mounts, _ := filepath.Glob(filepath.Join(root, "mounts", "*"))
 	for _, m := range mounts {
@@ -271,6 +272,12 @@ func cleanupRoot(t testing.TB, root string) {
 		devs, _ := loopdev.FindByFile(img)
 		for _, dev := range devs {
 			_ = loopdev.DetachIfBacked(dev.Path, dev.BackingDev, dev.BackingInode)
+		}
+	}
+	devs, _ := loopdev.List()
+	for _, d := range devs {
+		if strings.HasPrefix(d.BackingFile, root+"/") { // the kernel's path, " (deleted)" once removed
+			_ = loopdev.DetachIfBacked(d.Path, d.BackingDev, d.BackingInode)
 		}
 	}
 }

@@ -119,22 +119,26 @@ func kubeBinaries(t testing.TB) string {
 // mounts come and go, instead of keeping private copies that hold the
 // caches' loop devices. Undone at cleanup, after everything below it.
 func sharedMount(t testing.TB, dir string) {
-	for _, args := range [][]string{{"--bind", dir, dir}, {"--make-rshared", dir}} {
-		if out, err := exec.Command("mount", args...).CombinedOutput(); err != nil {
-			t.Fatalf("mount %v: %v: %s", args, err, out)
-		}
+	if out, err := exec.Command("mount", "--bind", dir, dir).CombinedOutput(); err != nil {
+		t.Fatalf("mount --bind %s: %v: %s", dir, err, out)
 	}
-	t.Cleanup(func() {
+	t.Cleanup(func() { // registered at once: undone even when the next step fails
 		cleanupMountsBelow(t, dir)
 		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
 			t.Errorf("umount %s: %v: %s", dir, err, out)
 		}
 	})
+	if out, err := exec.Command("mount", "--make-rshared", dir).CombinedOutput(); err != nil {
+		t.Fatalf("mount --make-rshared %s: %v: %s", dir, err, out)
+	}
 }
 
 // freePort finds a free port on 127.0.0.1.
-func freePort(t testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+func freePort(t testing.TB) int { return freePortOn(t, "127.0.0.1") }
+
+// freePortOn finds a free port on an address of this host.
+func freePortOn(t testing.TB, host string) int {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	must(t, err)
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port

@@ -4,7 +4,6 @@ package integration
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -63,8 +62,8 @@ var csiDriverObject = map[string]any{
 
 // podDocker runs the docker client against a pod's inner daemon.
 func podDocker(sockDir string, args ...string) (string, error) {
-	out, err := exec.Command("docker", append([]string{"-H", "unix://" + filepath.Join(sockDir, "docker.sock")}, args...)...).CombinedOutput()
-	return strings.TrimSpace(string(out)), err
+	out, err := dockerStdin(filepath.Join(sockDir, "docker.sock"), nil, args...)
+	return strings.TrimSpace(out), err
 }
 
 // startPluginNode starts the plugin on root, registered with a kubelet

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -258,10 +259,7 @@ func startRegistryOn(t *testing.T, host string) string {
 	if _, err := exec.LookPath("docker-registry"); err != nil {
 		t.Skip("skipping: docker-registry not found; `make deps` installs it")
 	}
-	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	must(t, err)
-	addr := l.Addr().String()
-	l.Close()
+	addr := net.JoinHostPort(host, strconv.Itoa(freePortOn(t, host)))
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "config.yml")
 	must(t, os.WriteFile(cfg, []byte(fmt.Sprintf("version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n", filepath.Join(dir, "data"), addr)), 0o600))
