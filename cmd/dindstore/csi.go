@@ -103,6 +103,9 @@ func csiConfig(c *cli.Context) (csi.Config, error) {
 	if cfg.NodeID == "" {
 		cfg.NodeID, _ = os.Hostname()
 	}
+	if cfg.DriverName == "" {
+		return cfg, fmt.Errorf("%w: --driver-name is empty: the CSIDriver object names the plugin", errUsage)
+	}
 	if _, err := csi.SocketPath(c.String("endpoint")); err != nil {
 		return cfg, fmt.Errorf("%w: --endpoint: %w", errUsage, err)
 	}
