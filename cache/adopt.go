@@ -55,6 +55,21 @@ func (l *Lease) adopt(ctx context.Context, mode string, command []string) error 
 	if mounted, err := volumes.IsMounted(target); err != nil || !mounted {
 		return fmt.Errorf("%w: %s is not mounted", ErrNotAdoptable, target)
 	}
+	if l.record.Kind == volumes.Loop {
+		if l.image, err = r.holdImage(key); err != nil {
+			return err
+		}
+	}
+	if err := l.adoptMount(ctx, old, target, mode, command); err != nil {
+		l.closeImage()
+		return err
+	}
+	return nil
+}
+
+// adoptMount takes the dead holder's mount and its record over.
+func (l *Lease) adoptMount(ctx context.Context, old *Owner, target, mode string, command []string) error {
+	r, key := l.root, l.record.Key
 	l.stale, l.mount = old, &volumes.Mounted{Target: target}
 	if devs, err := volumes.ImageDevices(r.imagePath(key)); err == nil && len(devs) == 1 {
 		l.mount.Device = devs[0].Path // for Health

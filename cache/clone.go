@@ -62,6 +62,17 @@ func (r *Root) cloneLocked(srcRec *Record, dst string) (_ *CloneResult, retErr e
 	if err := r.quiet(srcRec); err != nil {
 		return nil, err
 	}
+	if srcRec.Kind == volumes.Loop {
+		// Held while it is copied: no other root attaches it meanwhile.
+		image, err := r.holdImage(srcRec.Key)
+		if err != nil {
+			return nil, err
+		}
+		defer image.Close()
+		if err := r.checkImage(image, srcRec); err != nil {
+			return nil, err
+		}
+	}
 	if _, err := r.repairLocked(context.Background(), dst, repairOpts{}); err != nil {
 		return nil, err
 	}

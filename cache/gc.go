@@ -29,7 +29,9 @@ func (r *Root) GC(ctx context.Context, dryRun bool) ([]Finding, error) {
 		}
 	}
 	found = append(found, r.strayLoops(dryRun)...)
-	if !dryRun {
+	if dryRun {
+		wouldBe(found)
+	} else {
 		var n int64
 		for _, f := range found {
 			if f.Err == nil && f.Action != "kept" && f.Action != "none" {

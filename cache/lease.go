@@ -25,6 +25,7 @@ type Lease struct {
 	lock     *lock
 	record   *Record
 	mount    *volumes.Mounted
+	image    *os.File // a loop image, held (holdImage) for the whole lease
 	stale    *Owner
 	repaired []Finding
 	driver   string
@@ -287,7 +288,7 @@ func (l *Lease) endGroup(ctx context.Context) error {
 func (l *Lease) mountAndPin(ctx context.Context) error {
 	r, key := l.root, l.record.Key
 	var err error
-	if l.mount, err = r.mount(ctx, l.record); err != nil {
+	if l.mount, l.image, err = r.mount(ctx, l.record); err != nil {
 		return fmt.Errorf("mount cache %q: %w", key, err)
 	}
 	var probed *ProbeStamp
@@ -303,8 +304,17 @@ func (l *Lease) mountAndPin(ctx context.Context) error {
 	if err != nil {
 		l.mount.CloseWatch()
 		err = errors.Join(err, volumes.Unmount(l.mount.Target))
+		l.closeImage()
 	}
 	return err
+}
+
+// closeImage lets go of the lease's hold on its image (see holdImage).
+func (l *Lease) closeImage() {
+	if l.image != nil {
+		_ = l.image.Close()
+		l.image = nil
+	}
 }
 
 // RepairedAtMount is what the check before the mount repaired, "" when
@@ -313,53 +323,84 @@ func (l *Lease) RepairedAtMount() string { return l.mount.Repaired }
 
 // mount mounts the cache at its mount point, which the caller has cleared
 // (repairLocked). Mount point and data directory are pinned by descriptor
-// (see pinDir), and an image must be a regular file owned by this user.
-func (r *Root) mount(ctx context.Context, rec *Record) (*volumes.Mounted, error) {
+// (see pinDir); a loop image is held (holdImage), and the caller keeps the
+// returned hold for as long as the cache stays mounted.
+func (r *Root) mount(ctx context.Context, rec *Record) (*volumes.Mounted, *os.File, error) {
 	target := r.MountPath(rec.Key)
 	if err := os.Mkdir(target, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
-		return nil, err
+		return nil, nil, err
 	}
 	dir, pinned, err := r.pinDir(target)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer dir.Close()
-	m, err := r.mountAt(ctx, rec, pinned)
+	m, image, err := r.mountAt(ctx, rec, pinned)
 	if err != nil {
-		return nil, fmt.Errorf("at %s: %w", target, err)
+		return nil, nil, fmt.Errorf("at %s: %w", target, err)
 	}
 	m.Target = target
-	return m, nil
+	return m, image, nil
 }
 
 // mountAt mounts the cache's backing at the pinned target. Its callers
 // cleared the key first (repairLocked), which confirmed that no device is
-// bound to the image.
-func (r *Root) mountAt(ctx context.Context, rec *Record, target string) (*volumes.Mounted, error) {
+// bound to the image; the image's own lock, taken first, keeps any other
+// root from binding one meanwhile. The device gets the block size the
+// filesystem was made for (Record.BlockSize).
+func (r *Root) mountAt(ctx context.Context, rec *Record, target string) (*volumes.Mounted, *os.File, error) {
 	if rec.Kind == volumes.Loop {
-		if err := r.checkImage(rec.Key); err != nil {
-			return nil, err
+		image, err := r.holdImage(rec.Key)
+		if errors.Is(err, ErrImageMissing) {
+			return nil, nil, r.recordDamage(rec.Key, err)
 		}
-		return volumes.MountImageWith(ctx, r.imagePath(rec.Key), target, rec.FS, volumes.LoopTag(TagPrefix, rec.Key),
-			volumes.MountOptions{ReleasedClean: rec.ReleasedClean, Unbound: true})
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := r.checkImage(image, rec); err != nil {
+			image.Close()
+			return nil, nil, err
+		}
+		m, err := volumes.MountImageWith(ctx, r.imagePath(rec.Key), target, rec.FS, volumes.LoopTag(TagPrefix, rec.Key),
+			volumes.MountOptions{ReleasedClean: rec.ReleasedClean, Unbound: true, BlockSize: rec.BlockSize, Backing: image})
+		if err != nil {
+			image.Close()
+			return nil, nil, err
+		}
+		return m, image, nil
 	}
 	src, pinned, err := r.pinDir(r.dataPath(rec.Key))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer src.Close()
-	return volumes.Bind(pinned, target)
+	m, err := volumes.Bind(pinned, target)
+	return m, nil, err
 }
 
-// checkImage refuses an image that is not a regular file owned by this user
-// (or is reached through a symlink).
-func (r *Root) checkImage(key string) error {
-	f, err := r.open(r.imagePath(key), os.O_RDONLY, 0)
-	if err != nil {
-		return err
+// checkImage checks the held image against rec (checkAgainstRecord). A
+// grow cut short is finished first, as recover would (rec then holds the
+// cap it settled on); an image changed behind dindstore's back is marked
+// damaged.
+func (r *Root) checkImage(image *os.File, rec *Record) error {
+	err := r.checkAgainstRecord(image, rec)
+	if errors.Is(err, errGrowCut) {
+		for _, f := range r.checkImageSize(rec, false) {
+			if f.Err != nil {
+				return fmt.Errorf("finish the grow of %q that was cut short: %w", rec.Key, f.Err)
+			}
+		}
+		fresh, rerr := r.readRecord(rec.Key)
+		if rerr != nil {
+			return rerr
+		}
+		*rec = *fresh
+		err = r.checkAgainstRecord(image, rec)
 	}
-	defer f.Close()
-	return checkOwnedRegular(f)
+	if errors.Is(err, ErrDamaged) {
+		return r.recordDamage(rec.Key, err)
+	}
+	return err
 }
 
 // Release ends the lease: what is left of the lease's processes is ended,
@@ -418,6 +459,7 @@ func (l *Lease) Release(ctx context.Context) error {
 		// group, which the next holder or recover must end.
 		err = errors.Join(err, l.root.removeOwner(key))
 	}
+	l.closeImage()
 	err = errors.Join(damage, failed, err, l.lock.release())
 	if err != nil {
 		return fmt.Errorf("release cache %q: %w", key, err)

@@ -31,6 +31,12 @@ type Record struct {
 	FS volumes.FS `json:"fs,omitempty"`
 	// CapBytes is a loop image's size cap; 0 for uncapped kinds.
 	CapBytes int64 `json:"cap_bytes"`
+	// BlockSize is the logical block size a loop image's filesystem was
+	// made for (ext4's block size, xfs's sector size, at most 4096): every
+	// attach uses exactly it, whatever the host filesystem's I/O alignment
+	// (which a reflink changes). 0 in records of older versions: read from
+	// the superblock.
+	BlockSize uint32 `json:"block_size,omitempty"`
 	// StorageDriver is the graph driver the inner daemon must use, as the
 	// last probe on the mounted cache decided (see pinDriver).
 	StorageDriver string `json:"storage_driver"`

@@ -68,7 +68,22 @@ func (r *Root) Recover(ctx context.Context, dryRun bool) ([]Finding, error) {
 		out = append(out, r.recoverKey(ctx, key, dryRun)...)
 	}
 	out = append(out, r.recoverTemp(dryRun)...)
+	if dryRun {
+		wouldBe(out)
+	}
 	return out, nil
+}
+
+// wouldBe rewords what a dry run found as what would be done ("would be
+// removed"), where the finding says what was done.
+func wouldBe(found []Finding) {
+	for i, f := range found {
+		switch {
+		case f.Action == "kept", f.Action == "none", f.Action == "listed", strings.HasPrefix(f.Action, "would be "):
+		default:
+			found[i].Action = "would be " + f.Action
+		}
+	}
 }
 
 // knownKeys lists every key that has anything below the root.
@@ -130,39 +145,82 @@ func (r *Root) recoverLocked(ctx context.Context, key string, dryRun bool) []Fin
 	return findings
 }
 
-// checkImageSize finds a loop image whose size disagrees with its record: a
-// grow cut short. If the filesystem was resized already, the grow is
-// completed (the record takes the new cap); if not, it is undone (the file
-// gets its recorded size back).
+// checkImageSize finds a loop image whose size disagrees with its record.
+// Longer than its cap, it is a grow cut short: if the filesystem was
+// resized already, the grow is completed (the record takes the new cap);
+// if not, it is undone (the file gets its recorded size back). Shorter, or
+// holding a filesystem larger than itself, it was changed behind
+// dindstore's back: marked damaged, never "undone".
 func (r *Root) checkImageSize(rec *Record, dryRun bool) []Finding {
-	image := r.imagePath(rec.Key)
-	st, err := os.Lstat(image)
-	if errors.Is(err, os.ErrNotExist) {
-		return []Finding{{Key: rec.Key, What: FindMissingImage, Path: image, Action: "kept"}}
+	path := r.imagePath(rec.Key)
+	image, err := r.openImage(rec.Key)
+	if errors.Is(err, ErrImageMissing) {
+		return []Finding{r.damageFinding(rec.Key, path, err, dryRun)}
 	}
-	if err != nil || st.Size() == rec.CapBytes {
-		return nil
-	}
-	stats, err := volumes.ReadStats(image, rec.FS)
-	fsBytes := stats.SizeBytes
 	if err != nil {
-		return []Finding{{Key: rec.Key, What: FindGrowCut, Path: image, Action: "none", Err: err}}
+		return []Finding{{Key: rec.Key, What: FindGrowCut, Path: path, Action: "none", Err: err}}
 	}
-	f := Finding{Key: rec.Key, What: FindGrowCut, Path: image}
+	defer image.Close()
+	err = r.checkAgainstRecord(image, rec)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrDamaged):
+		return []Finding{r.damageFinding(rec.Key, path, err, dryRun)}
+	case !errors.Is(err, errGrowCut):
+		return []Finding{{Key: rec.Key, What: FindGrowCut, Path: path, Action: "none", Err: err}}
+	}
+	return []Finding{r.finishGrow(rec, image, dryRun)}
+}
+
+// finishGrow completes or undoes a grow of rec that was cut short.
+func (r *Root) finishGrow(rec *Record, image *os.File, dryRun bool) Finding {
+	f := Finding{Key: rec.Key, What: FindGrowCut, Path: image.Name()}
+	stats, err := volumes.ReadStats(volumes.FDPath(image), rec.FS)
+	if err != nil {
+		f.Action, f.Err = "none", err
+		return f
+	}
+	fi, err := image.Stat()
+	if err != nil {
+		f.Action, f.Err = "none", err
+		return f
+	}
+	fsBytes := stats.SizeBytes
 	var do func() error
 	if fsBytes > rec.CapBytes {
 		f.Action, f.Note = "completed", fmt.Sprintf("cap %d -> %d", rec.CapBytes, fsBytes)
 		do = func() error { return r.updateRecord(rec.Key, func(rec *Record) { rec.CapBytes = fsBytes }) }
 	} else {
-		f.Action, f.Note = "undone", fmt.Sprintf("image %d -> %d bytes", st.Size(), rec.CapBytes)
-		do = func() error { return os.Truncate(image, rec.CapBytes) }
+		f.Action, f.Note = "undone", fmt.Sprintf("image %d -> %d bytes", fi.Size(), rec.CapBytes)
+		do = func() error { return image.Truncate(rec.CapBytes) }
 	}
-	if !dryRun {
-		if err := do(); err != nil {
-			f.Err = err
-		}
+	if dryRun {
+		f.Action = "would be " + f.Action
+	} else if err := do(); err != nil {
+		f.Err = err
 	}
-	return []Finding{f}
+	return f
+}
+
+// damageFinding reports (and, unless dryRun, records) an image that
+// disagrees with its record.
+func (r *Root) damageFinding(key, path string, damage error, dryRun bool) Finding {
+	what := FindDamaged
+	if errors.Is(damage, ErrImageMissing) {
+		what = FindMissingImage
+	}
+	f := Finding{Key: key, What: what, Path: path, Action: "marked damaged", Note: damage.Error()}
+	if rec, err := r.readRecord(key); err == nil && rec.Damaged != nil {
+		f.Action, f.Note = "kept", rec.Damaged.Reason // marked already: keep the first reason
+		return f
+	}
+	if dryRun {
+		f.Action = "would be marked damaged"
+	} else {
+		f.Err = r.noteDamage(key, damage)
+	}
+	return f
 }
 
 // repairOpts says how far repairLocked may go.

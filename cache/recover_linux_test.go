@@ -17,6 +17,7 @@ func crash(t *testing.T, l *Lease) {
 	t.Helper()
 	l.released = true    // the cleanup of acquire() must not release it properly
 	l.mount.CloseWatch() // a dead process's descriptors are closed
+	l.closeImage()
 	if err := l.lock.release(); err != nil {
 		t.Fatal(err)
 	}

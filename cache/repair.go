@@ -31,7 +31,7 @@ func (r *Root) Repair(ctx context.Context, key string) (string, error) {
 	}
 	out := fmt.Sprintf("cache %q is a %s cache: nothing to check", key, rec.Kind)
 	if rec.Kind == volumes.Loop {
-		if out, err = volumes.RepairImage(ctx, r.imagePath(key), rec.FS); err != nil {
+		if out, err = r.repairImage(ctx, rec); err != nil {
 			return out, fmt.Errorf("repair cache %q: %w", key, err)
 		}
 	}
@@ -48,4 +48,31 @@ func (r *Root) Repair(ctx context.Context, key string) (string, error) {
 		err = r.clearDamaged(key)
 	}
 	return out, err
+}
+
+// repairImage repairs a loop cache's image, held (holdImage) while the
+// tool runs on it, and then mounts it once: a repair is done only when the
+// cache mounts again. An image that disagrees with its record (cut short,
+// or replaced) cannot be repaired: the tool would "fix" a filesystem whose
+// data is gone.
+func (r *Root) repairImage(ctx context.Context, rec *Record) (string, error) {
+	image, err := r.holdImage(rec.Key)
+	if err != nil {
+		return "", err
+	}
+	if err := r.checkAgainstRecord(image, rec); err != nil {
+		image.Close()
+		return "", err
+	}
+	out, err := volumes.RepairImage(ctx, volumes.FDPath(image), rec.FS)
+	image.Close()
+	if err != nil {
+		return out, err
+	}
+	probe := *rec
+	probe.ReleasedClean = false // the mount checks it again
+	if err := r.withMounted(ctx, &probe, func(*volumes.Mounted) error { return nil }); err != nil {
+		return out, fmt.Errorf("%w: repaired, but it still does not mount: %w", volumes.ErrCheckFailed, err)
+	}
+	return out, nil
 }

@@ -163,7 +163,12 @@ func (r *Root) createBacking(ctx context.Context, rec *Record, spec Spec) error 
 	switch rec.Kind {
 	case volumes.Loop:
 		rec.FS, rec.CapBytes = spec.fs(), spec.size()
-		return volumes.CreateImage(ctx, r.imagePath(rec.Key), rec.CapBytes, rec.FS)
+		if err := volumes.CreateImage(ctx, r.imagePath(rec.Key), rec.CapBytes, rec.FS); err != nil {
+			return err
+		}
+		var err error
+		rec.BlockSize, err = volumes.ImageBlockSize(r.imagePath(rec.Key), rec.FS, 0)
+		return err
 	case volumes.Dir:
 		if err := os.Mkdir(r.dataPath(rec.Key), 0o700); err != nil {
 			return err
@@ -277,25 +282,48 @@ func (r *Root) Grow(ctx context.Context, key string, size int64) error {
 func (r *Root) grow(ctx context.Context, rec *Record, size int64) error {
 	l, err := r.lockBusy(ctx, rec.Key)
 	if errors.Is(err, ErrLocked) {
-		dev, err := r.mountedDevice(rec.Key)
-		if err != nil {
-			return err
-		}
-		return volumes.GrowMounted(ctx, r.imagePath(rec.Key), size, rec.FS, dev, r.MountPath(rec.Key))
+		return r.growInUse(ctx, rec, size)
 	}
 	if err != nil {
 		return err
 	}
 	defer l.release()
-	if rec.FS == volumes.Ext4 {
-		if _, err := r.repairLocked(ctx, rec.Key, repairOpts{}); err != nil {
-			return err
-		}
-		return volumes.GrowImage(ctx, r.imagePath(rec.Key), size, rec.FS)
+	if rec.FS != volumes.Ext4 {
+		return r.withMounted(ctx, rec, func(m *volumes.Mounted) error { // xfs grows only mounted
+			image, err := r.openImage(rec.Key)
+			if err != nil {
+				return err
+			}
+			defer image.Close()
+			return volumes.GrowMounted(ctx, image, size, rec.FS, m.Device, m.Target)
+		})
 	}
-	return r.withMounted(ctx, rec, func(m *volumes.Mounted) error { // xfs grows only mounted
-		return volumes.GrowMounted(ctx, r.imagePath(rec.Key), size, rec.FS, m.Device, m.Target)
-	})
+	if _, err := r.repairLocked(ctx, rec.Key, repairOpts{}); err != nil {
+		return err
+	}
+	image, err := r.holdImage(rec.Key)
+	if err != nil {
+		return err
+	}
+	defer image.Close()
+	if err := r.checkAgainstRecord(image, rec); err != nil {
+		return err
+	}
+	return volumes.GrowImage(ctx, image, size, rec.FS)
+}
+
+// growInUse grows the image of a cache a lease holds, online.
+func (r *Root) growInUse(ctx context.Context, rec *Record, size int64) error {
+	dev, err := r.mountedDevice(rec.Key)
+	if err != nil {
+		return err
+	}
+	image, err := r.openImage(rec.Key)
+	if err != nil {
+		return err
+	}
+	defer image.Close()
+	return volumes.GrowMounted(ctx, image, size, rec.FS, dev, r.MountPath(rec.Key))
 }
 
 // mountedDevice finds the loop device backing the cache's image, by inode.

@@ -67,9 +67,12 @@ func (r *Root) withMounted(ctx context.Context, rec *Record, fn func(*volumes.Mo
 	if _, err := r.repairLocked(ctx, rec.Key, repairOpts{}); err != nil {
 		return err
 	}
-	m, err := r.mount(ctx, rec)
+	m, image, err := r.mount(ctx, rec)
 	if err != nil {
 		return err
+	}
+	if image != nil {
+		defer image.Close() // after the unmount
 	}
 	err = fn(m)
 	if uerr := volumes.Unmount(m.Target); err == nil {

@@ -2,6 +2,7 @@ package loopdev
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 )
 
@@ -31,6 +32,13 @@ type Params struct {
 	// Tag is stored in lo_file_name (at most TagMax bytes, longer tags are
 	// cut) so that ListTagged can find the device again.
 	Tag string
+	// BlockSize is the device's logical block size (512, 1024, 2048 or
+	// 4096). Zero leaves it to the kernel, which with direct I/O takes the
+	// backing file's I/O alignment: that changes when a file is reflinked,
+	// and a filesystem made for smaller blocks then no longer mounts. Give
+	// the size the filesystem was made for; the kernel turns direct I/O off
+	// where the backing file cannot do it with that size.
+	BlockSize uint32
 }
 
 // Info describes a bound loop device, as read back from the kernel.
@@ -54,6 +62,8 @@ type Info struct {
 	DirectIO bool
 	// ReadOnly is true for read-only devices.
 	ReadOnly bool
+	// BlockSize is the device's logical block size (BLKSSZGET).
+	BlockSize int
 }
 
 // Device is a loop device attached by this process, still held open. Close
@@ -96,4 +106,14 @@ func cString(b []byte) string {
 		}
 	}
 	return string(b)
+}
+
+// ValidBlockSize checks a logical block size for Params.BlockSize: zero
+// (the kernel's choice) or a power of two from 512 to 4096.
+func ValidBlockSize(n uint32) error {
+	switch n {
+	case 0, 512, 1024, 2048, 4096:
+		return nil
+	}
+	return fmt.Errorf("loopdev: block size %d: want 512, 1024, 2048 or 4096", n)
 }

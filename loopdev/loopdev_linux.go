@@ -35,6 +35,17 @@ func Attach(backing string, p Params) (*Device, error) {
 		return nil, fmt.Errorf("loopdev: open backing file: %w", err)
 	}
 	defer f.Close()
+	return AttachFile(f, p)
+}
+
+// AttachFile is Attach of a file the caller opened (read-write, or
+// read-only for Params.ReadOnly): the device is bound to exactly that
+// inode, whatever its path now names.
+func AttachFile(f *os.File, p Params) (*Device, error) {
+	backing := f.Name()
+	if err := ValidBlockSize(p.BlockSize); err != nil {
+		return nil, err
+	}
 	var st unix.Stat_t
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 		return nil, fmt.Errorf("loopdev: stat %s: %w", backing, err)
@@ -140,7 +151,7 @@ var loopConfigure = unix.IoctlLoopConfigure
 // LOOP_SET_FD + LOOP_SET_STATUS64 on kernels that do not know it.
 func configure(fd, backingFd int, p Params) error {
 	info := statusInfo(p)
-	cfg := unix.LoopConfig{Fd: uint32(backingFd), Info: info}
+	cfg := unix.LoopConfig{Fd: uint32(backingFd), Size: p.BlockSize, Info: info} // Size is block_size
 	err := loopConfigure(fd, &cfg)
 	if err == unix.EINVAL && p.DirectIO {
 		// Some kernels refuse the whole configuration when direct I/O
@@ -177,6 +188,11 @@ func configureLegacy(fd, backingFd int, p Params) (retErr error) {
 	if err := unix.IoctlLoopSetStatus64(fd, &info); err != nil {
 		return fmt.Errorf("LOOP_SET_STATUS64: %w", err)
 	}
+	if p.BlockSize != 0 {
+		if err := unix.IoctlSetInt(fd, unix.LOOP_SET_BLOCK_SIZE, int(p.BlockSize)); err != nil {
+			return fmt.Errorf("LOOP_SET_BLOCK_SIZE %d: %w", p.BlockSize, err)
+		}
+	}
 	if p.DirectIO {
 		_ = unix.IoctlSetInt(fd, unix.LOOP_SET_DIRECT_IO, 1) // best effort, read back later
 	}
@@ -204,7 +220,9 @@ func status(fd int, path string, num int) (*Info, error) {
 	if err != nil {
 		return nil, fmt.Errorf("LOOP_GET_STATUS64 %s: %w", path, err)
 	}
+	bs, _ := unix.IoctlGetInt(fd, unix.BLKSSZGET) // 0 when unknown
 	return &Info{
+		BlockSize:    bs,
 		Path:         path,
 		Number:       num,
 		BackingDev:   li.Device,

@@ -2,10 +2,16 @@
 
 package loopdev
 
-import "time"
+import (
+	"os"
+	"time"
+)
 
 // Attach is not supported on this platform.
 func Attach(string, Params) (*Device, error) { return nil, ErrNotSupported }
+
+// AttachFile is not supported on this platform.
+func AttachFile(*os.File, Params) (*Device, error) { return nil, ErrNotSupported }
 
 // Status is not supported on this platform.
 func Status(string) (*Info, error) { return nil, ErrNotSupported }

@@ -167,23 +167,25 @@ func CheckSparseSize(dir string, size int64) error {
 
 // checkGrowSize compares the wanted size with the image's: smaller is
 // ErrShrink; grow reports whether there is anything to do.
-func checkGrowSize(image string, size int64) (old int64, grow bool, err error) {
-	st, err := os.Lstat(image)
+func checkGrowSize(image *os.File, size int64) (old int64, grow bool, err error) {
+	st, err := image.Stat()
 	if err != nil {
 		return 0, false, fmt.Errorf("grow: %w", err)
 	}
 	if size < st.Size() {
-		return st.Size(), false, fmt.Errorf("%w: %s is %d bytes, asked for %d", ErrShrink, image, st.Size(), size)
+		return st.Size(), false, fmt.Errorf("%w: %s is %d bytes, asked for %d", ErrShrink, image.Name(), st.Size(), size)
 	}
 	return st.Size(), size > st.Size(), nil
 }
 
-// GrowImage grows an unmounted ext4 image offline to size bytes: the file is
-// extended, checked (e2fsck -f -p, which resize2fs requires) and resized. If
-// the check fails the file gets its old size back. A size below the current
-// one is ErrShrink; the same size does nothing. xfs grows only while mounted
-// (GrowMounted).
-func GrowImage(ctx context.Context, image string, size int64, fs FS) error {
+// GrowImage grows an unmounted ext4 image, opened read-write by the caller,
+// offline to size bytes: the file is extended, checked (e2fsck -f -p, which
+// resize2fs requires) and resized. If the check fails the file gets its old
+// size back. A size below the current one is ErrShrink; the same size does
+// nothing. xfs grows only while mounted (GrowMounted). Every step works on
+// the open file (the tools through FDPath), never on a name that could
+// have been swapped for a link meanwhile.
+func GrowImage(ctx context.Context, image *os.File, size int64, fs FS) error {
 	if fs != Ext4 {
 		return fmt.Errorf("%w: %s grows only while mounted", ErrNotSupported, fs)
 	}
@@ -191,38 +193,43 @@ func GrowImage(ctx context.Context, image string, size int64, fs FS) error {
 	if !grow {
 		return err
 	}
-	if err := os.Truncate(image, size); err != nil {
-		return fmt.Errorf("grow: truncate %s to %d bytes: %w", image, size, err)
+	name, path := image.Name(), FDPath(image)
+	if err := image.Truncate(size); err != nil {
+		return fmt.Errorf("grow: truncate %s to %d bytes: %w", name, size, err)
 	}
 	if err := fault.Point("during-grow"); err != nil {
-		return errors.Join(err, os.Truncate(image, old))
+		return errors.Join(err, image.Truncate(old))
 	}
-	if _, err := run(ctx, "e2fsck", "-f", "-p", image); err != nil {
+	if _, err := run(ctx, "e2fsck", "-f", "-p", path); err != nil {
 		var exit *exec.ExitError
 		if !errors.As(err, &exit) || exit.ExitCode() >= 4 {
-			return errors.Join(fmt.Errorf("grow: %w: %w", ErrCheckFailed, err), os.Truncate(image, old))
+			return errors.Join(fmt.Errorf("grow %s: %w: %w", name, ErrCheckFailed, err), image.Truncate(old))
 		}
 	}
-	if _, err := run(ctx, "resize2fs", image); err != nil {
+	if err := fault.Point("during-resize"); err != nil {
+		return err // the file is grown, the filesystem not yet: recover completes or undoes it
+	}
+	if _, err := run(ctx, "resize2fs", path); err != nil {
 		// resize2fs writes the superblock last: while it still gives the
 		// old size, nothing lives past it and the file can shrink back.
-		if st, serr := ReadStats(image, fs); serr == nil && st.SizeBytes <= old {
-			if terr := os.Truncate(image, old); terr != nil {
-				return fmt.Errorf("grow: resize2fs failed (%w), and the image could not shrink back to %d bytes: %w", err, old, terr)
+		if st, serr := ReadStats(path, fs); serr == nil && st.SizeBytes <= old {
+			if terr := image.Truncate(old); terr != nil {
+				return fmt.Errorf("grow %s: resize2fs failed (%w), and the image could not shrink back to %d bytes: %w", name, err, old, terr)
 			}
-			return fmt.Errorf("grow: resize2fs failed, the image is back to %d bytes: %w", old, err)
+			return fmt.Errorf("grow %s: resize2fs failed, the image is back to %d bytes: %w", name, old, err)
 		}
-		return fmt.Errorf("grow: the image file is %d bytes but its filesystem was not resized; run `dindstore grow` again: %w", size, err)
+		return fmt.Errorf("grow %s: the image file is %d bytes but its filesystem was not resized; run `dindstore grow` again: %w", name, size, err)
 	}
 	return nil
 }
 
-// GrowMounted grows a mounted loop image online to size bytes: the file is
-// extended, the loop device told (LOOP_SET_CAPACITY), then the filesystem
-// resized (resize2fs on the device, xfs_growfs on the mount point). Online
-// ext4 resizing needs CAP_SYS_RESOURCE; without it nothing is changed and
-// the error wraps ErrNotSupported.
-func GrowMounted(ctx context.Context, image string, size int64, fs FS, device, mountpoint string) error {
+// GrowMounted grows a mounted loop image (opened by the caller) online to
+// size bytes: the file is extended, the loop device told
+// (LOOP_SET_CAPACITY), then the filesystem resized (resize2fs on the
+// device, xfs_growfs on the mount point). Online ext4 resizing needs
+// CAP_SYS_RESOURCE; without it nothing is changed and the error wraps
+// ErrNotSupported.
+func GrowMounted(ctx context.Context, image *os.File, size int64, fs FS, device, mountpoint string) error {
 	if fs == Ext4 && !hasCapSysResource() {
 		return fmt.Errorf("%w: growing a mounted ext4 cache needs CAP_SYS_RESOURCE, which this process lacks; grow it while it is not in use", ErrNotSupported)
 	}
@@ -230,8 +237,8 @@ func GrowMounted(ctx context.Context, image string, size int64, fs FS, device, m
 	if !grow {
 		return err
 	}
-	if err := os.Truncate(image, size); err != nil {
-		return fmt.Errorf("grow: truncate %s to %d bytes: %w", image, size, err)
+	if err := image.Truncate(size); err != nil {
+		return fmt.Errorf("grow: truncate %s to %d bytes: %w", image.Name(), size, err)
 	}
 	if err := loopdev.SetCapacity(device); err != nil {
 		return fmt.Errorf("grow: %w", err)

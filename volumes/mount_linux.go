@@ -42,6 +42,14 @@ type MountOptions struct {
 	// its own kind from binding one (the cache's lock): the same scan is
 	// then not run twice.
 	Unbound bool
+	// BlockSize is the logical block size the image's filesystem was made
+	// for, as its owner recorded it (0: unknown, read from the superblock).
+	// A superblock that says otherwise is ErrDamaged.
+	BlockSize uint32
+	// Backing is the image, opened read-write by the caller (who checked
+	// it is the file it means): the device is bound to that inode, and the
+	// checks read it, whatever image now names. Nil opens image.
+	Backing *os.File
 }
 
 // MountImageWith is MountImage with options.
@@ -55,11 +63,19 @@ func MountImageWith(ctx context.Context, image, target string, fs FS, tag string
 			return nil, fmt.Errorf("mount %s: %w", image, &ImageInUseError{Use: use})
 		}
 	}
-	repaired, err := checkUnlessClean(ctx, image, fs, o.ReleasedClean)
+	src := image
+	if o.Backing != nil {
+		src = FDPath(o.Backing)
+	}
+	repaired, err := checkUnlessClean(ctx, src, fs, o.ReleasedClean)
 	if err != nil {
 		return nil, err
 	}
-	dev, err := loopdev.Attach(image, loopdev.Params{DirectIO: true, Tag: tag})
+	bs, err := ImageBlockSize(src, fs, o.BlockSize)
+	if err != nil {
+		return nil, fmt.Errorf("mount %s: %w", image, err)
+	}
+	dev, err := attach(image, o.Backing, loopdev.Params{DirectIO: true, Tag: tag, BlockSize: bs})
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: %w", image, err)
 	}
@@ -89,6 +105,14 @@ func MountImageWith(ctx context.Context, image, target string, fs FS, tag string
 			target, err, hint)
 	}
 	return &Mounted{Target: target, Device: dev.Path, DirectIO: dev.DirectIO, Repaired: repaired}, nil
+}
+
+// attach binds backing (or, when nil, the file at image) to a loop device.
+func attach(image string, backing *os.File, p loopdev.Params) (*loopdev.Device, error) {
+	if backing != nil {
+		return loopdev.AttachFile(backing, p)
+	}
+	return loopdev.Attach(image, p)
 }
 
 // checkUnlessClean runs CheckImage unless the image was released cleanly

@@ -24,6 +24,10 @@ type Stats struct {
 	// Clean says the filesystem was cleanly unmounted: ext4's valid-state
 	// bit is set, its journal needs no recovery, and no error is recorded.
 	Clean bool
+	// BlockBytes is the largest logical block size of a device that can
+	// hold the filesystem: ext4's block size, xfs's sector size. The loop
+	// device of the image must be attached with it (or a smaller one).
+	BlockBytes uint32
 }
 
 // ReadStats reads the size and use of the filesystem in an unmounted image
@@ -59,8 +63,12 @@ func parseXFS(sb []byte) (Stats, error) {
 	be := binary.BigEndian
 	bsize := int64(be.Uint32(sb[4:8]))
 	blocks, free := int64(be.Uint64(sb[8:16])), int64(be.Uint64(sb[0x90:0x98]))
+	sect := uint32(be.Uint16(sb[102:104])) // sb_sectsize
+	if sect < 512 || sect > 32768 || sect&(sect-1) != 0 || free > blocks {
+		return Stats{}, fmt.Errorf("%w: implausible xfs superblock", ErrCheckFailed)
+	}
 	return Stats{SizeBytes: blocks * bsize, UsedBytes: (blocks - free) * bsize,
-		Inodes: be.Uint64(sb[0x80:0x88]), InodesFree: be.Uint64(sb[0x88:0x90])}, nil
+		Inodes: be.Uint64(sb[0x80:0x88]), InodesFree: be.Uint64(sb[0x88:0x90]), BlockBytes: sect}, nil
 }
 
 // parseExt4 decodes the counters of an ext4 superblock (little-endian).
@@ -82,7 +90,7 @@ func parseExt4(sb []byte) (Stats, error) {
 	shift := 10 + logBlock
 	st := Stats{SizeBytes: int64(blocks << shift), UsedBytes: int64((blocks - free) << shift),
 		Inodes: uint64(le.Uint32(sb[0:4])), InodesFree: uint64(le.Uint32(sb[0x10:0x14])),
-		Errors: ext4Errors(sb)}
+		Errors: ext4Errors(sb), BlockBytes: uint32(1) << shift}
 	const validFS, incompatRecover = 0x0001, 0x0004
 	st.Clean = le.Uint16(sb[0x3a:0x3c])&validFS != 0 && le.Uint32(sb[0x60:0x64])&incompatRecover == 0 && st.Errors == ""
 	return st, nil
@@ -98,4 +106,33 @@ func ext4Errors(sb []byte) string {
 		return ""
 	}
 	return fmt.Sprintf("ext4 recorded errors (error state %t, %d errors)", state&errorFS != 0, count)
+}
+
+// FDPath names the open file f as /proc/PID/fd/N: a path that this
+// process, and the tools it starts while f stays open, resolve to exactly
+// f's inode, whatever its name now points at.
+func FDPath(f *os.File) string {
+	return fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), f.Fd())
+}
+
+// ImageBlockSize is the logical block size to attach the image with: the
+// one its superblock says it was made for (see Stats.BlockBytes), at most
+// 4096. recorded, when not 0, is what the image's owner recorded at mkfs:
+// a superblock that disagrees is ErrDamaged, naming both. An unreadable
+// superblock with nothing recorded gives 512, which every filesystem takes.
+func ImageBlockSize(image string, fs FS, recorded uint32) (uint32, error) {
+	st, err := ReadStats(image, fs)
+	if err != nil {
+		if recorded != 0 {
+			return recorded, nil // the mount tells what is wrong
+		}
+		return 512, nil
+	}
+	made := min(st.BlockBytes, 4096)
+	if recorded != 0 && made != recorded {
+		return 0, fmt.Errorf("%w: the %s filesystem in %s is made for %d-byte blocks, but it was recorded with %d-byte "+
+			"blocks: the image was replaced or rewritten behind dindstore's back; remove the cache (dindstore rm)",
+			ErrDamaged, fs, image, made, recorded)
+	}
+	return made, nil
 }

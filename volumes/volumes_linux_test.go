@@ -82,16 +82,16 @@ func TestGrowOnline(t *testing.T) {
 	m := mountImage(t, image, target)
 	ctx := context.Background()
 	if !hasCapSysResource() {
-		err := GrowMounted(ctx, image, 1<<30, Ext4, m.Device, target)
+		err := GrowMounted(ctx, openRW(t, image), 1<<30, Ext4, m.Device, target)
 		if !errors.Is(err, ErrNotSupported) {
 			t.Fatalf("online grow without CAP_SYS_RESOURCE: %v, want ErrNotSupported", err)
 		}
 		t.Skip("skipping the rest: this host's capability bounding set lacks CAP_SYS_RESOURCE, which online ext4 resize needs")
 	}
-	if err := GrowMounted(ctx, image, 128<<20, Ext4, m.Device, target); !errors.Is(err, ErrShrink) {
+	if err := GrowMounted(ctx, openRW(t, image), 128<<20, Ext4, m.Device, target); !errors.Is(err, ErrShrink) {
 		t.Fatalf("shrink: %v, want ErrShrink", err)
 	}
-	if err := GrowMounted(ctx, image, 1<<30, Ext4, m.Device, target); err != nil {
+	if err := GrowMounted(ctx, openRW(t, image), 1<<30, Ext4, m.Device, target); err != nil {
 		t.Fatal(err)
 	}
 	if total := fsBytes(t, target); total < 900<<20 {
@@ -102,10 +102,10 @@ func TestGrowOnline(t *testing.T) {
 func TestGrowOffline(t *testing.T) {
 	image, target := newImage(t, 256<<20)
 	ctx := context.Background()
-	if err := GrowImage(ctx, image, 128<<20, Ext4); !errors.Is(err, ErrShrink) {
+	if err := GrowImage(ctx, openRW(t, image), 128<<20, Ext4); !errors.Is(err, ErrShrink) {
 		t.Fatalf("shrink: %v, want ErrShrink", err)
 	}
-	if err := GrowImage(ctx, image, 1<<30, Ext4); err != nil {
+	if err := GrowImage(ctx, openRW(t, image), 1<<30, Ext4); err != nil {
 		t.Fatal(err)
 	}
 	mountImage(t, image, target)
@@ -191,7 +191,7 @@ func TestXFSImage(t *testing.T) {
 	if err := CheckDir(target); err != nil {
 		t.Fatalf("overlay on the xfs image: %v", err)
 	}
-	if err := GrowMounted(ctx, image, 2<<30, XFS, m.Device, target); err != nil {
+	if err := GrowMounted(ctx, openRW(t, image), 2<<30, XFS, m.Device, target); err != nil {
 		t.Fatal(err)
 	}
 	if total := fsBytes(t, target); total < 1900<<20 {
@@ -229,7 +229,7 @@ func TestReadStats(t *testing.T) {
 	if err != nil || st.SizeBytes != 256<<20 || st.UsedBytes <= 0 || st.Inodes == 0 || st.InodesFree >= st.Inodes {
 		t.Fatalf("ReadStats = %+v, %v", st, err)
 	}
-	if err := GrowImage(context.Background(), image, 1<<30, Ext4); err != nil {
+	if err := GrowImage(context.Background(), openRW(t, image), 1<<30, Ext4); err != nil {
 		t.Fatal(err)
 	}
 	if st, err := ReadStats(image, Ext4); err != nil || st.SizeBytes != 1<<30 {
@@ -279,4 +279,16 @@ func TestUnmountGivesBackJustDeleted(t *testing.T) {
 	if a := allocatedBytes(t, image); a > 8<<20 {
 		t.Fatalf("%d bytes still allocated after deleting and unmounting", a)
 	}
+}
+
+// openRW opens an image read-write for the grow functions, closed at the
+// test's end.
+func openRW(t *testing.T, image string) *os.File {
+	t.Helper()
+	f, err := os.OpenFile(image, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
 }

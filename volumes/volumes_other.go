@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"github.com/dindstore/dindstore/procscan"
+	"os"
 	"runtime"
 	"time"
 )
@@ -22,10 +23,10 @@ func CheckImage(context.Context, string, FS) (string, error) { return "", errPla
 func CheckSparseSize(string, int64) error { return errPlatform }
 
 // GrowMounted is not supported on this platform.
-func GrowMounted(context.Context, string, int64, FS, string, string) error { return errPlatform }
+func GrowMounted(context.Context, *os.File, int64, FS, string, string) error { return errPlatform }
 
 // GrowImage is not supported on this platform.
-func GrowImage(context.Context, string, int64, FS) error { return errPlatform }
+func GrowImage(context.Context, *os.File, int64, FS) error { return errPlatform }
 
 // MountImage is not supported on this platform.
 func MountImage(context.Context, string, string, FS, string) (*Mounted, error) {
