@@ -385,10 +385,8 @@ func (r *Root) mountAt(ctx context.Context, rec *Record, target string) (*volume
 func (r *Root) checkImage(image *os.File, rec *Record) error {
 	err := r.checkAgainstRecord(image, rec)
 	if errors.Is(err, errGrowCut) {
-		for _, f := range r.checkImageSize(rec, false) {
-			if f.Err != nil {
-				return fmt.Errorf("finish the grow of %q that was cut short: %w", rec.Key, f.Err)
-			}
+		if f := r.finishGrow(rec, image, false); f.Err != nil {
+			return fmt.Errorf("finish the grow of %q that was cut short: %w", rec.Key, f.Err)
 		}
 		fresh, rerr := r.readRecord(rec.Key)
 		if rerr != nil {

@@ -155,7 +155,7 @@ func (r *Root) checkImageSize(rec *Record, dryRun bool) []Finding {
 	path := r.imagePath(rec.Key)
 	image, err := r.openImage(rec.Key)
 	if errors.Is(err, ErrImageMissing) {
-		return []Finding{r.damageFinding(rec.Key, path, err, dryRun)}
+		return []Finding{r.damageFinding(rec, path, err, dryRun)}
 	}
 	if err != nil {
 		return []Finding{{Key: rec.Key, What: FindGrowCut, Path: path, Action: "none", Err: err}}
@@ -166,7 +166,7 @@ func (r *Root) checkImageSize(rec *Record, dryRun bool) []Finding {
 	case err == nil:
 		return nil
 	case errors.Is(err, ErrDamaged):
-		return []Finding{r.damageFinding(rec.Key, path, err, dryRun)}
+		return []Finding{r.damageFinding(rec, path, err, dryRun)}
 	case !errors.Is(err, errGrowCut):
 		return []Finding{{Key: rec.Key, What: FindGrowCut, Path: path, Action: "none", Err: err}}
 	}
@@ -205,20 +205,20 @@ func (r *Root) finishGrow(rec *Record, image *os.File, dryRun bool) Finding {
 
 // damageFinding reports (and, unless dryRun, records) an image that
 // disagrees with its record.
-func (r *Root) damageFinding(key, path string, damage error, dryRun bool) Finding {
+func (r *Root) damageFinding(rec *Record, path string, damage error, dryRun bool) Finding {
 	what := FindDamaged
 	if errors.Is(damage, ErrImageMissing) {
 		what = FindMissingImage
 	}
-	f := Finding{Key: key, What: what, Path: path, Action: "marked damaged", Note: damage.Error()}
-	if rec, err := r.readRecord(key); err == nil && rec.Damaged != nil {
+	f := Finding{Key: rec.Key, What: what, Path: path, Action: "marked damaged", Note: damage.Error()}
+	if rec.Damaged != nil {
 		f.Action, f.Note = "kept", rec.Damaged.Reason // marked already: keep the first reason
 		return f
 	}
 	if dryRun {
 		f.Action = "would be marked damaged"
 	} else {
-		f.Err = r.noteDamage(key, damage)
+		f.Err = r.noteDamage(rec.Key, damage)
 	}
 	return f
 }

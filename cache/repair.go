@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/dindstore/dindstore/volumes"
@@ -60,7 +61,7 @@ func (r *Root) repairImage(ctx context.Context, rec *Record) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := r.checkAgainstRecord(image, rec); err != nil {
+	if err := r.checkImage(image, rec); err != nil {
 		image.Close()
 		return "", err
 	}
@@ -71,7 +72,7 @@ func (r *Root) repairImage(ctx context.Context, rec *Record) (string, error) {
 	}
 	probe := *rec
 	probe.ReleasedClean = false // the mount checks it again
-	if err := r.withMounted(ctx, &probe, func(*volumes.Mounted) error { return nil }); err != nil {
+	if err := r.withMounted(ctx, &probe, func(*volumes.Mounted, *os.File) error { return nil }); err != nil {
 		return out, fmt.Errorf("%w: repaired, but it still does not mount: %w", volumes.ErrCheckFailed, err)
 	}
 	return out, nil

@@ -289,12 +289,7 @@ func (r *Root) grow(ctx context.Context, rec *Record, size int64) error {
 	}
 	defer l.release()
 	if rec.FS != volumes.Ext4 {
-		return r.withMounted(ctx, rec, func(m *volumes.Mounted) error { // xfs grows only mounted
-			image, err := r.openImage(rec.Key)
-			if err != nil {
-				return err
-			}
-			defer image.Close()
+		return r.withMounted(ctx, rec, func(m *volumes.Mounted, image *os.File) error { // xfs grows only mounted
 			return volumes.GrowMounted(ctx, image, size, rec.FS, m.Device, m.Target)
 		})
 	}
@@ -306,7 +301,7 @@ func (r *Root) grow(ctx context.Context, rec *Record, size int64) error {
 		return err
 	}
 	defer image.Close()
-	if err := r.checkAgainstRecord(image, rec); err != nil {
+	if err := r.checkImage(image, rec); err != nil {
 		return err
 	}
 	return volumes.GrowImage(ctx, image, size, rec.FS)

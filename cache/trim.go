@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/dindstore/dindstore/volumes"
 	"golang.org/x/sys/unix"
@@ -54,7 +55,7 @@ func (r *Root) trim(ctx context.Context, rec *Record) (uint64, error) {
 	}
 	defer l.release()
 	var n uint64
-	err = r.withMounted(ctx, rec, func(m *volumes.Mounted) (err error) {
+	err = r.withMounted(ctx, rec, func(m *volumes.Mounted, _ *os.File) (err error) {
 		n, err = volumes.Trim(m.Target)
 		return err
 	})
@@ -62,8 +63,9 @@ func (r *Root) trim(ctx context.Context, rec *Record) (uint64, error) {
 }
 
 // withMounted mounts an idle cache whose lock the caller holds (after
-// clearing what an earlier holder left), runs fn, and unmounts it again.
-func (r *Root) withMounted(ctx context.Context, rec *Record, fn func(*volumes.Mounted) error) error {
+// clearing what an earlier holder left), runs fn with the mount and the
+// held image (nil for other kinds than loop), and unmounts it again.
+func (r *Root) withMounted(ctx context.Context, rec *Record, fn func(*volumes.Mounted, *os.File) error) error {
 	if _, err := r.repairLocked(ctx, rec.Key, repairOpts{}); err != nil {
 		return err
 	}
@@ -74,7 +76,7 @@ func (r *Root) withMounted(ctx context.Context, rec *Record, fn func(*volumes.Mo
 	if image != nil {
 		defer image.Close() // after the unmount
 	}
-	err = fn(m)
+	err = fn(m, image)
 	if uerr := volumes.Unmount(m.Target); err == nil {
 		err = uerr
 	}

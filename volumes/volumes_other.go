@@ -82,7 +82,11 @@ func (m *Mounted) CloseWatch() {}
 func RepairImage(context.Context, string, FS) (string, error) { return "", errPlatform }
 
 // MountOptions tune MountImageWith.
-type MountOptions struct{ ReleasedClean, Unbound bool }
+type MountOptions struct {
+	ReleasedClean, Unbound bool
+	BlockSize              uint32
+	Backing                *os.File
+}
 
 // MountImageWith is not supported on this platform.
 func MountImageWith(context.Context, string, string, FS, string, MountOptions) (*Mounted, error) {
