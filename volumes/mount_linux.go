@@ -108,11 +108,20 @@ func MountImageWith(ctx context.Context, image, target string, fs FS, tag string
 }
 
 // attach binds backing (or, when nil, the file at image) to a loop device.
+// The device keeps a reference to the open file it is given, so it gets a
+// fresh open of backing's inode, never backing itself: a lock the caller
+// holds on backing (cache's image lock) must end with the caller, not stay
+// with a device that outlives it.
 func attach(image string, backing *os.File, p loopdev.Params) (*loopdev.Device, error) {
-	if backing != nil {
-		return loopdev.AttachFile(backing, p)
+	if backing == nil {
+		return loopdev.Attach(image, p)
 	}
-	return loopdev.Attach(image, p)
+	f, err := os.OpenFile(FDPath(backing), os.O_RDWR, 0)
+	if err != nil {
+		return nil, fmt.Errorf("reopen %s for its loop device: %w", image, err)
+	}
+	defer f.Close()
+	return loopdev.AttachFile(f, p)
 }
 
 // checkUnlessClean runs CheckImage unless the image was released cleanly

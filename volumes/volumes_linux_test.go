@@ -292,3 +292,27 @@ func openRW(t *testing.T, image string) *os.File {
 	t.Cleanup(func() { f.Close() })
 	return f
 }
+
+// TestAttachLeavesBackingLockFree: the loop device keeps a reference to the
+// file it was given, so a lock taken on the caller's Backing must not be
+// the device's: once the caller closes it (a holder that dies with its
+// cache mounted on purpose, a CSI plugin restarted under its pods), the
+// next process takes the image's lock while the device stays bound.
+func TestAttachLeavesBackingLockFree(t *testing.T) {
+	image, target := newImage(t, 64<<20)
+	backing := openRW(t, image)
+	if err := unix.Flock(int(backing.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		t.Fatal(err)
+	}
+	_, err := MountImageWith(context.Background(), image, target, Ext4, loopdev.Tag("dindstore-test:", t.Name()),
+		MountOptions{Backing: backing})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = Unmount(target) })
+	backing.Close()
+	again := openRW(t, image)
+	if err := unix.Flock(int(again.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		t.Fatalf("the image's lock outlived its holder's descriptor (the loop device holds it): %v", err)
+	}
+}
