@@ -72,6 +72,9 @@ func withConfig(app *cli.App) {
 			if err := cfg.apply(c, cmd.Name, cmd.Flags); err != nil {
 				return err
 			}
+			if err := checkDurations(c, cmd.Flags); err != nil {
+				return err
+			}
 			if before != nil {
 				return before(c)
 			}
@@ -100,6 +103,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			return fmt.Errorf("%w: %w", errUsage, err)
 		},
 		ExitErrHandler:  func(*cli.Context, error) {}, // run decides the status
+		Action:          unknownCommand,
 		HideHelpCommand: true,
 	}
 	for _, c := range app.Commands {
@@ -111,11 +115,16 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 
 // run runs the CLI and returns the process exit status.
 func run(ctx context.Context, args []string) int {
-	app := newApp(os.Stdout, os.Stderr)
+	return runWith(ctx, args, os.Stdout, os.Stderr)
+}
+
+// runWith is run with the CLI's output going to stdout and stderr.
+func runWith(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	app := newApp(stdout, stderr)
 	err := app.RunContext(ctx, hoistKey(app, args))
 	code := exitCode(err)
 	if err != nil && err.Error() != "" {
-		fmt.Fprintf(os.Stderr, "dindstore: %v\n", err)
+		fmt.Fprintf(stderr, "dindstore: %v\n", err)
 	}
 	return code
 }
@@ -224,4 +233,13 @@ func keyAndRoot(c *cli.Context) (string, *cache.Root, error) {
 	}
 	root, err := openRoot(c, false)
 	return key, root, err
+}
+
+// unknownCommand is the app's action: without a command it shows the help,
+// with an argument that names no command it is a usage error (exit 2).
+func unknownCommand(c *cli.Context) error {
+	if c.NArg() == 0 {
+		return cli.ShowAppHelp(c)
+	}
+	return fmt.Errorf("%w: no command %q; `dindstore --help` lists them", errUsage, shorten(c.Args().First()))
 }

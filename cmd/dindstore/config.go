@@ -2,7 +2,9 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
+	"strconv"
 	"slices"
 	"sort"
 	"strings"
@@ -11,6 +13,7 @@ import (
 	"github.com/dindstore/dindstore/cache"
 	"github.com/dindstore/dindstore/volumes"
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
 )
 
 // config is the parsed config file: top-level keys are flag names that
@@ -34,9 +37,13 @@ func loadConfig(c *cli.Context) (*config, error) {
 		}
 		path = defaultConfig
 	}
-	var raw map[string]any
-	if _, err := toml.DecodeFile(path, &raw); err != nil {
+	data, err := readConfig(path)
+	if err != nil {
 		return nil, fmt.Errorf("%w: cannot read the config file %s: %w", errUsage, path, err)
+	}
+	var raw map[string]any
+	if _, err := toml.Decode(string(data), &raw); err != nil {
+		return nil, fmt.Errorf("%w: cannot read the config file %s: %s", errUsage, path, shorten(err.Error()))
 	}
 	cfg := &config{path: path, global: map[string]any{}, commands: map[string]map[string]any{}}
 	for k, v := range raw {
@@ -107,17 +114,69 @@ func (cfg *config) apply(c *cli.Context, command string, flags []cli.Flag) error
 		if !ok || c.IsSet(name) {
 			continue
 		}
-		for _, s := range values(v) {
-			err := c.Set(name, s)
-			if check := valueChecks[name]; err == nil && check != nil {
-				err = check(s)
+		args, err := values(f, v)
+		for _, s := range args {
+			if len(s) > maxValueBytes {
+				err = fmt.Errorf("a value of %d bytes, over the limit of %d", len(s), maxValueBytes)
+				break
 			}
-			if err != nil {
-				return fmt.Errorf("%w: config file %s: %s = %v: %w", errUsage, cfg.path, name, v, err)
+			if err = c.Set(name, s); err != nil {
+				break
 			}
+			if check := valueChecks[name]; check != nil {
+				if err = check(s); err != nil {
+					break
+				}
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("%w: config file %s: %s = %s: %w", errUsage, cfg.path, name, shorten(fmt.Sprint(v)), err)
 		}
 	}
 	return nil
+}
+
+// maxConfigBytes bounds the config file, and maxValueBytes each value in
+// it: they hold flag values, not data.
+const (
+	maxConfigBytes = 1 << 20
+	maxValueBytes  = 4096
+)
+
+// readConfig reads the config file, which must be a regular file of at
+// most maxConfigBytes: a device (/dev/zero) would be read without end, a
+// FIFO would hang the command (it is opened without waiting for a writer,
+// then refused).
+func readConfig(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	switch {
+	case err != nil:
+		return nil, err
+	case !fi.Mode().IsRegular():
+		return nil, fmt.Errorf("not a regular file (%s)", fi.Mode().Type())
+	case fi.Size() > maxConfigBytes:
+		return nil, fmt.Errorf("%d bytes, over the limit of %d", fi.Size(), maxConfigBytes)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxConfigBytes+1))
+	if err == nil && len(data) > maxConfigBytes {
+		err = fmt.Errorf("over the limit of %d bytes", maxConfigBytes)
+	}
+	return data, err
+}
+
+// shorten quotes at most the first 80 bytes of s, so that a huge bad value
+// never makes a huge message.
+func shorten(s string) string {
+	const most = 80
+	if len(s) <= most {
+		return s
+	}
+	return fmt.Sprintf("%s... (%d bytes)", s[:most], len(s))
 }
 
 // valueChecks check the string flags whose commands parse them later, so
@@ -132,14 +191,77 @@ var valueChecks = map[string]func(string) error{
 	"older-than":       func(s string) error { _, err := cache.ParseAge(s); return err },
 }
 
-// values turns a TOML value into flag arguments (one per array element).
-func values(v any) []string {
-	if list, ok := v.([]any); ok {
-		var out []string
-		for _, x := range list {
-			out = append(out, fmt.Sprint(x))
+// values turns a TOML value into flag arguments, refusing a value of
+// another type than the flag takes: a bool for a switch, an integer for a
+// count, a string for anything else (sizes, durations, names), and an
+// array of strings only for a flag given several times.
+func values(f cli.Flag, v any) ([]string, error) {
+	switch f.(type) {
+	case *cli.BoolFlag:
+		if b, ok := v.(bool); ok {
+			return []string{strconv.FormatBool(b)}, nil
 		}
-		return out
+		return nil, fmt.Errorf("want true or false, got %s", tomlType(v))
+	case *cli.IntFlag, *cli.Int64Flag:
+		if n, ok := v.(int64); ok {
+			return []string{strconv.FormatInt(n, 10)}, nil
+		}
+		return nil, fmt.Errorf("want an integer, got %s", tomlType(v))
+	case *cli.StringSliceFlag:
+		return stringsOf(v)
 	}
-	return []string{fmt.Sprint(v)}
+	if s, ok := v.(string); ok {
+		return []string{s}, nil
+	}
+	return nil, fmt.Errorf("want a string (as on the command line, e.g. \"20GiB\" or \"30s\"), got %s", tomlType(v))
+}
+
+// stringsOf takes a string or an array of strings.
+func stringsOf(v any) ([]string, error) {
+	if s, ok := v.(string); ok {
+		return []string{s}, nil
+	}
+	list, ok := v.([]any)
+	if !ok {
+		return nil, fmt.Errorf("want a string or an array of strings, got %s", tomlType(v))
+	}
+	out := make([]string, 0, len(list))
+	for _, x := range list {
+		s, ok := x.(string)
+		if !ok {
+			return nil, fmt.Errorf("want an array of strings, got an element of %s", tomlType(x))
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// tomlType names the TOML type of a decoded value.
+func tomlType(v any) string {
+	switch v.(type) {
+	case string:
+		return "a string"
+	case bool:
+		return "a bool"
+	case int64:
+		return "an integer"
+	case float64:
+		return "a float"
+	case []any, []map[string]any:
+		return "an array"
+	case map[string]any:
+		return "a table"
+	}
+	return fmt.Sprintf("a %T", v)
+}
+
+// checkDurations refuses a negative duration among flags, set on the
+// command line or by the config file.
+func checkDurations(c *cli.Context, flags []cli.Flag) error {
+	for _, f := range flags {
+		if d, ok := f.(*cli.DurationFlag); ok && c.Duration(d.Name) < 0 {
+			return fmt.Errorf("%w: --%s %s: a duration cannot be negative", errUsage, d.Name, c.Duration(d.Name))
+		}
+	}
+	return nil
 }
