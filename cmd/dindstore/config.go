@@ -4,9 +4,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/BurntSushi/toml"
