@@ -58,7 +58,9 @@ func (e *NoRoomError) Unwrap() error { return ErrNoRoom }
 
 // admit checks that a loop cache may be mounted for use: the sum over the
 // caches in use (held, or with a loop device still bound), this one
-// included since the caller holds its lock, of cap − allocated must fit in
+// included since the caller holds its lock, of cap − exclusive (the blocks
+// the image holds alone: a block it shares with a reflinked clone or
+// generation is copied when written, so it is still to come) must fit in
 // the host filesystem's free space minus the floor. The caller holds the
 // cache's lock, so two holders racing both count each other.
 func (r *Root) admit(rec *Record, opts AcquireOptions) error {
@@ -96,11 +98,11 @@ func (r *Root) Room(keepFree float64, also ...string) (Room, error) {
 		if err != nil || rec.Kind != volumes.Loop {
 			continue
 		}
-		_, allocated, _, err := fileSizes(r.imagePath(key))
+		own, err := exclusiveBytes(r.imagePath(key))
 		if err != nil {
 			continue
 		}
-		m.CommittedBytes += max(rec.CapBytes-allocated, 0)
+		m.CommittedBytes += max(rec.CapBytes-own, 0)
 		m.InUse = append(m.InUse, key)
 	}
 	return m, nil
@@ -148,4 +150,19 @@ func (r *Root) TotalCaps() (caps, host int64, err error) {
 		}
 	}
 	return caps, host, nil
+}
+
+// exclusiveBytes is what the image at path holds on the host alone: its
+// allocated bytes minus those it shares with other files (FIEMAP's shared
+// flag). Where extents cannot be read, every allocated byte counts as its
+// own, as on a host without reflinks.
+func exclusiveBytes(path string) (int64, error) {
+	_, allocated, _, err := fileSizes(path)
+	if err != nil || allocated == 0 {
+		return allocated, err
+	}
+	if _, shared, err := volumes.FileExtents(path); err == nil {
+		allocated -= int64(volumes.UnionBytes(shared))
+	}
+	return max(allocated, 0), nil
 }
