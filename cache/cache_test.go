@@ -67,7 +67,7 @@ func TestOpenRootRefuses(t *testing.T) {
 	if err := os.Mkdir(foreign, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	refused := []string{link, open, file, "relative/root"}
+	refused := []string{link, open, file, "relative/root", filepath.Join(link, "root"), filepath.Join(link, "a", "root")}
 	if os.Geteuid() == 0 {
 		if err := os.Chown(foreign, 1000, 1000); err != nil {
 			t.Fatal(err)

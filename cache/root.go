@@ -33,6 +33,9 @@ func OpenRoot(path string, create bool) (*Root, error) {
 		return nil, fmt.Errorf("%w: root %q must be an absolute path", ErrInvalid, path)
 	}
 	path = filepath.Clean(path)
+	if err := noLinkOnPath(path); err != nil {
+		return nil, err
+	}
 	if outer := enclosingRoot(path); outer != "" {
 		return nil, fmt.Errorf("%w: root %s lies inside the dindstore root %s: a root there would see its caches "+
 			"unmounted by the other's releases; pick a directory outside it", ErrInvalid, path, outer)
@@ -57,12 +60,36 @@ func OpenRootNoCreate(path string) (*Root, error) {
 		return nil, fmt.Errorf("%w: root %q must be an absolute path", ErrInvalid, path)
 	}
 	path = filepath.Clean(path)
+	if err := noLinkOnPath(path); err != nil {
+		return nil, err
+	}
 	for _, d := range append([]string{""}, subdirs...) {
 		if err := checkDir(filepath.Join(path, d), false); err != nil {
 			return nil, err
 		}
 	}
 	return &Root{path: path}, nil
+}
+
+// noLinkOnPath refuses a root with a symlink anywhere on its path, not
+// only as its last component: the root would be built, and every cache
+// written, wherever the link points now. It names the link and the real
+// path to give instead. Components that do not exist yet are fine (create
+// makes them as directories).
+func noLinkOnPath(path string) error {
+	for dir := path; dir != filepath.Dir(dir); dir = filepath.Dir(dir) {
+		fi, err := os.Lstat(dir)
+		if err != nil || fi.Mode()&os.ModeSymlink == 0 {
+			continue
+		}
+		real, err := filepath.EvalSymlinks(path)
+		if err != nil {
+			real = "the directory it points to"
+		}
+		return fmt.Errorf("%w: root %s: %s is a symlink; dindstore follows no link on its root's path, give the real "+
+			"path (%s)", ErrInvalid, path, dir, real)
+	}
+	return nil
 }
 
 // enclosingRoot returns the nearest ancestor of path that is a dindstore
