@@ -48,6 +48,22 @@ type Finding struct {
 	Err error `json:"-"`
 }
 
+// String is the finding as one log line: key, what, path, action, the
+// note in parentheses and the failure, each only when there is one.
+func (f Finding) String() string {
+	s := fmt.Sprintf("%s %s: %s", f.What, f.Path, f.Action)
+	if f.Key != "" {
+		s = f.Key + " " + s
+	}
+	if f.Note != "" {
+		s += " (" + f.Note + ")"
+	}
+	if f.Err != nil {
+		s += ": FAILED: " + f.Err.Error()
+	}
+	return s
+}
+
 // tempAge is how old a temporary file must be before recover removes it:
 // younger ones may belong to a write in progress.
 const tempAge = 10 * time.Minute

@@ -25,3 +25,16 @@ func TestReportsMarshalTheirError(t *testing.T) {
 		t.Error("a finding's error is not the error itself")
 	}
 }
+
+// TestFindingString: a finding's log line has no format artefacts (a nil
+// error printed as %!s(<nil>)) and says each part once.
+func TestFindingString(t *testing.T) {
+	f := Finding{Key: "k", What: FindDeadLease, Path: "/g", Action: "ended", Note: "of pid 1"}
+	if got, want := f.String(), "k dead-lease /g: ended (of pid 1)"; got != want {
+		t.Errorf("%q, want %q", got, want)
+	}
+	f.Err, f.Note, f.Key = errors.New("boom"), "", ""
+	if got, want := f.String(), "dead-lease /g: ended: FAILED: boom"; got != want {
+		t.Errorf("%q, want %q", got, want)
+	}
+}

@@ -59,14 +59,7 @@ func (d *Driver) Collect(ctx context.Context) error {
 func (d *Driver) gc(ctx context.Context) error {
 	findings, err := d.root.GC(ctx, false)
 	for _, f := range findings {
-		msg := fmt.Sprintf("gc: %s %s %s: %s", f.Key, f.What, f.Path, f.Action)
-		if f.Note != "" {
-			msg += " (" + f.Note + ")"
-		}
-		if f.Err != nil {
-			msg += ": FAILED: " + f.Err.Error()
-		}
-		log.Print(msg)
+		log.Print("gc: " + f.String())
 	}
 	if err != nil {
 		return fmt.Errorf("gc: %w", err)

@@ -41,8 +41,8 @@ var guardCommand = &cli.Command{
 		}
 		findings, err := root.Reap(c.Context, key, c.Int("holder"))
 		for _, f := range findings {
-			fmt.Fprintf(os.Stderr, "%s dindstore guard: holder %d of %s is gone: %s %s %s %s %s\n",
-				time.Now().UTC().Format(time.RFC3339), c.Int("holder"), key, f.What, f.Path, f.Action, f.Note, f.Err)
+			fmt.Fprintf(os.Stderr, "%s dindstore guard: holder %d of %s is gone: %s\n",
+				time.Now().UTC().Format(time.RFC3339), c.Int("holder"), key, f)
 		}
 		return err
 	},
