@@ -119,6 +119,10 @@ func (r *Root) quiet(rec *Record) error {
 	if err := rec.usable(); err != nil {
 		return err
 	}
+	if p := rec.Incomplete; p != nil {
+		return fmt.Errorf("cache %q: %w since %s (%s); run the warm again (dindstore warm %s ...)", rec.Key,
+			ErrIncomplete, p.At.Format(time.RFC3339), p.Reason, rec.Key)
+	}
 	if _, err := r.repairLocked(context.Background(), rec.Key, repairOpts{}); err != nil {
 		return fmt.Errorf("clone %q: it must be quiet: %w", rec.Key, err)
 	}
@@ -151,8 +155,9 @@ func (r *Root) lockWaiting(ctx context.Context, key string, d, poll time.Duratio
 }
 
 // FromWarm makes key a clone of warm when key does not exist yet, counting
-// a hit on warm; when warm does not exist, it creates key cold from spec
-// and counts a miss for warm, so that the job still runs. An existing key is
+// a hit on warm; when warm does not exist, or a warm of it did not finish
+// (ErrIncomplete), it creates key cold from spec and counts a miss for
+// warm, so that the job still runs. An existing key is
 // used as it is. hit tells which happened.
 func (r *Root) FromWarm(ctx context.Context, key, warm string, spec Spec) (rec *Record, hit bool, err error) {
 	if err := ValidateKey(warm); err != nil {
@@ -161,7 +166,11 @@ func (r *Root) FromWarm(ctx context.Context, key, warm string, spec Spec) (rec *
 	if rec, err := r.readRecord(key); !errors.Is(err, ErrNotFound) {
 		return rec, false, err
 	}
-	if _, err := r.readRecord(warm); errors.Is(err, ErrNotFound) {
+	if _, err = r.readRecord(warm); err == nil {
+		_, err = r.Clone(ctx, warm, key)
+	}
+	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrIncomplete) {
+		// No warm cache, or one a warm did not finish: the job starts cold.
 		_ = r.addCounters(func(c *Counters) { c.addMiss(warm) })
 		if _, _, err = r.Create(ctx, key, spec); err != nil {
 			return nil, false, err
@@ -169,7 +178,7 @@ func (r *Root) FromWarm(ctx context.Context, key, warm string, spec Spec) (rec *
 		rec, err = r.markPerJob(key)
 		return rec, false, err
 	}
-	if _, err := r.Clone(ctx, warm, key); err != nil {
+	if err != nil {
 		return nil, false, err
 	}
 	_ = r.updateRecord(warm, func(rec *Record) { rec.Hits++ })

@@ -77,6 +77,7 @@ func (r *Root) recordUse(key, driver string, probed *ProbeStamp, repaired string
 	now := time.Now().UTC()
 	return r.updateRecord(key, func(rec *Record) {
 		rec.LastUsed, rec.StorageDriver, rec.ReleasedClean = now, driver, false
+		rec.Abandoned = nil // held again
 		if probed != nil {
 			rec.DriverChecked, rec.Probe = now, probed
 		}

@@ -14,6 +14,9 @@ var (
 	// ErrLocked means the cache is held by another process; the error is a
 	// *HeldError naming the holder.
 	ErrLocked = errors.New("cache is in use")
+	// ErrIncomplete means a warm of the cache started and did not finish:
+	// it is not served as a warm cache (clone, --from) until one does.
+	ErrIncomplete = errors.New("a warm did not finish")
 	// ErrNotFound means no cache has the key.
 	ErrNotFound = errors.New("no such cache")
 	// ErrCorruptRecord means a record or owner record could not be read

@@ -29,6 +29,7 @@ func (r *Root) GC(ctx context.Context, dryRun bool) ([]Finding, error) {
 		}
 	}
 	found = append(found, r.strayLoops(dryRun)...)
+	found = append(found, r.removeAbandoned(ctx, dryRun)...)
 	if dryRun {
 		wouldBe(found)
 	} else {
@@ -61,6 +62,49 @@ func (r *Root) removeRecordWithoutImage(ctx context.Context, f Finding, dryRun b
 	rec, err := r.readRecord(f.Key)
 	if err != nil || exists(r.imagePath(f.Key)) {
 		f.Action = "kept" // it came back (or went) meanwhile
+		return f
+	}
+	if err := r.removeLocked(ctx, f.Key, rec); err != nil {
+		f.Err = err
+	}
+	return f
+}
+
+// removeAbandoned removes the per-job caches whose holder died before
+// their job ended (Record.Abandoned), each under its lock; one that is
+// held again, or no longer marked, is left.
+func (r *Root) removeAbandoned(ctx context.Context, dryRun bool) []Finding {
+	keys, err := r.recordKeys()
+	if err != nil {
+		return []Finding{{What: FindAbandoned, Path: filepath.Join(r.path, "records"), Action: "listed", Err: err}}
+	}
+	var out []Finding
+	for _, key := range keys {
+		rec, err := r.readRecord(key)
+		if err != nil || rec.Abandoned == nil {
+			continue
+		}
+		f := Finding{Key: key, What: FindAbandoned, Path: r.backing(rec, key), Action: "removed", Note: rec.Abandoned.Reason}
+		if !dryRun {
+			f = r.removeIfAbandoned(ctx, f)
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// removeIfAbandoned removes f's cache if, under its lock, it is still
+// marked abandoned.
+func (r *Root) removeIfAbandoned(ctx context.Context, f Finding) Finding {
+	l, err := r.tryLock(f.Key)
+	if err != nil {
+		f.Action, f.Err = "kept", err
+		return f
+	}
+	defer l.release()
+	rec, err := r.readRecord(f.Key)
+	if err != nil || rec.Abandoned == nil {
+		f.Action = "kept" // used again meanwhile
 		return f
 	}
 	if err := r.removeLocked(ctx, f.Key, rec); err != nil {

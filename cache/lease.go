@@ -309,6 +309,19 @@ func (l *Lease) mountAndPin(ctx context.Context) error {
 	return err
 }
 
+// MarkIncomplete records that the holder starts filling the cache (a
+// warm): until MarkComplete, the cache is StateIncomplete once its holder
+// is gone, and never served as a warm cache. reason says who started what.
+func (l *Lease) MarkIncomplete(reason string) error {
+	p := &Problem{Reason: reason, At: time.Now().UTC()}
+	return l.root.updateRecord(l.record.Key, func(rec *Record) { rec.Incomplete = p })
+}
+
+// MarkComplete records that the fill MarkIncomplete announced completed.
+func (l *Lease) MarkComplete() error {
+	return l.root.updateRecord(l.record.Key, func(rec *Record) { rec.Incomplete = nil })
+}
+
 // closeImage lets go of the lease's hold on its image (see holdImage).
 func (l *Lease) closeImage() {
 	if l.image != nil {

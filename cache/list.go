@@ -27,10 +27,18 @@ const (
 	// StateDamaged: a release found the filesystem damaged; refused until
 	// `dindstore repair` or `rm`.
 	StateDamaged = "damaged"
+	// StateIncomplete: a warm started on the cache and did not finish
+	// (killed, or failed): it holds part of what it should, and is never
+	// served as a warm cache (--from starts cold) until a warm completes.
+	StateIncomplete = "incomplete"
+	// StateAbandoned: a per-job cache (made by --from) whose holder died
+	// before its job ended; gc removes it.
+	StateAbandoned = "abandoned"
 )
 
 // States lists every state, for reports and metrics.
-var States = []string{StateIdle, StateInUse, StateOrphaned, StateReleaseFailed, StateDamaged}
+var States = []string{StateIdle, StateInUse, StateOrphaned, StateReleaseFailed, StateDamaged, StateIncomplete,
+	StateAbandoned}
 
 // Where an entry's used bytes and inodes come from.
 const (
@@ -49,8 +57,9 @@ type Entry struct {
 	CapBytes int64 `json:"cap_bytes"`
 	// ApparentBytes is the image's st_size (loop caches).
 	ApparentBytes int64 `json:"apparent_bytes"`
-	// AllocatedBytes is what the image takes on the host (st_blocks×512);
-	// for dir and vfs caches, the walked usage (--deep only).
+	// AllocatedBytes is what the image takes on the host (st_blocks×512),
+	// its kept earlier generations included (PreviousBytes); for dir and
+	// vfs caches, the walked usage (--deep only).
 	AllocatedBytes int64 `json:"allocated_bytes"`
 	// SharedBytes is the part of AllocatedBytes that shares blocks with
 	// other files (reflink clones, generations): Summarize counts those
@@ -82,8 +91,12 @@ type Entry struct {
 	Generation int    `json:"generation"`
 	Parent     string `json:"parent,omitempty"`
 	Clone      bool   `json:"clone"`
-	// PreviousGenerations counts the earlier generations kept.
-	PreviousGenerations int `json:"previous_generations"`
+	// PreviousGenerations counts the earlier generations kept, and
+	// PreviousBytes is what they take on the host (their images' allocated
+	// bytes; dir caches' only with --deep). Blocks they share with the
+	// current generation count once in the totals.
+	PreviousGenerations int   `json:"previous_generations"`
+	PreviousBytes       int64 `json:"previous_bytes"`
 	// StorageDriver is the driver the inner daemon must use; ImageStore
 	// the store it holds (graphdriver or snapshotter, "" while unknown).
 	StorageDriver string `json:"storage_driver"`
@@ -147,22 +160,24 @@ func (r *Root) List(ctx context.Context, opts ListOptions) ([]Entry, error) {
 	return out, nil // ReadDir sorts by name: by key
 }
 
-// problemState marks an entry that is not held but not idle either: its
-// record says damaged or release-failed, or its image is still bound.
-func (r *Root) problemState(e *Entry, rec *Record, bound map[string][]string) {
-	if e.State != StateIdle || e.Err != nil {
-		return
-	}
-	switch devs := bound[r.imagePath(e.Key)]; {
-	case rec.Damaged != nil:
-		e.State, e.Reason = StateDamaged, rec.Damaged.Reason
-	case len(devs) > 0:
-		e.State, e.Reason = StateOrphaned, "no live lease, but still bound to "+strings.Join(devs, ", ")
+// facts gathers what StateOf needs of key: flocks and bound are the
+// lock holders and bound images read once for a whole listing.
+func (r *Root) facts(rec *Record, held bool, bound map[string][]string) Facts {
+	return Facts{Held: held, Bound: bound[r.imagePath(rec.Key)], Damaged: rec.Damaged,
+		ReleaseFailed: rec.ReleaseFailed, Incomplete: rec.Incomplete, Abandoned: rec.Abandoned}
+}
+
+// setState sets the entry's state from the facts, naming the processes
+// that still use an orphaned cache.
+func (r *Root) setState(e *Entry, f Facts, rec *Record) {
+	e.State, e.Reason = StateOf(f)
+	switch e.State {
+	case StateOrphaned:
 		if use, err := volumes.FindImageUse(r.imagePath(e.Key), r.MountPath(e.Key)); err == nil && len(use.Users) > 0 {
 			e.Reason, e.PIDs = (&volumes.ImageInUseError{Use: use}).Error(), processPIDs(use)
 		}
-	case rec.ReleaseFailed != nil:
-		e.State, e.Reason, e.PIDs = StateReleaseFailed, rec.ReleaseFailed.Reason, rec.ReleaseFailed.PIDs
+	case StateReleaseFailed:
+		e.PIDs = rec.ReleaseFailed.PIDs
 	}
 }
 
@@ -189,12 +204,12 @@ func (r *Root) entry(ctx context.Context, key string, flocks map[fileID]int, bou
 		e.Err = err
 	}
 	if held {
-		e.State, e.HolderPID = StateInUse, pid
+		e.HolderPID = pid
 	}
 	if err := r.usage(ctx, rec, held, opts, &e); err != nil {
 		e.Err = err
 	}
-	r.problemState(&e, rec, bound)
+	r.setState(&e, r.facts(rec, held, bound), rec)
 	return e
 }
 
@@ -223,7 +238,30 @@ func (r *Root) usage(ctx context.Context, rec *Record, held bool, opts ListOptio
 			e.shared, e.SharedBytes = shared, int64(volumes.UnionBytes(shared))
 		}
 	}
+	r.previousUsage(rec, e)
 	return r.loopUsage(rec, held, e)
+}
+
+// previousUsage adds the kept earlier generations of a loop cache to the
+// entry: their allocated bytes in PreviousBytes, the extents they share
+// (with the current generation, or each other) to the entry's shared ones.
+func (r *Root) previousUsage(rec *Record, e *Entry) {
+	for _, name := range rec.Previous {
+		path, ok := r.previousPath(rec, name)
+		if !ok {
+			continue
+		}
+		_, allocated, regular, err := fileSizes(path)
+		if err != nil || !regular || allocated == 0 {
+			continue
+		}
+		if _, shared, err := volumes.FileExtents(path); err == nil && len(shared) > 0 {
+			e.shared = append(e.shared, shared...)
+			e.SharedBytes += int64(volumes.UnionBytes(shared))
+		}
+		e.PreviousBytes += allocated
+		e.AllocatedBytes += allocated
+	}
 }
 
 // loopUsage fills used bytes and inodes of a loop cache: statfs while it is
@@ -260,28 +298,32 @@ func (r *Root) mountedUsage(key string) *Usage {
 
 // Summary totals a list and gives the host filesystem's room.
 type Summary struct {
-	Caches         int    `json:"caches"`
-	InUse          int    `json:"in_use"`
-	CapBytes       int64  `json:"cap_bytes"`
-	ApparentBytes  int64  `json:"apparent_bytes"`
-	AllocatedBytes int64  `json:"allocated_bytes"`
-	UsedBytes      int64  `json:"used_bytes"`
-	HostFreeBytes  int64  `json:"host_free_bytes"`
-	HostBytes      int64  `json:"host_bytes"`
-	HostFreeInodes uint64 `json:"host_free_inodes"`
-	HostInodes     uint64 `json:"host_inodes"`
+	Caches int `json:"caches"`
+	// InUse counts the caches a live process holds; States counts every
+	// state that some cache is in.
+	InUse          int            `json:"in_use"`
+	States         map[string]int `json:"states"`
+	CapBytes       int64          `json:"cap_bytes"`
+	ApparentBytes  int64          `json:"apparent_bytes"`
+	AllocatedBytes int64          `json:"allocated_bytes"`
+	UsedBytes      int64          `json:"used_bytes"`
+	HostFreeBytes  int64          `json:"host_free_bytes"`
+	HostBytes      int64          `json:"host_bytes"`
+	HostFreeInodes uint64         `json:"host_free_inodes"`
+	HostInodes     uint64         `json:"host_inodes"`
 }
 
 // Summarize totals entries and reads the host filesystem's free room.
 // Blocks that several caches share (reflink clones of a warm cache) count
 // once in AllocatedBytes, as the host filesystem holds them once.
 func (r *Root) Summarize(entries []Entry) (Summary, error) {
-	var s Summary
+	s := Summary{States: map[string]int{}}
 	var shared []volumes.Extent
 	for _, e := range entries {
 		s.Caches++
-		if e.State != StateIdle {
-			s.InUse++ // held, or still used without a lease
+		s.States[e.State]++
+		if e.State == StateInUse {
+			s.InUse++
 		}
 		s.CapBytes += e.CapBytes
 		s.ApparentBytes += e.ApparentBytes

@@ -78,6 +78,13 @@ type Record struct {
 	// ReleaseFailed is set when the last release could not unmount or
 	// detach the cache (something still used it); the next use clears it.
 	ReleaseFailed *Problem `json:"release_failed,omitempty"`
+	// Incomplete is set while a warm fills the cache, and cleared when it
+	// completes: a warm killed or failed leaves it, and the cache is never
+	// served as warm (StateIncomplete) until a warm completes.
+	Incomplete *Problem `json:"incomplete,omitempty"`
+	// Abandoned is set on a per-job cache whose holder died before its job
+	// ended (StateAbandoned): gc removes it.
+	Abandoned *Problem `json:"abandoned,omitempty"`
 	// PerJob marks a cache made by --from for one job (a clone of a warm
 	// cache, or a cold stand-in on a miss): its user removes it after use
 	// unless it was committed or asked to keep it.

@@ -32,6 +32,7 @@ const (
 	FindDeadLease    = "dead-lease"    // processes of a lease whose holder died
 	FindOrphaned     = "orphaned"      // processes outside any live lease that still use the image
 	FindDamaged      = "damaged"       // a cache a release found damaged: kept for `dindstore repair`
+	FindAbandoned    = "abandoned"     // a per-job cache whose holder died before its job ended
 )
 
 // Finding is one thing Recover found, and what it did about it.
@@ -291,6 +292,9 @@ func (r *Root) repairLocked(ctx context.Context, key string, o repairOpts) (out 
 			f.Note = fmt.Sprintf("holder pid %d (%s) is gone", owner.PID, owner.CommandLine())
 		}
 		act(f, func() (string, error) { return "", r.removeOwner(key) })
+		if !o.dryRun && firstErr == nil {
+			r.markAbandoned(key, owner)
+		}
 	}
 	unmounted := false
 	for _, p := range []string{r.MountPath(key), r.dataPath(key)} {
@@ -493,4 +497,19 @@ func removeTemp(p string) error {
 func processAlive(pid int) bool {
 	_, err := processStartTime(pid)
 	return err == nil
+}
+
+// markAbandoned marks a per-job cache whose holder (owner) died without
+// releasing it: its job never ended, so nothing will commit or remove it;
+// gc removes it (StateAbandoned). Another cache is left as it is.
+func (r *Root) markAbandoned(key string, owner *Owner) {
+	reason := "its holder died before its job ended"
+	if owner != nil {
+		reason = fmt.Sprintf("its holder, pid %d (%s), died before its job ended", owner.PID, owner.CommandLine())
+	}
+	_ = r.updateRecord(key, func(rec *Record) {
+		if rec.PerJob {
+			rec.Abandoned = &Problem{Reason: reason, At: time.Now().UTC()}
+		}
+	})
 }

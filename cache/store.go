@@ -336,13 +336,21 @@ func (r *Root) mountedDevice(key string) (string, error) {
 // removePrevious removes earlier generations of a warm cache (file or
 // directory names next to its backing, see previousName).
 func (r *Root) removePrevious(rec *Record, names []string) {
-	dir := filepath.Dir(r.backing(rec, rec.Key))
 	for _, n := range names {
-		if filepath.Base(n) != n || !strings.HasPrefix(n, filepath.Base(r.backing(rec, rec.Key))+"@g") {
-			continue // not a name dindstore gave: never follow it out
+		if path, ok := r.previousPath(rec, n); ok {
+			_ = os.RemoveAll(path)
 		}
-		_ = os.RemoveAll(filepath.Join(dir, n))
 	}
+}
+
+// previousPath is where the earlier generation name of rec lies, next to
+// its backing; false for a name dindstore never gave (never followed out).
+func (r *Root) previousPath(rec *Record, name string) (string, bool) {
+	backing := r.backing(rec, rec.Key)
+	if filepath.Base(name) != name || !strings.HasPrefix(name, filepath.Base(backing)+"@g") {
+		return "", false
+	}
+	return filepath.Join(filepath.Dir(backing), name), true
 }
 
 // Exists reports whether a cache has a record under key.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dindstore/dindstore/launch"
+	"github.com/dindstore/dindstore/proctree"
 	"github.com/docker/docker/client"
 )
 
@@ -199,16 +200,52 @@ func (d *Daemon) Start(ctx context.Context, l Lease) error {
 	return d.Func.Start(ctx, l)
 }
 
-func (d *Daemon) run(ctx context.Context, l Lease) (err error) {
+// filling is a lease that records a fill in progress (cache.Lease): a
+// warm that does not complete leaves its cache marked incomplete, never
+// served as warm.
+type filling interface {
+	MarkIncomplete(reason string) error
+	MarkComplete() error
+}
+
+func (d *Daemon) run(ctx context.Context, l Lease) error {
 	argv, _, err := PinCommand(l, append([]string{"dockerd"}, d.Flags...), os.Environ())
 	if err != nil {
 		return err
 	}
+	f, marks := l.(filling)
+	if marks {
+		reason := fmt.Sprintf("a warm by pid %d, started %s, did not finish; warm it again",
+			os.Getpid(), time.Now().UTC().Format(time.RFC3339))
+		if err := f.MarkIncomplete(reason); err != nil {
+			return err
+		}
+	}
+	if err := d.fill(ctx, l, argv[1:]); err != nil {
+		return err
+	}
+	if marks {
+		return f.MarkComplete()
+	}
+	return nil
+}
+
+// fill starts the daemon, fills the cache through it and stops it cleanly.
+func (d *Daemon) fill(ctx context.Context, l Lease, flags []string) (err error) {
 	started := func(error) {}
 	if d.Starting != nil {
 		started = d.Starting()
 	}
-	dmn, err := launch.StartDaemon(ctx, l.MountPath(), argv[1:], d.Log, d.StartTimeout)
+	cfg := launch.DaemonConfig{DataRoot: l.MountPath(), Flags: flags, Log: d.Log, Timeout: d.StartTimeout}
+	if g, ok := l.(interface{ Group() *proctree.Group }); ok && g.Group() != nil {
+		// In the lease's group: a holder killed takes the daemon's whole
+		// tree with it (its guard ends the group).
+		if cfg.Cgroup, err = g.Group().Dir(); err != nil {
+			return err
+		}
+		defer cfg.Cgroup.Close()
+	}
+	dmn, err := launch.StartDaemonWith(ctx, cfg)
 	started(err)
 	if err != nil {
 		return fmt.Errorf("inner dockerd on %q: %w", l.Key(), err)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -44,7 +45,8 @@ var guardCommand = &cli.Command{
 			fmt.Fprintf(os.Stderr, "%s dindstore guard: holder %d of %s is gone: %s\n",
 				time.Now().UTC().Format(time.RFC3339), c.Int("holder"), key, f)
 		}
-		return err
+		// A warm's daemon directory (socket, exec root): its tree is ended.
+		return errors.Join(err, launch.RemoveDaemonDirs(c.Int("holder")))
 	},
 }
 

@@ -106,11 +106,23 @@ func writeTable(w io.Writer, entries []cache.Entry, sum cache.Summary) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(w, "%d caches (%d in use): cap %s, allocated %s on the host, %s used inside\n"+
+	_, err := fmt.Fprintf(w, "%d caches (%s): cap %s, allocated %s on the host, %s used inside\n"+
 		"host filesystem: %s free of %s, %d of %d inodes free\n",
-		sum.Caches, sum.InUse, human(sum.CapBytes), human(sum.AllocatedBytes), human(sum.UsedBytes),
+		sum.Caches, stateCounts(sum), human(sum.CapBytes), human(sum.AllocatedBytes), human(sum.UsedBytes),
 		human(sum.HostFreeBytes), human(sum.HostBytes), sum.HostFreeInodes, sum.HostInodes)
 	return err
+}
+
+// stateCounts says how many caches are in use and in each other state
+// but idle, in the order of cache.States: "2 in use, 1 damaged".
+func stateCounts(sum cache.Summary) string {
+	parts := []string{fmt.Sprintf("%d in use", sum.InUse)}
+	for _, st := range cache.States {
+		if n := sum.States[st]; n > 0 && st != cache.StateInUse && st != cache.StateIdle {
+			parts = append(parts, fmt.Sprintf("%d %s", n, st))
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 // generation shows a warm cache's generation, or whose clone a cache is.
@@ -118,8 +130,10 @@ func generation(e cache.Entry) string {
 	switch {
 	case e.Clone:
 		return fmt.Sprintf("clone of %s (g%d)", e.Parent, e.Generation)
-	case e.Generation > 0 || e.PreviousGenerations > 0:
-		return fmt.Sprintf("g%d (+%d kept)", e.Generation, e.PreviousGenerations)
+	case e.PreviousGenerations > 0:
+		return fmt.Sprintf("g%d (+%d kept, %s)", e.Generation, e.PreviousGenerations, human(e.PreviousBytes))
+	case e.Generation > 0:
+		return fmt.Sprintf("g%d", e.Generation)
 	}
 	return "-"
 }

@@ -35,6 +35,10 @@ var warmCommand = &cli.Command{
 		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "show no progress"},
 	),
 	Action: func(c *cli.Context) error {
+		if c.NArg() > 1 {
+			return fmt.Errorf("%w: warm takes one KEY, got %d arguments; give each image a flag of its own "+
+				"(--from-host A --from-host B, or --pull A --pull B)", errUsage, c.NArg())
+		}
 		key, err := oneKey(c)
 		if err != nil {
 			return err
@@ -73,7 +77,9 @@ func warm(c *cli.Context, root *cache.Root, key string, fromHost, pull []string)
 		Fill: func(ctx context.Context, inner *client.Client) error {
 			return fillCache(ctx, inner, fromHost, pull, prog)
 		}}
-	acquire := handoff.From(root, key, cache.ModeWarm, os.Args, opts, nil)
+	var guard guardTimer
+	defer guard.stop()
+	acquire := handoff.From(root, key, cache.ModeWarm, os.Args, opts, guard.setup(root, key))
 	_, err = handoff.Hand(c.Context, acquire, d, handoff.Options{CatchSignals: true})
 	if err != nil && !errors.Is(err, handoff.ErrNotStarted) {
 		err = fmt.Errorf("warm %q: %w; see %s", key, err, root.LogPath(key))
