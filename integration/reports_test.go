@@ -35,6 +35,9 @@ type entryJSON struct {
 	UsageSource    string `json:"usage_source"`
 	HolderPID      int    `json:"holder_pid"`
 	Generation     int    `json:"generation"`
+	Hits           int64  `json:"hits"`
+	Misses         int64  `json:"misses"`
+	PreviousBytes  int64  `json:"previous_bytes"`
 }
 
 func listJSON(t *testing.T, root string) map[string]entryJSON {

@@ -247,11 +247,25 @@ func (g *Group) Remove() error {
 		return nil
 	})
 	for i := len(dirs) - 1; i >= 0; i-- {
-		if err := unix.Rmdir(dirs[i]); err != nil && !errors.Is(err, unix.ENOENT) {
+		if err := rmdirSettled(dirs[i]); err != nil && !errors.Is(err, unix.ENOENT) {
 			return fmt.Errorf("proctree: remove group %s: %w", dirs[i], err)
 		}
 	}
 	return nil
+}
+
+// rmdirSettled removes a cgroup directory, retrying EBUSY for up to two
+// seconds: a process SIGKILLed a moment ago counts as dead for Members but
+// stays in its cgroup until the kernel has finished its exit.
+func rmdirSettled(dir string) error {
+	var err error
+	for try := 0; try < 100; try++ {
+		if err = unix.Rmdir(dir); !errors.Is(err, unix.EBUSY) {
+			return err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return err
 }
 
 // KillAll SIGKILLs the processes and waits until none of them is alive, or

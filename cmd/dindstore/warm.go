@@ -12,6 +12,7 @@ import (
 
 	"github.com/dindstore/dindstore/cache"
 	"github.com/dindstore/dindstore/handoff"
+	"github.com/dindstore/dindstore/internal/fault"
 	"github.com/dindstore/dindstore/launch"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
@@ -115,7 +116,8 @@ func fillCache(ctx context.Context, inner *client.Client, fromHost, pull []strin
 }
 
 // copyFromHost streams `docker save` from the host's daemon into `docker
-// load` of the inner one.
+// load` of the inner one, an image at a time (layers the inner daemon has
+// already are skipped by its load).
 func copyFromHost(ctx context.Context, inner *client.Client, refs []string, prog *progress) error {
 	host, err := launch.NewClient()
 	if err != nil {
@@ -130,20 +132,34 @@ func copyFromHost(ctx context.Context, inner *client.Client, refs []string, prog
 		}
 		total += info.Size
 	}
-	saved, err := host.ImageSave(ctx, refs)
+	s := prog.step(fmt.Sprintf("copy %d images from the host", len(refs)), total, true)
+	err = fault.Point("before-warm-copy")
+	for i := 0; err == nil && i < len(refs); i++ {
+		if err = copyImage(ctx, host, inner, refs[i], s); err == nil && i == 0 {
+			err = fault.Point("during-warm-copy")
+		}
+	}
+	if err == nil {
+		err = fault.Point("after-warm-copy")
+	}
+	s.done(err, true)
+	return err
+}
+
+// copyImage copies one image from the host's daemon into the inner one.
+func copyImage(ctx context.Context, host, inner *client.Client, ref string, s *step) error {
+	saved, err := host.ImageSave(ctx, []string{ref})
 	if err != nil {
-		return fmt.Errorf("save %v from the host: %w", refs, err)
+		return fmt.Errorf("save %s from the host: %w", ref, err)
 	}
 	defer saved.Close()
-	s := prog.step(fmt.Sprintf("copy %d images from the host", len(refs)), total, true)
 	resp, err := inner.ImageLoad(ctx, s.reader(saved))
 	if err == nil {
 		err = readJSONStream(resp.Body, nil)
 		resp.Body.Close()
 	}
-	s.done(err, true)
 	if err != nil {
-		return fmt.Errorf("load %v into the cache: %w", refs, err)
+		return fmt.Errorf("load %s into the cache: %w", ref, err)
 	}
 	return nil
 }

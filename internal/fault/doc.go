@@ -16,4 +16,11 @@
 //	during-grow     grow: the image file is longer, the filesystem not yet resized
 //	during-rm       rm: the record is gone, the data not yet
 //	during-commit   commit: the warm cache's data moved aside, the clone's not yet in
+//
+// The points of warm (WarmNames), reached with images to copy from the
+// host's daemon:
+//
+//	before-warm-copy warm: the inner daemon answers, no image copied yet
+//	during-warm-copy warm: the first image is in, the others not yet
+//	after-warm-copy  warm: every image is in, the inner daemon not yet stopped
 package fault

@@ -13,3 +13,7 @@ var Names = []string{
 	"after-truncate", "after-mkfs", "after-record",
 	"after-attach", "after-mount", "while-tree-runs", "during-grow", "during-rm", "during-commit",
 }
+
+// WarmNames lists the failure points of warm, which need images on a host
+// daemon to reach (see the package doc).
+var WarmNames = []string{"before-warm-copy", "during-warm-copy", "after-warm-copy"}
