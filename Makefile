@@ -8,7 +8,7 @@ BIN      := bin/dindstore
 DEPS     := mkfs.ext4:e2fsprogs mkfs.xfs:xfsprogs dockerd:docker.io docker:docker.io \
             containerd:containerd runc:runc busybox:busybox-static rsync:rsync openssl:openssl jq:jq \
             rootlesskit:rootlesskit newuidmap:uidmap slirp4netns:slirp4netns ip:iproute2 nsenter:util-linux \
-            docker-registry:docker-registry
+            docker-registry:docker-registry mkfs.btrfs:btrfs-progs
 TESTFLAGS ?= -count=1 -timeout 45m
 # a current engine (dockerd 29 era, containerd 2, runc 1.5), built from the Go
 # module proxy by `make engine` (cached: only the first build is slow)

@@ -222,6 +222,27 @@ func (r *Root) Remove(ctx context.Context, key string) error {
 	return r.removeLocked(ctx, key, rec)
 }
 
+// RemoveUnused removes key if it was never used (no lease ever mounted it:
+// its record has no last use) and nobody holds it, under its lock: for a
+// command that created the cache and then failed before using it (refused
+// by admission, say), so that a refused command leaves nothing behind.
+// removed says whether it did.
+func (r *Root) RemoveUnused(ctx context.Context, key string) (removed bool, err error) {
+	if err := ValidateKey(key); err != nil {
+		return false, err
+	}
+	l, err := r.tryLock(key)
+	if err != nil {
+		return false, err
+	}
+	defer l.release()
+	rec, err := r.readRecord(key)
+	if err != nil || !rec.LastUsed.IsZero() {
+		return false, err
+	}
+	return true, r.removeLocked(ctx, key, rec)
+}
+
 // removeLocked deletes a cache whose lock the caller holds: what an earlier
 // holder left mounted or attached, then the record (first), then the data,
 // the earlier generations of rec (when given), the log, the owner record

@@ -103,3 +103,32 @@ func fileSum(t *testing.T, path string) [32]byte {
 	copy(s[:], h.Sum(nil))
 	return s
 }
+
+// TestRefusedRunLeavesNothing: a run (or warm) refused by admission before
+// its command ran removes the cache it had just created; a cache that was
+// there before is kept.
+func TestRefusedRunLeavesNothing(t *testing.T) {
+	requireSuite(t)
+	root := filepath.Join(t.TempDir(), "root")
+	t.Cleanup(func() { cleanupRoot(t, root) })
+	mustRun(t, root, "create", "old", "--kind", "loop", "--size", "256MiB")
+	for _, key := range []string{"new", "old"} {
+		r := dindstore(t, root, "run", key, "--kind", "loop", "--size", "256MiB", "--keep-free", "99.99%", "--", "true")
+		if r.code != 76 {
+			t.Fatalf("run %s on a host kept 99.99%% free: exit %d, want 76: %s", key, r.code, r.stderr)
+		}
+	}
+	l := listJSON(t, root)
+	if _, ok := l["new"]; ok {
+		t.Errorf("the refused run left the cache it created: %+v", l["new"])
+	}
+	if _, ok := l["old"]; !ok {
+		t.Error("a refused run removed a cache it did not create")
+	}
+	for _, d := range []string{"images", "mounts", "locks"} {
+		if left, _ := filepath.Glob(filepath.Join(root, d, "new*")); len(left) > 0 {
+			t.Errorf("the refused run left %v", left)
+		}
+	}
+	assertNothingLeft(t, root)
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -40,13 +41,36 @@ var createCommand = &cli.Command{
 // it only a creation is reported, on stderr (stdout belongs to the command
 // that run starts).
 func ensureCache(c *cli.Context, key string, verbose bool) (*cache.Root, error) {
+	root, _, err := ensureCacheCreated(c, key, verbose)
+	return root, err
+}
+
+// dropUnused removes the cache key that this command created (created)
+// when the command failed (err) before the cache was ever used — refused by
+// admission, say: a refused command leaves no cache behind. It returns err.
+func dropUnused(c *cli.Context, root *cache.Root, key string, created bool, err error) error {
+	if !created || err == nil {
+		return err
+	}
+	switch removed, rerr := root.RemoveUnused(context.WithoutCancel(c.Context), key); {
+	case rerr != nil:
+		fmt.Fprintf(c.App.ErrWriter, "dindstore: remove cache %s, made by this command and never used: %v\n", key, rerr)
+	case removed:
+		fmt.Fprintf(c.App.ErrWriter, "%s: removed again: made by this command, never used\n", key)
+	}
+	return err
+}
+
+// ensureCacheCreated is ensureCache that also says whether it created the
+// cache.
+func ensureCacheCreated(c *cli.Context, key string, verbose bool) (*cache.Root, bool, error) {
 	spec, err := specFromFlags(c)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	root, err := openRoot(c, true)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	var rec *cache.Record
 	var created bool
@@ -56,7 +80,7 @@ func ensureCache(c *cli.Context, key string, verbose bool) (*cache.Root, error) 
 		rec, created, err = root.Create(c.Context, key, spec)
 	}
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	switch {
 	case verbose:
@@ -67,7 +91,7 @@ func ensureCache(c *cli.Context, key string, verbose bool) (*cache.Root, error) 
 	if created && rec.Kind == volumes.Loop {
 		warnOvercommit(c.App.ErrWriter, root)
 	}
-	return root, nil
+	return root, created, nil
 }
 
 // warnOvercommit says when the caps of all loop caches exceed the host

@@ -59,19 +59,19 @@ var launchCommand = &cli.Command{
 		if _, _, err := parseOwner(c.String("owner")); err != nil {
 			return err
 		}
-		root, err := ensureCache(c, key, false)
+		root, created, err := ensureCacheCreated(c, key, false)
 		if err != nil {
 			return err
 		}
 		if c.Bool("detach") {
 			rep, err := startHolder(root, key, append([]string{"--mode", cache.ModeLaunch}, forwardFlags(c, args)...)...)
 			if err != nil {
-				return err
+				return dropUnused(c, root, key, created, err)
 			}
 			_, err = fmt.Fprintf(c.App.Writer, "%s\n", rep.ContainerID)
 			return err
 		}
-		return afterJob(c, root, key, launchForeground(c, root, key, args))
+		return afterJob(c, root, key, dropUnused(c, root, key, created, launchForeground(c, root, key, args)))
 	},
 }
 

@@ -37,11 +37,11 @@ var runCommand = &cli.Command{
 		if on := c.String("commit-on"); on != "" && on != "success" {
 			return fmt.Errorf("%w: --commit-on %q: the only condition is success", errUsage, on)
 		}
-		root, err := ensureCache(c, key, false)
+		root, created, err := ensureCacheCreated(c, key, false)
 		if err != nil {
 			return err
 		}
-		err = runLeased(c, root, key, argv, c.Bool("reset"))
+		err = dropUnused(c, root, key, created, runLeased(c, root, key, argv, c.Bool("reset")))
 		if err == nil && c.String("commit-on") == "success" {
 			err = promote(c, root, key)
 		}

@@ -48,11 +48,11 @@ var warmCommand = &cli.Command{
 		if len(fromHost) == 0 && len(pull) == 0 {
 			return fmt.Errorf("%w: warm needs --from-host IMAGE or --pull IMAGE", errUsage)
 		}
-		root, err := ensureCache(c, key, false)
+		root, created, err := ensureCacheCreated(c, key, false)
 		if err != nil {
 			return err
 		}
-		return warm(c, root, key, fromHost, pull)
+		return dropUnused(c, root, key, created, warm(c, root, key, fromHost, pull))
 	},
 }
 
