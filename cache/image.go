@@ -105,6 +105,10 @@ func (r *Root) checkAgainstRecord(image *os.File, rec *Record) error {
 		return fmt.Errorf("%w: the %s filesystem in %s is %d bytes but the file only %d: the image was changed "+
 			"behind dindstore's back; remove the cache (dindstore rm %s)", ErrDamaged, rec.FS, image.Name(),
 			st.SizeBytes, size, rec.Key)
+	} else if err == nil && rec.FSUUID != "" && st.UUID != rec.FSUUID {
+		return fmt.Errorf("%w: %s holds another filesystem (uuid %s) than cache %q was made with (uuid %s): it was "+
+			"replaced behind dindstore's back; remove the cache (dindstore rm %s)", ErrDamaged, image.Name(), st.UUID,
+			rec.Key, rec.FSUUID, rec.Key)
 	}
 	if size > rec.CapBytes {
 		return fmt.Errorf("cache %q: the image is %d bytes, its cap %d: %w", rec.Key, size, rec.CapBytes, errGrowCut)

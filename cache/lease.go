@@ -505,7 +505,10 @@ func (l *Lease) superblockErrors() error {
 	if l.record.Kind != volumes.Loop {
 		return nil
 	}
-	st, err := volumes.ReadStats(l.root.imagePath(l.record.Key), l.record.FS)
+	if l.image == nil {
+		return nil
+	}
+	st, err := volumes.ReadStats(volumes.FDPath(l.image), l.record.FS) // the held image, never a name
 	if err != nil || st.Errors == "" {
 		return nil
 	}

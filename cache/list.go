@@ -229,10 +229,15 @@ func (r *Root) usage(ctx context.Context, rec *Record, held bool, opts ListOptio
 		e.AllocatedBytes, e.UsedBytes, e.InodesUsed, e.UsageSource = u.Size, u.Size, uint64(u.Inodes), UsageWalk
 		return nil
 	}
-	var err error
-	if e.ApparentBytes, e.AllocatedBytes, _, err = fileSizes(r.imagePath(rec.Key)); err != nil {
+	apparent, allocated, regular, err := fileSizes(r.imagePath(rec.Key))
+	switch {
+	case err != nil:
 		return fmt.Errorf("stat image of %q: %w", rec.Key, err)
+	case !regular:
+		// A link or FIFO put there behind dindstore's back: never read through.
+		return fmt.Errorf("%w: the image %s of %q is not a regular file", ErrInvalid, r.imagePath(rec.Key), rec.Key)
 	}
+	e.ApparentBytes, e.AllocatedBytes = apparent, allocated
 	if e.AllocatedBytes > 0 {
 		if _, shared, err := volumes.FileExtents(r.imagePath(rec.Key)); err == nil && len(shared) > 0 {
 			e.shared, e.SharedBytes = shared, int64(volumes.UnionBytes(shared))

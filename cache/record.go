@@ -37,6 +37,10 @@ type Record struct {
 	// (which a reflink changes). 0 in records of older versions: read from
 	// the superblock.
 	BlockSize uint32 `json:"block_size,omitempty"`
+	// FSUUID is the UUID of the filesystem a loop image was made with (a
+	// clone has its source's): an image holding another filesystem was
+	// replaced behind dindstore's back, and is damaged.
+	FSUUID string `json:"fs_uuid,omitempty"`
 	// StorageDriver is the graph driver the inner daemon must use, as the
 	// last probe on the mounted cache decided (see pinDriver).
 	StorageDriver string `json:"storage_driver"`

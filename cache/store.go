@@ -166,7 +166,11 @@ func (r *Root) createBacking(ctx context.Context, rec *Record, spec Spec) error 
 		if err := volumes.CreateImage(ctx, r.imagePath(rec.Key), rec.CapBytes, rec.FS); err != nil {
 			return err
 		}
-		var err error
+		st, err := volumes.ReadStats(r.imagePath(rec.Key), rec.FS)
+		if err != nil {
+			return err
+		}
+		rec.FSUUID = st.UUID
 		rec.BlockSize, err = volumes.ImageBlockSize(r.imagePath(rec.Key), rec.FS, 0)
 		return err
 	case volumes.Dir:

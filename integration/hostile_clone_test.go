@@ -23,8 +23,8 @@ func btrfsHost(t *testing.T, size int64) string {
 	dir := t.TempDir()
 	image, mnt := filepath.Join(dir, "host.img"), filepath.Join(dir, "host")
 	must(t, os.Mkdir(mnt, 0o755))
-	must(t, os.Truncate(image, size))
-	for _, args := range [][]string{{"mkfs.btrfs", "-q", image}, {"mount", "-o", "loop", image, mnt}} {
+	for _, args := range [][]string{{"truncate", "-s", fmt.Sprint(size), image}, {"mkfs.btrfs", "-q", image},
+		{"mount", "-o", "loop", image, mnt}} {
 		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
 			t.Fatalf("%v: %v: %s", args, err, out)
 		}
@@ -51,8 +51,9 @@ func btrfsHost(t *testing.T, size int64) string {
 func TestClonesMountOnReflinkHosts(t *testing.T) {
 	requireSuite(t)
 	hosts := map[string]func(t *testing.T) string{
-		"xfs":   func(t *testing.T) string { return hostFS(t, 4<<30, volumes.XFS) },
-		"btrfs": func(t *testing.T) string { return btrfsHost(t, 4<<30) },
+		// Sparse hosts large enough to admit the 20 GiB cache.
+		"xfs":   func(t *testing.T) string { return hostFS(t, 32<<30, volumes.XFS) },
+		"btrfs": func(t *testing.T) string { return btrfsHost(t, 32<<30) },
 	}
 	caches := []struct{ fs, size string }{{"ext4", "256MiB"}, {"ext4", "20GiB"}, {"xfs", "1GiB"}}
 	for name, host := range hosts {

@@ -71,12 +71,15 @@ func TestImageChangedBehindBack(t *testing.T) {
 	requireSuite(t)
 	root := filepath.Join(t.TempDir(), "root")
 	t.Cleanup(func() { cleanupRoot(t, root) })
-	for _, key := range []string{"cut", "gone"} {
+	for _, key := range []string{"cut", "gone", "swapped", "stranger"} {
 		mustRun(t, root, "run", key, "--kind", "loop", "--size", "256MiB", "--", "sh", "-c", "echo mine > {mount}/f")
 	}
 	must(t, os.Truncate(filepath.Join(root, "images", "cut.img"), 128<<20))
 	must(t, os.Remove(filepath.Join(root, "images", "gone.img")))
-	for _, c := range []struct{ key, says string }{{"cut", "cut short"}, {"gone", "image missing"}} {
+	// Another filesystem of the same size in its place.
+	must(t, os.Rename(filepath.Join(root, "images", "stranger.img"), filepath.Join(root, "images", "swapped.img")))
+	for _, c := range []struct{ key, says string }{{"cut", "cut short"}, {"gone", "image missing"},
+		{"swapped", "another filesystem"}} {
 		for _, step := range []string{"first", "after recover"} {
 			r := dindstore(t, root, "run", c.key, "--", "cat", "{mount}/f")
 			if r.code != 74 || !strings.Contains(r.stderr, c.says) {

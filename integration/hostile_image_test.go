@@ -53,6 +53,12 @@ func TestHostileImageDecoy(t *testing.T) {
 			copyFile(t, image, decoy) // a valid filesystem: following the link would mount and change it
 			want := fileSum(t, decoy)
 			swap(t, image, decoy)
+			// A cache never used: ls reads its superblock (no figures of a release).
+			mustRun(t, root, "create", "fresh", "--kind", "loop", "--size", "256MiB")
+			fresh, decoy2 := filepath.Join(root, "images", "fresh.img"), filepath.Join(dir, "decoy2.img")
+			copyFile(t, fresh, decoy2)
+			want2 := fileSum(t, decoy2)
+			swap(t, fresh, decoy2)
 			for _, args := range decoyCommands {
 				r := dindstore(t, root, args...)
 				t.Logf("%v: exit %d: %s", args, r.code, lastLines(r.stderr, 2))
@@ -65,6 +71,9 @@ func TestHostileImageDecoy(t *testing.T) {
 					} else if !strings.Contains(r.stderr, "victim") {
 						t.Errorf("%v: the refusal names no path: %s", args, r.stderr)
 					}
+				}
+				if got := fileSum(t, decoy2); got != want2 {
+					t.Fatalf("%v changed the second file outside the root through a %s image", args, name)
 				}
 				if got := fileSum(t, decoy); got != want {
 					t.Fatalf("%v changed the file outside the root through a %s image", args, name)

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dindstore/dindstore/cache"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"golang.org/x/sys/unix"
@@ -326,8 +327,8 @@ func checkMetrics(t *testing.T, r io.Reader) {
 			}
 		}
 	}
-	if len(states) != 5 || states["in-use"] != 1 || states["idle"] != 0 || states["damaged"] != 0 {
-		t.Errorf("dindstore_cache_state: %v, want in-use 1 and the other four states 0", states)
+	if len(states) != len(cache.States) || states["in-use"] != 1 || states["idle"] != 0 || states["damaged"] != 0 {
+		t.Errorf("dindstore_cache_state: %v, want in-use 1 and the other %d states 0", states, len(cache.States)-1)
 	}
 }
 

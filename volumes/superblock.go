@@ -28,6 +28,9 @@ type Stats struct {
 	// hold the filesystem: ext4's block size, xfs's sector size. The loop
 	// device of the image must be attached with it (or a smaller one).
 	BlockBytes uint32
+	// UUID is the filesystem's UUID (hex): it tells one filesystem from
+	// another of the same size, and stays through grows, checks and repairs.
+	UUID string
 }
 
 // ReadStats reads the size and use of the filesystem in an unmounted image
@@ -68,7 +71,8 @@ func parseXFS(sb []byte) (Stats, error) {
 		return Stats{}, fmt.Errorf("%w: implausible xfs superblock", ErrCheckFailed)
 	}
 	return Stats{SizeBytes: blocks * bsize, UsedBytes: (blocks - free) * bsize,
-		Inodes: be.Uint64(sb[0x80:0x88]), InodesFree: be.Uint64(sb[0x88:0x90]), BlockBytes: sect}, nil
+		Inodes: be.Uint64(sb[0x80:0x88]), InodesFree: be.Uint64(sb[0x88:0x90]), BlockBytes: sect,
+		UUID: fmt.Sprintf("%x", sb[32:48])}, nil // sb_uuid
 }
 
 // parseExt4 decodes the counters of an ext4 superblock (little-endian).
@@ -90,7 +94,7 @@ func parseExt4(sb []byte) (Stats, error) {
 	shift := 10 + logBlock
 	st := Stats{SizeBytes: int64(blocks << shift), UsedBytes: int64((blocks - free) << shift),
 		Inodes: uint64(le.Uint32(sb[0:4])), InodesFree: uint64(le.Uint32(sb[0x10:0x14])),
-		Errors: ext4Errors(sb), BlockBytes: uint32(1) << shift}
+		Errors: ext4Errors(sb), BlockBytes: uint32(1) << shift, UUID: fmt.Sprintf("%x", sb[0x68:0x78])} // s_uuid
 	const validFS, incompatRecover = 0x0001, 0x0004
 	st.Clean = le.Uint16(sb[0x3a:0x3c])&validFS != 0 && le.Uint32(sb[0x60:0x64])&incompatRecover == 0 && st.Errors == ""
 	return st, nil
