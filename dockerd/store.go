@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -32,15 +33,61 @@ type Engine struct {
 	// Features is true for engines that know --feature (23 and later), and
 	// so can be told which image store to use.
 	Features bool
+	// Major is the engine's major version, 0 when it does not say (an
+	// engine built from source).
+	Major int
 }
 
-// ProbeEngine asks dockerd --help (of the binary argv0) what it knows.
+// snapshotterDefault is the first major version whose fresh data root
+// gets the containerd image store.
+const snapshotterDefault = 29
+
+// DefaultStore is the store the engine picks on its own for a fresh data
+// root: the containerd store from Docker 29 on, the graph driver before.
+// An engine that does not say its version but knows --feature was built
+// from a current source tree, and is taken as current.
+func (e Engine) DefaultStore() string {
+	if e.Major >= snapshotterDefault || (e.Major == 0 && e.Features) {
+		return StoreSnapshotter
+	}
+	return StoreGraphDriver
+}
+
+// ParseMajor reads the major version out of `dockerd --version`'s output
+// or a bare version ("29.1.2", "v28.5.1"); 0 when there is none.
+func ParseMajor(s string) int {
+	s = strings.TrimSpace(s)
+	if rest, ok := strings.CutPrefix(s, "Docker version "); ok {
+		s = rest
+	}
+	s = strings.TrimPrefix(s, "v")
+	digits := s[:len(s)-len(strings.TrimLeft(s, "0123456789"))]
+	if digits == "" || len(digits) > 4 || !strings.HasPrefix(s[len(digits):], ".") {
+		return 0
+	}
+	n, _ := strconv.Atoi(digits)
+	return n
+}
+
+// EngineOfVersion is the engine a version string describes (an image's
+// DOCKER_VERSION, say).
+func EngineOfVersion(version string) Engine {
+	major := ParseMajor(version)
+	return Engine{Major: major, Features: major >= 23}
+}
+
+// ProbeEngine asks dockerd (the binary argv0) for its version and --help
+// for what it knows.
 func ProbeEngine(argv0 string) (Engine, error) {
 	out, err := exec.Command(argv0, "--help").CombinedOutput()
 	if err != nil {
 		return Engine{}, fmt.Errorf("%s --help: %w", argv0, err)
 	}
-	return Engine{Features: strings.Contains(string(out), "--feature")}, nil
+	eng := Engine{Features: strings.Contains(string(out), "--feature")}
+	if v, err := exec.Command(argv0, "--version").Output(); err == nil {
+		eng.Major = ParseMajor(string(v))
+	}
+	return eng, nil
 }
 
 // RequestedStore reads the store a dockerd command line asks for with
@@ -59,8 +106,7 @@ func RequestedStore(argv []string) string {
 
 // DecideStore picks the store a daemon must use on a cache: the one it was
 // filled with (recorded), else the one the command asks for, else the
-// engine's own default for a fresh data root (the containerd store on
-// engines that can switch, as Docker 29 does; the graph driver otherwise).
+// engine's own default for a fresh data root (Engine.DefaultStore).
 // A command or an engine that cannot use the recorded store is refused with
 // ErrStoreMismatch naming both stores.
 func DecideStore(recorded, requested string, eng Engine) (string, error) {
@@ -77,10 +123,8 @@ func DecideStore(recorded, requested string, eng Engine) (string, error) {
 		return recorded, nil
 	case requested != "":
 		return requested, nil
-	case eng.Features:
-		return StoreSnapshotter, nil
 	}
-	return StoreGraphDriver, nil
+	return eng.DefaultStore(), nil
 }
 
 // DriverFor is the --storage-driver value that selects store on a

@@ -97,3 +97,38 @@ func TestDetectStore(t *testing.T) {
 		t.Fatal("image/overlay2 is not the graph driver store")
 	}
 }
+
+// TestEngineVersion: an engine's own default store comes from its version
+// where it is known (29 and later: the containerd store), else from
+// whether it knows --feature.
+func TestEngineVersion(t *testing.T) {
+	for in, want := range map[string]int{
+		"Docker version 29.1.2, build 1234567": 29, "Docker version 20.10.24+dfsg1, build 5d6db84": 20,
+		"29.0.0": 29, "v28.5.1": 28, "Docker version library-import, build library-import": 0, "": 0, "dev": 0,
+	} {
+		if got := ParseMajor(in); got != want {
+			t.Errorf("ParseMajor(%q) = %d, want %d", in, got, want)
+		}
+	}
+	cases := []struct {
+		eng  Engine
+		want string
+	}{
+		{Engine{Features: true, Major: 29}, StoreSnapshotter},
+		{Engine{Features: true, Major: 28}, StoreGraphDriver},
+		{Engine{Features: true}, StoreSnapshotter}, // built from source: the current engine
+		{Engine{Major: 20}, StoreGraphDriver},
+		{Engine{}, StoreGraphDriver},
+	}
+	for _, c := range cases {
+		if got := c.eng.DefaultStore(); got != c.want {
+			t.Errorf("%+v.DefaultStore() = %s, want %s", c.eng, got, c.want)
+		}
+		if got, err := DecideStore("", "", c.eng); err != nil || got != c.want {
+			t.Errorf("DecideStore for a fresh cache with %+v = %s, %v; want %s", c.eng, got, err, c.want)
+		}
+	}
+	if e := EngineOfVersion("29.1.0"); !e.Features || e.Major != 29 {
+		t.Errorf("EngineOfVersion(29.1.0) = %+v", e)
+	}
+}

@@ -33,7 +33,7 @@ func (c *Container) begin(ctx context.Context, l Lease) (*launch.Container, erro
 	if err := c.setOwner(ctx, api, lease, &spec); err != nil {
 		return nil, err
 	}
-	if err := PinContainer(lease, &spec); err != nil {
+	if err := PinContainer(ctx, api, lease, &spec); err != nil {
 		return nil, err
 	}
 	spec.Labels = map[string]string{launch.LabelKey: lease.Key(), launch.LabelRoot: c.RootPath}
@@ -82,27 +82,54 @@ func (c *Container) setOwner(ctx context.Context, api client.APIClient, lease *c
 	return lease.SetOwner(o.UID, o.GID)
 }
 
+// containerStore decides the store of a dind container on the cache, and
+// the engine to pin it for. The image's engine is asked only when it
+// matters: a fresh cache, or the containerd store (which engines before 23
+// lack); any engine has the graph driver.
+func containerStore(ctx context.Context, api client.APIClient, lease *cache.Lease, spec *launch.Spec) (string, dockerd.Engine, error) {
+	recorded := lease.ImageStore()
+	if recorded == "" {
+		// Filled by a holder that died before its release recorded it.
+		recorded = dockerd.DetectStore(lease.MountPath())
+	}
+	requested := spec.ImageStore
+	if requested == "" {
+		requested = dockerd.RequestedStore(spec.Args)
+	}
+	eng := dockerd.Engine{}
+	if recorded == "" || recorded == dockerd.StoreSnapshotter || requested == dockerd.StoreSnapshotter {
+		var err error
+		if eng, err = launch.ImageEngine(ctx, api, spec.Image); err != nil {
+			return "", eng, err
+		}
+	}
+	store, err := dockerd.DecideStore(recorded, requested, eng)
+	if err == nil && store == dockerd.StoreGraphDriver {
+		eng.Features = false // the graph driver needs no --feature: --storage-driver selects it
+	}
+	return store, eng, err
+}
+
 // PinContainer pins a dind container's image store and storage driver to
-// the cache's: its recorded store, or the graph driver for a new cache
-// (every dind image's engine has it); and gives /var/lib/containerd a
-// directory of the cache, for images that run a containerd of their own,
-// so that nothing lives outside it.
-func PinContainer(lease *cache.Lease, spec *launch.Spec) error {
-	store := lease.ImageStore()
-	if store == "" {
-		store = dockerd.StoreGraphDriver
+// the cache's: the store it was filled with, else the one the launch asks
+// for (spec.ImageStore, the daemon's --feature), else the image's engine's
+// own default for a fresh data root (launch.ImageEngine: the containerd
+// store from Docker 29). A store the cache does not hold, or the image's
+// engine does not have, is refused here, before any container exists
+// (dockerd.ErrStoreMismatch, naming both). The store is not recorded
+// here: the release records what the daemon really used. It also gives
+// /var/lib/containerd a directory of the cache, for images that run a
+// containerd of their own, so that nothing lives outside it.
+func PinContainer(ctx context.Context, api client.APIClient, lease *cache.Lease, spec *launch.Spec) error {
+	store, eng, err := containerStore(ctx, api, lease, spec)
+	if err != nil {
+		return fmt.Errorf("launch %s on cache %s: %w", spec.Image, lease.Key(), err)
 	}
 	driver := dockerd.DriverFor(store, lease.StorageDriver())
-	var err error
 	if spec.Args, err = dockerd.PinArgs(spec.Args, driver, true); err != nil {
 		return fmt.Errorf("%w: %w", cache.ErrInvalid, err)
 	}
-	// Only an engine with the containerd store can have filled a cache with
-	// it: it knows --feature. Any dind image's engine knows the graph driver.
-	spec.Args = dockerd.PinStore(spec.Args, store, dockerd.Engine{Features: store == dockerd.StoreSnapshotter}, true)
-	if err := lease.SetImageStore(store); err != nil {
-		return err
-	}
+	spec.Args = dockerd.PinStore(spec.Args, store, eng, true)
 	var warning string
 	if spec.Env, warning = dockerd.PinEnv(spec.Env, driver); warning != "" {
 		fmt.Fprintf(os.Stderr, "dindstore: WARNING: %s\n", warning)

@@ -70,6 +70,7 @@ func setup(m *testing.M) int {
 	defer os.RemoveAll(dir)
 	defer os.Remove(dindTar)
 	defer os.Remove(dindRootlessTar)
+	defer os.Remove(currentDindTar)
 	if privateNS, err = filepath.Abs("testdata/private-ns.sh"); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

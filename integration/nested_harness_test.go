@@ -165,15 +165,7 @@ func buildDindImage(t testing.TB, o *outer) {
 	if err := buildDindTarOnce(); err != nil {
 		t.Fatal(err)
 	}
-	tar, err := os.ReadFile(dindTar)
-	must(t, err)
-	if _, err := dockerStdin(o.sock, tar, "import",
-		"--change", `ENTRYPOINT ["/usr/bin/docker-init","--","/usr/local/bin/dind"]`,
-		"--change", `CMD ["dockerd","--host=unix:///var/run/docker.sock"]`,
-		"--change", "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-		"-", dindImage); err != nil {
-		t.Fatal(err)
-	}
+	importDindTar(t, o, dindTar, dindImage)
 }
 
 var (
@@ -186,12 +178,22 @@ func buildDindTar() error { return buildRootfsTar("testdata/dind-rootfs.sh", din
 // buildRootfsTar runs a rootfs script into a temporary directory (with
 // args after it) and tars the result to tar.
 func buildRootfsTar(script, tar string, args ...string) error {
+	return buildRootfsTarEnv(script, tar, "", args...)
+}
+
+// buildRootfsTarEnv is buildRootfsTar with one more environment variable
+// (NAME=VALUE) for the script, "" for none.
+func buildRootfsTarEnv(script, tar, env string, args ...string) error {
 	dir, err := os.MkdirTemp("", "dindstore-dind-rootfs-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	if out, err := exec.Command("sh", append([]string{script, dir}, args...)...).CombinedOutput(); err != nil {
+	cmd := exec.Command("sh", append([]string{script, dir}, args...)...)
+	if env != "" {
+		cmd.Env = append(os.Environ(), env)
+	}
+	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("build the rootfs (%s): %v\n%s", script, err, out)
 	}
 	if out, err := exec.Command("tar", "-C", dir, "-cf", tar, ".").CombinedOutput(); err != nil {

@@ -19,7 +19,13 @@ var innerArgs = []string{"--", "--bridge=none", "--iptables=false", "--ip-masq=f
 // and returns the container id.
 func launchDetached(t *testing.T, o *outer, root, key string, extra ...string) string {
 	t.Helper()
-	args := append([]string{"launch", key, "--kind", "loop", "--size", "8GiB", "--image", dindImage, "--detach"}, extra...)
+	return launchDetachedImage(t, o, root, key, dindImage, extra...)
+}
+
+// launchDetachedImage is launchDetached of another dind image.
+func launchDetachedImage(t *testing.T, o *outer, root, key, image string, extra ...string) string {
+	t.Helper()
+	args := append([]string{"launch", key, "--kind", "loop", "--size", "8GiB", "--image", image, "--detach"}, extra...)
 	r := runBinary(t, binary, o.env(), root, append(args, innerArgs...)...)
 	if r.code != 0 {
 		t.Fatalf("launch: exit %d: %s", r.code, r.stderr)
@@ -63,26 +69,42 @@ func dindRoot(t *testing.T) (*outer, string) {
 	return o, root
 }
 
-// TestLaunchNested: a real outer dockerd runs a dind image built here; the
-// inner daemon lands on overlay2 over the ext4 cache, runs a container and
-// builds a multi-layer image with both builders; a second launch of the key
-// exits 75; release leaves nothing; the next launch finds the images.
+// TestLaunchNested, on each engine: a real outer dockerd runs a dind image
+// built here; the inner daemon lands on the engine's own store over the
+// ext4 cache (overlay2 on dockerd 20.10, the containerd store's overlayfs
+// snapshotter on the current engine), runs a container and builds a
+// multi-layer image with both builders; a second launch of the key exits
+// 75; release leaves nothing and records the store; the next launch finds
+// the images.
 func TestLaunchNested(t *testing.T) {
-	o, root := nestedRoot(t, "nd")
+	requireSuite(t)
+	o := startOuter(t, true)
+	forEachEngine(t, o, func(t *testing.T, e dindEngine) {
+		root := filepath.Join(t.TempDir(), "root")
+		t.Cleanup(func() { runBinary(t, binary, o.env(), root, "release", "nd"); cleanupRoot(t, root) })
+		launchNested(t, o, root, e)
+	})
+}
+
+func launchNested(t *testing.T, o *outer, root string, e dindEngine) {
 	// A dind whose daemon never comes up: the error carries its output.
-	bad := runBinary(t, binary, o.env(), root, "launch", "bad", "--kind", "loop", "--size", "1GiB", "--image", dindImage,
+	bad := runBinary(t, binary, o.env(), root, "launch", "bad", "--kind", "loop", "--size", "1GiB", "--image", e.image,
 		"--detach", "--ready-timeout", "60s", "--", "--no-such-flag")
 	if bad.code != 1 || !strings.Contains(bad.stderr, "before its daemon answered") || !strings.Contains(bad.stderr, "no-such-flag") {
 		t.Fatalf("launch of a daemon that cannot start: exit %d: %s", bad.code, bad.stderr)
 	}
-	if e := listJSON(t, root)["bad"]; e.State != "idle" {
-		t.Fatalf("the failed launch still holds its cache: %+v", e)
+	if b := listJSON(t, root)["bad"]; b.State != "idle" || b.ImageStore != "" {
+		t.Fatalf("the failed launch still holds its cache, or recorded a store its daemon never used: %+v", b)
 	}
 	assertNothingLeft(t, root)
-	id := launchDetached(t, o, root, "nd", "--name", "dindstore-nd")
+	id := launchDetachedImage(t, o, root, "nd", e.image, "--name", "dindstore-nd-"+e.name)
 	info := innerDocker(t, o, id, nil, "info", "--format", "{{.Driver}} {{json .DriverStatus}}")
-	if !strings.HasPrefix(info, "overlay2 ") || !strings.Contains(info, `["Backing Filesystem","extfs"]`) {
-		t.Fatalf("inner docker info: %q, want overlay2 on extfs", info)
+	wantDriver, wantStatus, wantStore := "overlay2 ", `["Backing Filesystem","extfs"]`, "graphdriver"
+	if e.current {
+		wantDriver, wantStatus, wantStore = "overlayfs ", `"io.containerd.snapshotter.v1"`, "snapshotter"
+	}
+	if !strings.HasPrefix(info, wantDriver) || !strings.Contains(info, wantStatus) {
+		t.Fatalf("inner docker info: %q, want %s(%s)", info, wantDriver, wantStatus)
 	}
 	t.Logf("inner docker info: %s", strings.TrimSpace(info))
 	innerDocker(t, o, id, busyboxTar(t), "import", "--change", `CMD ["/bin/sh"]`, "-", "bb:local")
@@ -90,8 +112,11 @@ func TestLaunchNested(t *testing.T) {
 		t.Fatalf("inner container: %q", out)
 	}
 	buildInner(t, o, id)
+	if out := innerDocker(t, o, id, nil, "system", "df"); !strings.Contains(out, "Images") {
+		t.Fatalf("inner docker system df: %q", out)
+	}
 
-	r := runBinary(t, binary, o.env(), root, "launch", "nd", "--image", dindImage, "--detach")
+	r := runBinary(t, binary, o.env(), root, "launch", "nd", "--image", e.image, "--detach")
 	if r.code != 75 || !strings.Contains(r.stderr, "in use by pid") {
 		t.Fatalf("second launch: exit %d, %q; want 75 naming the holder", r.code, r.stderr)
 	}
@@ -102,8 +127,11 @@ func TestLaunchNested(t *testing.T) {
 	if out, _ := o.docker("ps", "-aq", "--filter", "label=io.dindstore.key=nd"); strings.TrimSpace(out) != "" {
 		t.Fatalf("the container is still there: %q", out)
 	}
+	if got := listJSON(t, root)["nd"].ImageStore; got != wantStore {
+		t.Fatalf("the release recorded the %q store, want %q", got, wantStore)
+	}
 
-	id = launchDetached(t, o, root, "nd")
+	id = launchDetachedImage(t, o, root, "nd", e.image)
 	images := innerDocker(t, o, id, nil, "images", "--format", "{{.Repository}}:{{.Tag}}")
 	for _, want := range []string{"bb:local", "built:classic", "built:buildkit"} {
 		if !strings.Contains(images, want) {

@@ -39,6 +39,7 @@ type entryJSON struct {
 	Hits           int64  `json:"hits"`
 	Misses         int64  `json:"misses"`
 	PreviousBytes  int64  `json:"previous_bytes"`
+	ImageStore     string `json:"image_store"`
 }
 
 func listJSON(t *testing.T, root string) map[string]entryJSON {

@@ -12,6 +12,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/network"
+	"github.com/dindstore/dindstore/dockerd"
 	"github.com/docker/docker/client"
 	"github.com/docker/go-connections/nat"
 )
@@ -65,6 +66,25 @@ type Spec struct {
 	// ContainerdRoot, when set, is a directory of the cache bound at
 	// /var/lib/containerd, for images that run a containerd of their own.
 	ContainerdRoot string
+	// ImageStore is the image store asked for a fresh cache (dockerd's
+	// StoreGraphDriver or StoreSnapshotter; "": as Args say, else the
+	// image's engine's own default).
+	ImageStore string
+}
+
+// ParseImageStore reads an --image-store value: containerd (or
+// snapshotter) for the containerd image store, graphdriver for the graph
+// driver; "" is no request.
+func ParseImageStore(s string) (string, error) {
+	switch s {
+	case "":
+		return "", nil
+	case "containerd", dockerd.StoreSnapshotter:
+		return dockerd.StoreSnapshotter, nil
+	case dockerd.StoreGraphDriver:
+		return dockerd.StoreGraphDriver, nil
+	}
+	return "", fmt.Errorf("%w: --image-store %q: want containerd or graphdriver", ErrInvalid, s)
 }
 
 // TargetPath is where the cache is mounted in the container.
@@ -104,6 +124,21 @@ func (s *Spec) Validate() error {
 	if _, _, err := nat.ParsePortSpecs(s.Publish); err != nil {
 		return fmt.Errorf("%w: --publish: %w", ErrInvalid, err)
 	}
+	return s.validateStore()
+}
+
+// validateStore refuses an --image-store that the daemon's own flags
+// contradict (--feature containerd-snapshotter=BOOL).
+func (s *Spec) validateStore() error {
+	store, err := ParseImageStore(s.ImageStore)
+	if err != nil {
+		return err
+	}
+	if asked := dockerd.RequestedStore(s.Args); store != "" && asked != "" && asked != store {
+		return fmt.Errorf("%w: --image-store asks for the %s image store, the daemon's flags for the %s one", ErrInvalid,
+			store, asked)
+	}
+	s.ImageStore = store
 	return nil
 }
 

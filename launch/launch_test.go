@@ -74,9 +74,22 @@ func TestUnprivilegedConfig(t *testing.T) {
 		!slices.Contains(host.SecurityOpt, "seccomp=unconfined") || host.Sysctls["net.ipv4.ip_forward"] != "1" {
 		t.Fatalf("host config: %+v", host)
 	}
-	want := []string{"/bin/sh", "-c", cgroupShim, "dindstore-cgroup-shim", "dockerd-entrypoint.sh"}
+	want := []string{"/bin/sh", "-c", shimScript(false), "dindstore-shim", "dockerd-entrypoint.sh"}
 	if !slices.Equal(cfg.Entrypoint, want) || !slices.Equal(cfg.Cmd, []string{"--tls=false"}) {
 		t.Fatalf("entrypoint %q, cmd %q", cfg.Entrypoint, cfg.Cmd)
+	}
+	if !strings.Contains(want[2], "/proc/sys/net") {
+		t.Fatalf("the shim leaves /proc/sys/net read-only (Docker 28+ cannot start inner containers): %q", want[2])
+	}
+	// With the host's network, /proc/sys/net is the host's: never writable.
+	hostNet := Spec{Image: "dind", Unprivileged: true, Network: "host"}
+	cfg, host, _, err = configs(hostNet, "/m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	unprivilegedConfig(hostNet, nil, nil, cfg, host)
+	if strings.Contains(cfg.Entrypoint[2], "/proc/sys/net") || host.Sysctls != nil {
+		t.Fatalf("with the host's network: entrypoint %q, sysctls %v", cfg.Entrypoint, host.Sysctls)
 	}
 	bad := Spec{Image: "dind", Unprivileged: true, Runtime: "sysbox-runc"}
 	if err := bad.Validate(); !errors.Is(err, ErrInvalid) {

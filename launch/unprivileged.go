@@ -44,7 +44,27 @@ const cgroupShim = `if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
 else
   for d in /sys/fs/cgroup/*/; do mount -o remount,bind,rw "$d" 2>/dev/null || :; done
 fi
-exec "$@"`
+`
+
+// netSysctlShim, also before the entrypoint, makes /proc/sys/net writable:
+// the engine mounts /proc/sys read-only unless the container is
+// privileged, and Docker 28 and later fail an inner container's start when
+// they cannot write its interface's sysctls (disable_ipv6: moby#47751).
+// What is under /proc/sys/net belongs to the network namespace of the
+// process that writes it — the dind container's own, or an inner
+// container's — never to the host's; the rest of /proc/sys stays read-only.
+// Never with the host's network (then it would be the host's).
+const netSysctlShim = `{ mount -o bind /proc/sys/net /proc/sys/net && mount -o remount,bind,rw /proc/sys/net; } 2>/dev/null ||
+  echo "dindstore: /proc/sys/net stays read-only" >&2
+`
+
+// shimScript is the script that runs before the image's entrypoint.
+func shimScript(hostNetwork bool) string {
+	if hostNetwork {
+		return cgroupShim + `exec "$@"`
+	}
+	return cgroupShim + netSysctlShim + `exec "$@"`
+}
 
 // unprivileged makes the container configuration of an unprivileged dind
 // from the image's entrypoint and command (see unprivilegedConfig).
@@ -63,17 +83,18 @@ func unprivileged(ctx context.Context, api client.APIClient, spec Spec, cfg *con
 
 // unprivilegedConfig: no host devices, the capabilities, security options
 // and IPv4 forwarding an inner engine needs, and the image's entrypoint
-// (entry, with spec.Args or the image's cmd) behind cgroupShim.
+// (entry, with spec.Args or the image's cmd) behind the shim (shimScript).
 func unprivilegedConfig(spec Spec, entry, cmd []string, cfg *container.Config, host *container.HostConfig) {
 	if len(spec.Args) > 0 {
 		cmd = spec.Args
 	}
-	cfg.Entrypoint = append([]string{"/bin/sh", "-c", cgroupShim, "dindstore-cgroup-shim"}, entry...)
+	hostNet := container.NetworkMode(spec.Network).IsHost()
+	cfg.Entrypoint = append([]string{"/bin/sh", "-c", shimScript(hostNet), "dindstore-shim"}, entry...)
 	cfg.Cmd = cmd
 	host.Privileged = false
 	host.CapAdd = append(host.CapAdd, slices.Sorted(maps.Keys(UnprivilegedCaps))...)
 	host.SecurityOpt = append(host.SecurityOpt, unprivilegedSecurityOpts()...)
-	if !container.NetworkMode(spec.Network).IsHost() {
+	if !hostNet {
 		// The inner engine's bridge needs forwarding; /proc/sys is read-only.
 		host.Sysctls = map[string]string{"net.ipv4.ip_forward": "1"}
 	}

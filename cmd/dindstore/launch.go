@@ -32,6 +32,8 @@ var launchFlags = []cli.Flag{
 	&cli.BoolFlag{Name: "keep", Usage: "keep the container when it ends (it is removed otherwise)"},
 	&cli.DurationFlag{Name: "ready-timeout", Value: 2 * time.Minute, Usage: "with --detach: how long to wait for the inner daemon"},
 	&cli.StringSliceFlag{Name: "arg", Hidden: true},
+	&cli.StringFlag{Name: "image-store", Usage: "image store for a fresh cache: containerd or graphdriver (default: as the " +
+		"daemon's flags say, else the image's engine's own default: containerd from Docker 29); a cache keeps the store it was filled with"},
 }
 
 var launchCommand = &cli.Command{
@@ -81,6 +83,7 @@ func launchSpec(c *cli.Context, args []string) (launch.Spec, error) {
 		Image: c.String("image"), Name: c.String("name"), Runtime: c.String("runtime"), Target: c.String("target"),
 		Unprivileged: c.Bool("unprivileged"), Rootless: c.Bool("rootless"), Network: c.String("network"), Aliases: c.StringSlice("network-alias"), Env: c.StringSlice("env"),
 		Volumes: c.StringSlice("volume"), Publish: c.StringSlice("publish"), Devices: c.StringSlice("device"), Args: args, Keep: c.Bool("keep"),
+		ImageStore: c.String("image-store"),
 	}
 	if err := spec.Validate(); err != nil {
 		return spec, fmt.Errorf("%w: %w", errUsage, err)

@@ -2,7 +2,10 @@
 # Builds the root filesystem of a registry-free docker:dind style image from
 # this host's Debian binaries, their libraries (ldd) and busybox, with a
 # hack/dind-style entrypoint under tini. Used by the integration tests only.
-# Usage: [EXTRA_BINS="/usr/bin/x ..."] dind-rootfs.sh DIR
+# Usage: [ENGINE_DIR=DIR] [EXTRA_BINS="/usr/bin/x ..."] dind-rootfs.sh DIR
+# With ENGINE_DIR (make engine's .cache/engine), the engine is the current one
+# (dockerd, docker-proxy, containerd, its shim and runc from there, in
+# /usr/local/bin as docker:dind has them); else Debian's 20.10.
 # EXTRA_BINS are copied, with their libraries, before busybox makes its applet links
 # (absolute links to /bin/busybox, which leave existing files alone).
 set -eu
@@ -12,11 +15,19 @@ mkdir -p "$R"
 cd "$R"
 mkdir -p bin sbin usr/bin usr/sbin usr/local/bin etc root run var/run var/lib/docker proc sys dev tmp
 chmod 1777 tmp
-BINS="/usr/sbin/dockerd /usr/bin/containerd /usr/bin/containerd-shim-runc-v2 /usr/sbin/runc /usr/bin/docker
-      /usr/sbin/docker-proxy /usr/bin/tini-static /usr/sbin/xtables-nft-multi /usr/bin/openssl ${EXTRA_BINS:-}"
+ENGINE="/usr/sbin/dockerd /usr/bin/containerd /usr/bin/containerd-shim-runc-v2 /usr/sbin/runc /usr/sbin/docker-proxy"
+if [ -n "${ENGINE_DIR:-}" ]; then
+  E=$(cd "$ENGINE_DIR" && pwd)
+  ENGINE="$E/dockerd $E/containerd $E/containerd-shim-runc-v2 $E/runc $E/docker-proxy"
+fi
+BINS="$ENGINE /usr/bin/docker /usr/bin/tini-static /usr/sbin/xtables-nft-multi /usr/bin/openssl ${EXTRA_BINS:-}"
 XT=/usr/lib/x86_64-linux-gnu/xtables
 # shellcheck disable=SC2086 # BINS is a list of paths
 sh "$HERE/copy-bins.sh" . $BINS $(ls "$XT"/*.so 2>/dev/null)
+if [ -n "${ENGINE_DIR:-}" ]; then  # on PATH, not at the build host's path
+  for b in $ENGINE; do mv ".$b" usr/local/bin/; done
+  rmdir -p "./${E#/}" 2>/dev/null || true  # the now empty directories of its path
+fi
 ln -sf tini-static usr/bin/docker-init
 for x in iptables iptables-save iptables-restore ip6tables ip6tables-save ip6tables-restore; do
   ln -sf xtables-nft-multi "usr/sbin/$x"

@@ -1,0 +1,72 @@
+//go:build linux
+
+package integration
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+)
+
+// dindEngine is a dind image the launch-based tests run on.
+type dindEngine struct {
+	// name names the subtest: "dockerd-20.10" (Debian's) or "current"
+	// (make engine's: dockerd 29 era, containerd 2).
+	name, image string
+	// current says that its engine has the containerd image store as the
+	// default of a fresh data root.
+	current bool
+}
+
+// currentDindImage is the dind image of the current engine.
+const currentDindImage = "dindstore-test/dind:current"
+
+var (
+	currentDindTar  = filepath.Join(os.TempDir(), fmt.Sprintf("dindstore-dind-current-%d.tar", os.Getpid()))
+	buildCurrentTar sync.Once
+	currentTarErr   error
+)
+
+// dindEngines imports the dind images of both engines into the outer
+// daemon: Debian's dockerd 20.10 always, the current engine when `make
+// engine` built it (DINDSTORE_TEST_ENGINE_DIR; make test sets it).
+func dindEngines(t *testing.T, o *outer) []dindEngine {
+	t.Helper()
+	buildDindImage(t, o)
+	engines := []dindEngine{{name: "dockerd-20.10", image: dindImage}}
+	if modernEngine == "" {
+		t.Logf("the current engine is not built (make engine): launch tests run on dockerd 20.10 only")
+		return engines
+	}
+	buildCurrentTar.Do(func() {
+		currentTarErr = buildRootfsTarEnv("testdata/dind-rootfs.sh", currentDindTar, "ENGINE_DIR="+modernEngine)
+	})
+	must(t, currentTarErr)
+	importDindTar(t, o, currentDindTar, currentDindImage)
+	return append(engines, dindEngine{name: "current", image: currentDindImage, current: true})
+}
+
+// forEachEngine runs test once per dind engine, as subtests.
+func forEachEngine(t *testing.T, o *outer, test func(t *testing.T, e dindEngine)) {
+	t.Helper()
+	for _, e := range dindEngines(t, o) {
+		t.Run(e.name, func(t *testing.T) { test(t, e) })
+	}
+}
+
+// importDindTar imports a dind rootfs tarball as image, shaped like
+// docker:dind (its entrypoint under tini, dockerd by default).
+func importDindTar(t testing.TB, o *outer, tarPath, image string) {
+	t.Helper()
+	tar, err := os.ReadFile(tarPath)
+	must(t, err)
+	if _, err := dockerStdin(o.sock, tar, "import",
+		"--change", `ENTRYPOINT ["/usr/bin/docker-init","--","/usr/local/bin/dind"]`,
+		"--change", `CMD ["dockerd","--host=unix:///var/run/docker.sock"]`,
+		"--change", "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"-", image); err != nil {
+		t.Fatal(err)
+	}
+}
