@@ -9,10 +9,10 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/dindstore/dindstore/dockerd"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/network"
-	"github.com/dindstore/dindstore/dockerd"
 	"github.com/docker/docker/client"
 	"github.com/docker/go-connections/nat"
 )
