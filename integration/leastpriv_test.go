@@ -87,19 +87,34 @@ func lineWith(out, prefix string) string {
 	return ""
 }
 
-// TestLaunchUnprivileged: `launch --unprivileged` on a loop cache — inside,
-// no host disk or loop device node, and none usable through a node made
-// there (no loop device can be attached), yet the inner
-// engine builds an image and runs containers; the same checks in the
-// privileged mode show the difference. The table goes to the log (and to
-// docs/security.md).
+// TestLaunchUnprivileged, on each engine: `launch --unprivileged` on a loop
+// cache — inside, no host disk or loop device node, and none usable
+// through a node made there (no loop device can be attached), yet the
+// inner engine builds an image and runs containers, on its own bridge
+// network too (Docker 28 and later write each inner container's interface
+// sysctls, under the read-only /proc/sys of an unprivileged container);
+// the same checks in the privileged mode show the difference. The table
+// goes to the log (and to docs/security.md).
 func TestLaunchUnprivileged(t *testing.T) {
-	o, root := nestedRoot(t, "up")
-	t.Cleanup(func() { runBinary(t, binary, o.env(), root, "release", "pr") })
-	unpriv := checkMode(t, o, launchDetached(t, o, root, "up", "--unprivileged", "--name", "dindstore-up"), "unprivileged")
-	priv := checkMode(t, o, launchDetached(t, o, root, "pr"), "privileged")
-	t.Logf("\n| mode | host disks in /dev | loop nodes | reads host disk | attaches a loop device | mounts it | CapEff | builds | runs |\n%s\n%s",
-		priv, unpriv)
+	requireSuite(t)
+	o := startOuter(t, true)
+	forEachEngine(t, o, func(t *testing.T, e dindEngine) {
+		root := filepath.Join(t.TempDir(), "root")
+		t.Cleanup(func() {
+			for _, key := range []string{"up", "pr", "ub"} {
+				runBinary(t, binary, o.env(), root, "release", key)
+			}
+			cleanupRoot(t, root)
+		})
+		launchUnprivileged(t, o, root, e)
+	})
+}
+
+func launchUnprivileged(t *testing.T, o *outer, root string, e dindEngine) {
+	unpriv := checkMode(t, o, launchDetachedImage(t, o, root, "up", e.image, "--unprivileged", "--name", "dindstore-up-"+e.name), "unprivileged")
+	priv := checkMode(t, o, launchDetachedImage(t, o, root, "pr", e.image), "privileged")
+	t.Logf("%s:\n| mode | host disks in /dev | loop nodes | reads host disk | attaches a loop device | mounts it | CapEff | builds | runs |\n%s\n%s",
+		e.name, priv, unpriv)
 	if unpriv.hostDisks != 0 || unpriv.loopNodes != 0 || unpriv.readsHostDisk || unpriv.attachesLoop || unpriv.mountsLoop {
 		t.Errorf("unprivileged dind reaches host devices: %s", unpriv)
 	}
@@ -107,11 +122,29 @@ func TestLaunchUnprivileged(t *testing.T) {
 		t.Errorf("privileged dind reaches no host device: the checks do not check anything: %s", priv)
 	}
 	info, err := o.docker("inspect", "-f", "{{.HostConfig.Privileged}} {{.HostConfig.CapAdd}} {{.HostConfig.SecurityOpt}}",
-		"dindstore-up")
+		"dindstore-up-"+e.name)
 	if err != nil || !strings.HasPrefix(info, "false ") {
 		t.Errorf("unprivileged container's host config: %q, %v", info, err)
 	}
-	for _, key := range []string{"up", "pr"} {
+	// The inner engine with its default flags: its own bridge, iptables.
+	r := runBinary(t, binary, o.env(), root, "launch", "ub", "--kind", "loop", "--size", "2GiB", "--image", e.image,
+		"--unprivileged", "--detach")
+	if r.code != 0 {
+		t.Fatalf("unprivileged launch with the inner engine's own network: exit %d: %s", r.code, r.stderr)
+	}
+	id := strings.TrimSpace(r.stdout)
+	innerDocker(t, o, id, busyboxTar(t), "import", "--change", `CMD ["/bin/sh"]`, "-", "bb:local")
+	out, err := o.docker("exec", id, "docker", "run", "--rm", "bb:local", "sh", "-c", "ip -o addr show eth0 && echo bridged-ok")
+	if err != nil || !strings.Contains(out, "bridged-ok") {
+		t.Fatalf("an inner container on the inner engine's bridge, unprivileged: %v\n%s", err, out)
+	}
+	// The rest of /proc/sys (host-wide sysctls) stays read-only: read from
+	// the mount table, without writing anything.
+	opts, _ := o.docker("exec", id, "sh", "-c", `awk '$5 == "/proc/sys" { print $6 }' /proc/self/mountinfo`)
+	if !strings.HasPrefix(strings.TrimSpace(opts), "ro") {
+		t.Errorf("/proc/sys in the unprivileged dind is mounted %q, want read-only", opts)
+	}
+	for _, key := range []string{"up", "pr", "ub"} {
 		if r := dindstore(t, root, "release", key); r.code != 0 {
 			t.Fatalf("release %s: exit %d: %s", key, r.code, r.stderr)
 		}
