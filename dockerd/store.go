@@ -150,11 +150,17 @@ func PinStore(argv []string, store string, eng Engine, entrypoint bool) []string
 }
 
 // DetectStore tells, from a data root a daemon has used, which store holds
-// its images: image/<driver>/ is the graph driver's; containerd's metadata
-// without it, the containerd store's. "" when neither is there yet.
+// its images: a directory image/<driver>/ is the graph driver's (Docker 29
+// with the containerd store keeps only files there, identity-cache.db);
+// containerd's metadata without it, the containerd store's (a graph-driver
+// daemon of Docker 29 has containerd's metadata too). "" when neither is
+// there yet.
 func DetectStore(dataRoot string) string {
-	if entries, err := os.ReadDir(filepath.Join(dataRoot, "image")); err == nil && len(entries) > 0 {
-		return StoreGraphDriver
+	entries, _ := os.ReadDir(filepath.Join(dataRoot, "image"))
+	for _, e := range entries {
+		if e.IsDir() {
+			return StoreGraphDriver
+		}
 	}
 	if _, err := os.Stat(filepath.Join(dataRoot, "containerd", "daemon", "io.containerd.metadata.v1.bolt", "meta.db")); err == nil {
 		return StoreSnapshotter

@@ -90,6 +90,16 @@ func TestDetectStore(t *testing.T) {
 	if DetectStore(dir) != StoreSnapshotter {
 		t.Fatal("containerd metadata alone is not the snapshotter store")
 	}
+	// Docker 29's containerd store keeps a file in image/, no directory.
+	if err := os.MkdirAll(filepath.Join(dir, "image"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "image", "identity-cache.db"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if DetectStore(dir) != StoreSnapshotter {
+		t.Fatal("image/identity-cache.db beside containerd's metadata is not the snapshotter store")
+	}
 	if err := os.MkdirAll(filepath.Join(dir, "image", "overlay2"), 0o700); err != nil {
 		t.Fatal(err)
 	}

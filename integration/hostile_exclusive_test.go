@@ -25,6 +25,11 @@ func TestOneImageTwoRoots(t *testing.T) {
 	for _, root := range []string{a, b} {
 		mustRun(t, root, "create", "k", "--kind", "loop", "--size", "256MiB")
 	}
+	// b's record describes a's image (its filesystem's UUID among the rest):
+	// the same image reached from two roots, as a copied root would be.
+	rec, err := os.ReadFile(filepath.Join(a, "records", "k.json"))
+	must(t, err)
+	must(t, os.WriteFile(filepath.Join(b, "records", "k.json"), rec, 0o600))
 	imageA, imageB := filepath.Join(a, "images", "k.img"), filepath.Join(b, "images", "k.img")
 	must(t, unix.Mount(imageA, imageB, "", unix.MS_BIND, ""))
 	t.Cleanup(func() { _ = unix.Unmount(imageB, 0) })
