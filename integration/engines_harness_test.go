@@ -23,10 +23,17 @@ type dindEngine struct {
 // currentDindImage is the dind image of the current engine.
 const currentDindImage = "dindstore-test/dind:current"
 
+// currentDindRootlessImage is the rootless dind image of the current
+// engine (its dockerd-rootless.sh, rootlesskit 2).
+const currentDindRootlessImage = "dindstore-test/dind-rootless:current"
+
 var (
-	currentDindTar  = filepath.Join(os.TempDir(), fmt.Sprintf("dindstore-dind-current-%d.tar", os.Getpid()))
-	buildCurrentTar sync.Once
-	currentTarErr   error
+	currentDindTar          = filepath.Join(os.TempDir(), fmt.Sprintf("dindstore-dind-current-%d.tar", os.Getpid()))
+	currentDindRootlessTar  = filepath.Join(os.TempDir(), fmt.Sprintf("dindstore-dind-rootless-current-%d.tar", os.Getpid()))
+	buildCurrentTar         sync.Once
+	buildCurrentRootlessTar sync.Once
+	currentTarErr           error
+	currentRootlessTarErr   error
 )
 
 // dindEngines imports the dind images of both engines into the outer
@@ -69,4 +76,23 @@ func importDindTar(t testing.TB, o *outer, tarPath, image string) {
 		"-", image); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// dindRootlessEngines imports the rootless dind images of both engines,
+// as dindEngines does the rootful ones.
+func dindRootlessEngines(t *testing.T, o *outer) []dindEngine {
+	t.Helper()
+	buildDindRootlessImage(t, o)
+	engines := []dindEngine{{name: "dockerd-20.10", image: dindRootlessImage}}
+	if modernEngine == "" {
+		t.Logf("the current engine is not built (make engine): rootless tests run on dockerd 20.10 only")
+		return engines
+	}
+	buildCurrentRootlessTar.Do(func() {
+		currentRootlessTarErr = buildRootfsTarEnv("testdata/dind-rootless-rootfs.sh", currentDindRootlessTar,
+			"ENGINE_DIR="+modernEngine)
+	})
+	must(t, currentRootlessTarErr)
+	importRootlessTar(t, o, currentDindRootlessTar, currentDindRootlessImage)
+	return append(engines, dindEngine{name: "current", image: currentDindRootlessImage, current: true})
 }

@@ -71,6 +71,7 @@ func setup(m *testing.M) int {
 	defer os.Remove(dindTar)
 	defer os.Remove(dindRootlessTar)
 	defer os.Remove(currentDindTar)
+	defer os.Remove(currentDindRootlessTar)
 	if privateNS, err = filepath.Abs("testdata/private-ns.sh"); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -222,14 +222,21 @@ func buildDindRootlessImage(t testing.TB, o *outer) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tar, err := os.ReadFile(dindRootlessTar)
+	importRootlessTar(t, o, dindRootlessTar, dindRootlessImage)
+}
+
+// importRootlessTar imports a rootless dind rootfs tarball as image, shaped
+// like docker:dind-rootless.
+func importRootlessTar(t testing.TB, o *outer, tarPath, image string) {
+	t.Helper()
+	tar, err := os.ReadFile(tarPath)
 	must(t, err)
 	if _, err := dockerStdin(o.sock, tar, "import", "--change", "USER rootless",
 		"--change", "ENV XDG_RUNTIME_DIR=/run/user/1000", "--change", "ENV HOME=/home/rootless",
 		"--change", "ENV DOCKER_HOST=unix:///run/user/1000/docker.sock",
 		"--change", "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 		"--change", `ENTRYPOINT ["/usr/bin/docker-init","--","/usr/local/bin/dind-rootless"]`,
-		"-", dindRootlessImage); err != nil {
+		"-", image); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -25,23 +25,31 @@ func rootlessNet(t *testing.T) []string {
 	return []string{"--device", tun + ":/dev/net/tun"}
 }
 
-// TestLaunchRootless: a docker:dind-rootless style image (Debian's
-// rootlesskit, uidmap and slirp4netns, docker.io's dockerd-rootless.sh,
-// user rootless; slirp4netns for its network) launched on a loop cache — rootless detected from the
-// image's user, not privileged: inside, `docker info` lists rootless and
-// overlay2 on extfs, a container runs, and the image persists to the next
-// launch (whose holder, killed, leaves the guard to stop it); the cache is
-// recorded as 1000:1000's and refused to another uid, naming both.
+// TestLaunchRootless, on each engine: a docker:dind-rootless style image
+// (20.10: Debian's rootlesskit, uidmap and slirp4netns, docker.io's
+// dockerd-rootless.sh; current: the engine's own dockerd-rootless.sh with
+// rootlesskit 2; user rootless; slirp4netns for its network) launched on a
+// loop cache — rootless detected from the image's user, not privileged:
+// inside, `docker info` lists rootless and the engine's store on the
+// cache (overlay2 on extfs; the containerd store on the current engine),
+// a container runs, and the image persists to the next launch (whose
+// holder, killed, leaves the guard to stop it); the cache is recorded as
+// 1000:1000's and refused to another uid, naming both.
 func TestLaunchRootless(t *testing.T) {
 	requireSuite(t)
 	o := startOuter(t, true)
-	buildDindRootlessImage(t, o)
+	for _, e := range dindRootlessEngines(t, o) {
+		t.Run(e.name, func(t *testing.T) { launchRootless(t, o, e) })
+	}
+}
+
+func launchRootless(t *testing.T, o *outer, e dindEngine) {
 	root := filepath.Join(t.TempDir(), "root")
 	t.Cleanup(func() { runBinary(t, binary, o.env(), root, "release", "rl"); cleanupRoot(t, root) })
 	launchRL := func() string {
 		t.Helper()
-		args := append([]string{"launch", "rl", "--kind", "loop", "--size", "4GiB", "--image", dindRootlessImage,
-			"--name", "dindstore-rl", "--detach"}, rootlessNet(t)...)
+		args := append([]string{"launch", "rl", "--kind", "loop", "--size", "4GiB", "--image", e.image,
+			"--name", "dindstore-rl-" + e.name, "--detach"}, rootlessNet(t)...)
 		r := runBinary(t, binary, o.env(), root, append(args, "--", "--bridge=none", "--iptables=false")...)
 		if r.code != 0 {
 			t.Fatalf("launch: exit %d: %s", r.code, r.stderr)
@@ -54,9 +62,12 @@ func TestLaunchRootless(t *testing.T) {
 	id := launchRL()
 	info := innerDocker(t, o, id, nil, "info", "--format", "{{.Driver}} {{json .DriverStatus}} {{json .SecurityOptions}}")
 	t.Logf("inner docker info: %s", strings.TrimSpace(info))
-	if !strings.HasPrefix(info, "overlay2 ") || !strings.Contains(info, `["Backing Filesystem","extfs"]`) ||
-		!strings.Contains(info, "name=rootless") {
-		t.Fatalf("inner docker info: %q, want overlay2 on extfs and rootless", info)
+	wantDriver, wantStatus := "overlay2 ", `["Backing Filesystem","extfs"]`
+	if e.current {
+		wantDriver, wantStatus = "overlayfs ", `"io.containerd.snapshotter.v1"`
+	}
+	if !strings.HasPrefix(info, wantDriver) || !strings.Contains(info, wantStatus) || !strings.Contains(info, "name=rootless") {
+		t.Fatalf("inner docker info: %q, want %s(%s) and rootless", info, wantDriver, wantStatus)
 	}
 	if ps := mustDocker(t, o, "top", id); !strings.Contains(ps, "slirp4netns") || !strings.Contains(ps, "rootlesskit") {
 		t.Fatalf("no rootlesskit with slirp4netns in the container:\n%s", ps)
@@ -88,7 +99,7 @@ func TestLaunchRootless(t *testing.T) {
 	waitIdle(t, root, "rl", 60*time.Second)
 	assertNothingLeft(t, root)
 
-	r := runBinary(t, binary, o.env(), root, "launch", "rl", "--image", dindRootlessImage, "--owner", "2000:2000", "--detach")
+	r := runBinary(t, binary, o.env(), root, "launch", "rl", "--image", e.image, "--owner", "2000:2000", "--detach")
 	if r.code != 2 || !strings.Contains(r.stderr, "1000:1000") || !strings.Contains(r.stderr, "2000:2000") {
 		t.Fatalf("launch for another uid: exit %d, %s; want 2 naming both", r.code, r.stderr)
 	}

@@ -24,8 +24,8 @@ BINS="$ENGINE /usr/bin/docker /usr/bin/tini-static /usr/sbin/xtables-nft-multi /
 XT=/usr/lib/x86_64-linux-gnu/xtables
 # shellcheck disable=SC2086 # BINS is a list of paths
 sh "$HERE/copy-bins.sh" . $BINS $(ls "$XT"/*.so 2>/dev/null)
-if [ -n "${ENGINE_DIR:-}" ]; then  # on PATH, not at the build host's path
-  for b in $ENGINE; do mv ".$b" usr/local/bin/; done
+if [ -n "${ENGINE_DIR:-}" ]; then  # on PATH, not at the build host's path (EXTRA_BINS from there too)
+  for b in ".$E"/*; do mv "$b" usr/local/bin/; done
   rmdir -p "./${E#/}" 2>/dev/null || true  # the now empty directories of its path
 fi
 ln -sf tini-static usr/bin/docker-init
