@@ -3,6 +3,7 @@
 package integration
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +20,7 @@ import (
 type officialDind struct {
 	t       *testing.T
 	o       *outer
+	image   string
 	network string
 	certs   string
 	ip      string
@@ -29,7 +31,7 @@ type officialDind struct {
 func (d *officialDind) client(stdin []byte, args ...string) (string, error) {
 	run := []string{"run", "--rm", "-i", "--network", d.network, "--add-host", "docker:" + d.ip,
 		"-e", "DOCKER_HOST=tcp://docker:2376", "-e", "DOCKER_TLS_VERIFY=1", "-e", "DOCKER_CERT_PATH=/certs/client",
-		"-v", d.certs + "/client:/certs/client:ro", "--entrypoint", "docker", dindImage}
+		"-v", d.certs + "/client:/certs/client:ro", "--entrypoint", "docker", d.image}
 	return dockerStdin(d.o.sock, stdin, append(run, args...)...)
 }
 
@@ -50,8 +52,17 @@ func (d *officialDind) mustClient(stdin []byte, args ...string) string {
 // local registry, removed, pulled back and run. Then release leaves
 // nothing.
 func TestOfficialDindChecks(t *testing.T) {
-	o, root := dindRoot(t)
-	d := &officialDind{t: t, o: o, network: "dindstore-official", certs: t.TempDir()}
+	requireSuite(t)
+	o := startOuter(t, true)
+	forEachEngine(t, o, func(t *testing.T, e dindEngine) {
+		root := filepath.Join(t.TempDir(), "root")
+		t.Cleanup(func() { cleanupRoot(t, root) })
+		officialChecks(t, o, root, e)
+	})
+}
+
+func officialChecks(t *testing.T, o *outer, root string, e dindEngine) {
+	d := &officialDind{t: t, o: o, image: e.image, network: "dindstore-official-" + e.name, certs: t.TempDir()}
 	if out, err := o.docker("network", "create", d.network); err != nil {
 		t.Fatalf("network: %v: %s", err, out)
 	}
@@ -60,15 +71,17 @@ func TestOfficialDindChecks(t *testing.T) {
 	must(t, err)
 	reg := startRegistryOn(t, strings.TrimSpace(gw))
 
+	name := "dind-official-" + e.name
 	r := runBinary(t, binary, o.env(), root, "launch", "off", "--kind", "loop", "--size", "4GiB",
-		"--image", dindImage, "--name", "dind-official", "--network", d.network, "--network-alias", "docker",
+		"--image", e.image, "--name", name, "--network", d.network, "--network-alias", "docker",
 		"--env", "DOCKER_TLS_CERTDIR=/certs", "--volume", d.certs+":/certs", "--detach", "--",
 		"--bridge=none", "--iptables=false", "--ip-masq=false", "--insecure-registry", reg)
 	if r.code != 0 {
 		t.Fatalf("launch: exit %d: %s", r.code, r.stderr)
 	}
+	t.Cleanup(func() { runBinary(t, binary, o.env(), root, "release", "off") })
 	d.ip = strings.TrimSpace(mustDocker(t, o, "inspect", "-f",
-		"{{(index .NetworkSettings.Networks \"dindstore-official\").IPAddress}}", "dind-official"))
+		"{{(index .NetworkSettings.Networks \""+d.network+"\").IPAddress}}", name))
 
 	d.waitVersion()
 	if out := d.mustClient(nil, "images", "-q"); out != "" {
