@@ -36,23 +36,28 @@ var glStages = []string{"prepare_script", "get_sources", "restore_cache", "downl
 
 // glRunner is a runner host: the executor's files and its environment.
 type glRunner struct {
-	t    *testing.T
-	dir  string // contrib/gitlab-runner
-	env  []string
-	o    *outer
-	root string
+	t     *testing.T
+	dir   string // contrib/gitlab-runner
+	env   []string
+	o     *outer
+	root  string
+	image string // the dind image (and the jobs' and helper's)
 }
 
-func newGLRunner(t *testing.T) *glRunner {
+// forEachGLRunner runs test with a runner host of each dind engine.
+func forEachGLRunner(t *testing.T, test func(t *testing.T, r *glRunner)) {
 	requireSuite(t)
 	o := startOuter(t, true)
-	buildDindImage(t, o)
+	forEachEngine(t, o, func(t *testing.T, e dindEngine) { test(t, newGLRunner(t, o, e.image)) })
+}
+
+func newGLRunner(t *testing.T, o *outer, image string) *glRunner {
 	dir, err := filepath.Abs("../contrib/gitlab-runner")
 	must(t, err)
-	r := &glRunner{t: t, dir: dir, o: o, root: filepath.Join(t.TempDir(), "root")}
+	r := &glRunner{t: t, dir: dir, o: o, root: filepath.Join(t.TempDir(), "root"), image: image}
 	t.Cleanup(func() { cleanupRoot(t, r.root) })
 	r.env = append(append(os.Environ(), o.env()...), "DINDSTORE="+binary+" --root "+r.root,
-		"DINDSTORE_DIND_IMAGE="+dindImage, "DINDSTORE_SIZE=4GiB", "DINDSTORE_STATE_DIR="+filepath.Join(t.TempDir(), "state"),
+		"DINDSTORE_DIND_IMAGE="+image, "DINDSTORE_SIZE=4GiB", "DINDSTORE_STATE_DIR="+filepath.Join(t.TempDir(), "state"),
 		"DINDSTORE_DOCKERD_ARGS=--bridge=none --iptables=false --ip-masq=false",
 		fmt.Sprintf("BUILD_FAILURE_EXIT_CODE=%d", glBuildFailure), fmt.Sprintf("SYSTEM_FAILURE_EXIT_CODE=%d", glSystemFailure))
 	return r
@@ -72,7 +77,7 @@ func (r *glRunner) job(project, slot, id int) *glJob {
 	j := &glJob{r: r, id: id, scripts: r.t.TempDir()}
 	j.env = append(append([]string{}, r.env...), fmt.Sprintf("CUSTOM_ENV_CI_JOB_ID=%d", id),
 		fmt.Sprintf("CUSTOM_ENV_CI_PROJECT_ID=%d", project), fmt.Sprintf("CUSTOM_ENV_CI_CONCURRENT_PROJECT_ID=%d", slot),
-		"CUSTOM_ENV_CI_JOB_IMAGE="+dindImage, "CUSTOM_ENV_CI_PROJECT_PATH=acme/widgets")
+		"CUSTOM_ENV_CI_JOB_IMAGE="+r.image, "CUSTOM_ENV_CI_PROJECT_PATH=acme/widgets")
 	return j
 }
 
@@ -166,8 +171,9 @@ docker run --rm --network none job:gl`
 // to run_exec, then cleanup); the runner's own stages in a helper
 // container; a dind container that dies mid-job; a prepare that fails half
 // way (the system failure code). Nothing is left after any of them.
-func TestGitLabCustomExecutor(t *testing.T) {
-	r := newGLRunner(t)
+func TestGitLabCustomExecutor(t *testing.T) { forEachGLRunner(t, gitLabCustomExecutor) }
+
+func gitLabCustomExecutor(t *testing.T, r *glRunner) {
 	code, out := r.job(7, 0, 101).run(glBuild)
 	first := out
 	if code != 0 || !strings.Contains(out, "built in the job") {
@@ -177,7 +183,7 @@ func TestGitLabCustomExecutor(t *testing.T) {
 
 	next := r.job(7, 0, 102) // a job that names no image: the runner's default
 	next.env = append(slices.DeleteFunc(next.env, func(e string) bool { return strings.HasPrefix(e, "CUSTOM_ENV_CI_JOB_IMAGE=") }),
-		"DINDSTORE_DEFAULT_IMAGE="+dindImage)
+		"DINDSTORE_DEFAULT_IMAGE="+r.image)
 	code, out = next.run("docker images --format '{{.Repository}}:{{.Tag}}'")
 	if code != 0 || !strings.Contains(out, "job:gl") || !strings.Contains(out, "base:gl") {
 		t.Fatalf("the next job on the slot does not see the first one's images: exit %d\n%s", code, out)
@@ -213,7 +219,7 @@ func TestGitLabCustomExecutor(t *testing.T) {
 	// With a helper image, the runner's own stages run in a helper container
 	// that shares /builds with the job container.
 	j := r.job(7, 0, 108)
-	j.env = append(j.env, "DINDSTORE_HELPER_IMAGE="+dindImage)
+	j.env = append(j.env, "DINDSTORE_HELPER_IMAGE="+j.r.image)
 	j.stageScripts = map[string]string{"get_sources": "mkdir -p /builds/acme && hostname > /builds/acme/fetched-on"}
 	if code, out := j.run(`test -s /builds/acme/fetched-on && test "$(cat /builds/acme/fetched-on)" != "$(hostname)" && echo sources from the helper`); code != 0 ||
 		!strings.Contains(out, "sources from the helper") {
@@ -304,8 +310,9 @@ func exists(p string) bool { _, err := os.Stat(p); return err == nil }
 // dind starts on a clone of the warm cache (its images there from the
 // first step), and the clone goes with the job: the warm cache stays, the
 // slot's cache does not.
-func TestGitLabFromWarm(t *testing.T) {
-	r := newGLRunner(t)
+func TestGitLabFromWarm(t *testing.T) { forEachGLRunner(t, gitLabFromWarm) }
+
+func gitLabFromWarm(t *testing.T, r *glRunner) {
 	warmFromHost(t, r.o, r.root, "w", "warmimg:1")
 	j := r.job(8, 0, 201)
 	j.env = append(j.env, "DINDSTORE_FROM=w")

@@ -28,13 +28,13 @@ type ghaRunner struct {
 	githubE string
 }
 
-func newGHARunner(t *testing.T, o *outer, root string) *ghaRunner {
+func newGHARunner(t *testing.T, o *outer, root, image string) *ghaRunner {
 	dir := t.TempDir()
 	hooks, err := filepath.Abs("../contrib/github-actions")
 	must(t, err)
 	r := &ghaRunner{t: t, hooks: hooks, o: o, githubE: filepath.Join(dir, "github_env")}
 	r.env = append(append(os.Environ(), o.env()...), "GITHUB_REPOSITORY=Acme/Widgets_App", "RUNNER_NAME=runner 1",
-		"GITHUB_ENV="+r.githubE, "DINDSTORE="+binary+" --root "+root, "DINDSTORE_DIND_IMAGE="+dindImage,
+		"GITHUB_ENV="+r.githubE, "DINDSTORE="+binary+" --root "+root, "DINDSTORE_DIND_IMAGE="+image,
 		"DINDSTORE_SIZE=4GiB", "DINDSTORE_STATE_DIR="+filepath.Join(dir, "state"),
 		"DINDSTORE_DOCKERD_ARGS=--bridge=none --iptables=false --ip-masq=false")
 	return r
@@ -107,9 +107,22 @@ func (r *ghaRunner) actSteps(act string, steps []string) string {
 // hooks installed as the runner's hook variables, the second through ARC's
 // drop-in directories. Each job's steps reach the inner daemon through
 // DOCKER_HOST; the second sees the first's image; nothing is left after.
-func TestGitHubActionsHooks(t *testing.T) {
-	o, root := dindRoot(t)
-	r := newGHARunner(t, o, root)
+func TestGitHubActionsHooks(t *testing.T) { forEachEngineRoot(t, gitHubActionsHooks) }
+
+// forEachEngineRoot runs test on each dind engine, each with a root of its
+// own (cleaned up after it).
+func forEachEngineRoot(t *testing.T, test func(t *testing.T, o *outer, root string, e dindEngine)) {
+	requireSuite(t)
+	o := startOuter(t, true)
+	forEachEngine(t, o, func(t *testing.T, e dindEngine) {
+		root := filepath.Join(t.TempDir(), "root")
+		t.Cleanup(func() { cleanupRoot(t, root) })
+		test(t, o, root, e)
+	})
+}
+
+func gitHubActionsHooks(t *testing.T, o *outer, root string, e dindEngine) {
+	r := newGHARunner(t, o, root, e.image)
 
 	if out, err := r.hook(filepath.Join(r.hooks, "job-started.sh")); err != nil {
 		t.Fatalf("job-started.sh: %v\n%s", err, out)
@@ -150,10 +163,11 @@ func TestGitHubActionsHooks(t *testing.T) {
 
 // TestGitHubActionsFromWarm: with DINDSTORE_FROM, the job's steps find the
 // warm cache's images, and job-completed removes the job's clone of it.
-func TestGitHubActionsFromWarm(t *testing.T) {
-	o, root := dindRoot(t)
+func TestGitHubActionsFromWarm(t *testing.T) { forEachEngineRoot(t, gitHubActionsFromWarm) }
+
+func gitHubActionsFromWarm(t *testing.T, o *outer, root string, e dindEngine) {
 	warmFromHost(t, o, root, "w", "warmimg:1")
-	r := newGHARunner(t, o, root)
+	r := newGHARunner(t, o, root, e.image)
 	r.env = append(r.env, "DINDSTORE_FROM=w")
 	if out, err := r.hook(filepath.Join(r.hooks, "job-started.sh")); err != nil {
 		t.Fatalf("job-started.sh: %v\n%s", err, out)
