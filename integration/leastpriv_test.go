@@ -161,26 +161,27 @@ func TestLaunchRuntimePassThrough(t *testing.T) {
 	requireSuite(t)
 	calls := filepath.Join(t.TempDir(), "calls")
 	o := startOuterWith(t, false, "--add-runtime", "isolating-test="+writeIsolatingRuntime(t, calls))
-	buildDindImage(t, o)
-	root := filepath.Join(t.TempDir(), "root")
-	t.Cleanup(func() { runBinary(t, binary, o.env(), root, "release", "rt"); cleanupRoot(t, root) })
-	id := launchDetached(t, o, root, "rt", "--runtime", "isolating-test", "--name", "dindstore-rt")
-	info, err := o.docker("inspect", "-f", "{{.HostConfig.Runtime}} {{.HostConfig.Privileged}}", id)
-	if err != nil || strings.TrimSpace(info) != "isolating-test false" {
-		t.Fatalf("container runtime and privilege: %q, %v", info, err)
-	}
-	if b, _ := os.ReadFile(calls); !strings.Contains(string(b), "create") {
-		t.Fatalf("the runtime was not called to create the container: %q", b)
-	}
-	t.Logf("\n%s", checkMode(t, o, id, "runtime (stand-in)"))
-	if r := runBinary(t, binary, o.env(), root, "launch", "rt2", "--image", dindImage, "--runtime", "x",
-		"--unprivileged"); r.code != 2 || !strings.Contains(r.stderr, "not privileged already") {
-		t.Fatalf("--unprivileged with --runtime: exit %d: %s", r.code, r.stderr)
-	}
-	if r := dindstore(t, root, "release", "rt"); r.code != 0 {
-		t.Fatalf("release: exit %d: %s", r.code, r.stderr)
-	}
-	assertNothingLeft(t, root)
+	forEachEngine(t, o, func(t *testing.T, e dindEngine) {
+		root := filepath.Join(t.TempDir(), "root")
+		t.Cleanup(func() { runBinary(t, binary, o.env(), root, "release", "rt"); cleanupRoot(t, root) })
+		id := launchDetachedImage(t, o, root, "rt", e.image, "--runtime", "isolating-test", "--name", "dindstore-rt-"+e.name)
+		info, err := o.docker("inspect", "-f", "{{.HostConfig.Runtime}} {{.HostConfig.Privileged}}", id)
+		if err != nil || strings.TrimSpace(info) != "isolating-test false" {
+			t.Fatalf("container runtime and privilege: %q, %v", info, err)
+		}
+		if b, _ := os.ReadFile(calls); !strings.Contains(string(b), "create") {
+			t.Fatalf("the runtime was not called to create the container: %q", b)
+		}
+		t.Logf("%s:\n%s", e.name, checkMode(t, o, id, "runtime (stand-in)"))
+		if r := runBinary(t, binary, o.env(), root, "launch", "rt2", "--image", e.image, "--runtime", "x",
+			"--unprivileged"); r.code != 2 || !strings.Contains(r.stderr, "not privileged already") {
+			t.Fatalf("--unprivileged with --runtime: exit %d: %s", r.code, r.stderr)
+		}
+		if r := dindstore(t, root, "release", "rt"); r.code != 0 {
+			t.Fatalf("release: exit %d: %s", r.code, r.stderr)
+		}
+		assertNothingLeft(t, root)
+	})
 }
 
 // checkLoop is the loop device number checkMode's script attaches through
