@@ -13,8 +13,8 @@ TESTFLAGS ?= -count=1 -timeout 45m
 # a current engine (dockerd 29 era, containerd 2, runc 1.5), built from the Go
 # module proxy by `make engine` (cached: only the first build is slow)
 ENGINE_DIR := $(CURDIR)/.cache/engine
-# what runs again with the current engine first on PATH
-MODERN_TESTS := ^(TestRunLoop|TestRunDir|TestRunVFS|TestRunCommandContract|TestEngineLeavesNothingOutside|TestWarmCloneCommit|TestWarmPull)$$
+# what runs again with the current engine first on PATH (the launch tests: as the outer daemon too)
+MODERN_TESTS := ^(TestRunLoop|TestRunDir|TestRunVFS|TestRunCommandContract|TestEngineLeavesNothingOutside|TestWarmCloneCommit|TestWarmPull|TestLaunchNested|TestOfficialDindChecks|TestLaunchUnprivileged)$$
 
 # nektos/act, to run the GitHub Actions hook test's steps as a workflow on this host
 ACT_VERSION := v0.2.89
