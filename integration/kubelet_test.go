@@ -26,6 +26,11 @@ func dindPod(name, sockDir string, attrs map[string]string) map[string]any {
 // dindPodWith is dindPod with another source for /var/lib/docker (an
 // emptyDir, for comparison).
 func dindPodWith(name, sockDir string, docker map[string]any) map[string]any {
+	return dindPodOf(dindPodImage, name, sockDir, docker)
+}
+
+// dindPodOf is dindPodWith of another dind image.
+func dindPodOf(image, name, sockDir string, docker map[string]any) map[string]any {
 	docker["name"] = "docker"
 	return map[string]any{
 		"apiVersion": "v1", "kind": "Pod",
@@ -34,7 +39,7 @@ func dindPodWith(name, sockDir string, docker map[string]any) map[string]any {
 			"nodeName": kubeNode, "hostNetwork": true, "automountServiceAccountToken": false,
 			"restartPolicy": "Never", "terminationGracePeriodSeconds": 10,
 			"containers": []any{map[string]any{
-				"name": "dind", "image": dindPodImage, "imagePullPolicy": "Never",
+				"name": "dind", "image": image, "imagePullPolicy": "Never",
 				"securityContext": map[string]any{"privileged": true},
 				"command":         []string{"/usr/bin/docker-init", "--", "/usr/local/bin/dind"},
 				"args": []string{"dockerd", "--host=unix:///run/dind/docker.sock", "--bridge=none",
@@ -156,9 +161,43 @@ func TestCSIKubelet(t *testing.T) {
 	if e := listJSON(t, root)["k8s.default.build"]; e.State != "idle" {
 		t.Fatalf("with the pods gone the cache is %s", e.State)
 	}
+	currentEnginePod(t, c, dir)
 	assertNoCSILeft(t, c.kubeletDir(), root)
 	raw, _ := os.ReadFile("/proc/self/mountinfo")
 	if strings.Contains(string(raw), " "+root+"/mounts/") {
 		t.Error("a cache is still mounted with the pods gone")
 	}
+}
+
+// currentEnginePod: a dind pod of the current engine (when make engine
+// built it) on a volume of its own lands on that engine's default, the
+// containerd store, on the cache, and runs a container.
+func currentEnginePod(t *testing.T, c *kubeCluster, dir string) {
+	if modernEngine == "" {
+		t.Log("the current engine is not built (make engine): no pod of it")
+		return
+	}
+	buildCurrentTar.Do(func() {
+		currentTarErr = buildRootfsTarEnv("testdata/dind-rootfs.sh", currentDindTar, "ENGINE_DIR="+modernEngine)
+	})
+	must(t, currentTarErr)
+	rootfs, err := os.ReadFile(currentDindTar)
+	must(t, err)
+	const image = "dindstore.test/dind:current"
+	c.importImage(rootfs, image, []string{"/usr/bin/docker-init", "--", "/usr/local/bin/dind"})
+	sock := filepath.Join(dir, "pod-c")
+	vol := map[string]any{"csi": map[string]any{"driver": csi.DefaultDriverName,
+		"volumeAttributes": map[string]string{"cacheKey": "current", "size": "2Gi"}}}
+	c.create("/api/v1/namespaces/default/pods", dindPodOf(image, "dind-c", sock, vol))
+	waitDocker(c, sock)
+	info, err := podDocker(sock, "info", "--format", "{{.Driver}} {{json .DriverStatus}}")
+	if err != nil || !strings.HasPrefix(info, "overlayfs ") || !strings.Contains(info, "io.containerd.snapshotter.v1") {
+		t.Fatalf("docker info in the current engine's pod: %q %v, want the containerd store", info, err)
+	}
+	_, err = dockerStdin(filepath.Join(sock, "docker.sock"), busyboxTar(t), "import", "-", "it-busybox")
+	must(t, err)
+	if out, err := podDocker(sock, "run", "--rm", "--network", "none", "it-busybox", "echo", "ran"); err != nil || out != "ran" {
+		t.Fatalf("a container in the current engine's pod: %q %v", out, err)
+	}
+	c.deletePod("dind-c", "default")
 }
