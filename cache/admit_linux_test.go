@@ -31,17 +31,7 @@ func hostXFS(t *testing.T, size int64) *Root {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = volumes.Unmount(mnt) })
-	r, err := OpenRoot(filepath.Join(mnt, "root"), true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		mounts, _ := filepath.Glob(filepath.Join(r.Path(), "*", "*"))
-		for _, m := range mounts {
-			_ = volumes.Unmount(m)
-		}
-	})
-	return r
+	return newRootAt(t, filepath.Join(mnt, "root"))
 }
 
 // TestAdmitCountsSharedBlocksAsFree: on a reflink host a clone shares its

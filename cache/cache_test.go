@@ -16,7 +16,14 @@ import (
 // dir goes).
 func newRoot(t *testing.T) *Root {
 	t.Helper()
-	r, err := OpenRoot(filepath.Join(t.TempDir(), "root"), true)
+	return newRootAt(t, filepath.Join(t.TempDir(), "root"))
+}
+
+// newRootAt opens (and makes) a root at path; what is mounted in it is
+// unmounted at cleanup.
+func newRootAt(t *testing.T, path string) *Root {
+	t.Helper()
+	r, err := OpenRoot(path, true)
 	if err != nil {
 		t.Fatal(err)
 	}

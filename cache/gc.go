@@ -53,6 +53,14 @@ func (r *Root) removeRecordWithoutImage(ctx context.Context, f Finding, dryRun b
 	if dryRun {
 		return f
 	}
+	// Unless it came back (or went) meanwhile.
+	return r.removeIf(ctx, f, func(*Record) bool { return !exists(r.imagePath(f.Key)) })
+}
+
+// removeIf removes f's cache, under its lock, when still is true of its
+// record as read under the lock; otherwise, or when the lock is held, f
+// says "kept".
+func (r *Root) removeIf(ctx context.Context, f Finding, still func(*Record) bool) Finding {
 	l, err := r.tryLock(f.Key)
 	if err != nil {
 		f.Action, f.Err = "kept", err
@@ -60,8 +68,8 @@ func (r *Root) removeRecordWithoutImage(ctx context.Context, f Finding, dryRun b
 	}
 	defer l.release()
 	rec, err := r.readRecord(f.Key)
-	if err != nil || exists(r.imagePath(f.Key)) {
-		f.Action = "kept" // it came back (or went) meanwhile
+	if err != nil || !still(rec) {
+		f.Action = "kept"
 		return f
 	}
 	if err := r.removeLocked(ctx, f.Key, rec); err != nil {
@@ -85,32 +93,12 @@ func (r *Root) removeAbandoned(ctx context.Context, dryRun bool) []Finding {
 			continue
 		}
 		f := Finding{Key: key, What: FindAbandoned, Path: r.backing(rec, key), Action: "removed", Note: rec.Abandoned.Reason}
-		if !dryRun {
-			f = r.removeIfAbandoned(ctx, f)
+		if !dryRun { // unless used again meanwhile
+			f = r.removeIf(ctx, f, func(rec *Record) bool { return rec.Abandoned != nil })
 		}
 		out = append(out, f)
 	}
 	return out
-}
-
-// removeIfAbandoned removes f's cache if, under its lock, it is still
-// marked abandoned.
-func (r *Root) removeIfAbandoned(ctx context.Context, f Finding) Finding {
-	l, err := r.tryLock(f.Key)
-	if err != nil {
-		f.Action, f.Err = "kept", err
-		return f
-	}
-	defer l.release()
-	rec, err := r.readRecord(f.Key)
-	if err != nil || rec.Abandoned == nil {
-		f.Action = "kept" // used again meanwhile
-		return f
-	}
-	if err := r.removeLocked(ctx, f.Key, rec); err != nil {
-		f.Err = err
-	}
-	return f
 }
 
 // strayLoops finds loop devices tagged by dindstore whose backing file lies

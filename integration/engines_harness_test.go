@@ -63,6 +63,18 @@ func forEachEngine(t *testing.T, o *outer, test func(t *testing.T, e dindEngine)
 	}
 }
 
+// forEachEngineRoot runs test on each dind engine, each with a root of its
+// own (cleaned up after it), on one outer daemon.
+func forEachEngineRoot(t *testing.T, test func(t *testing.T, o *outer, root string, e dindEngine)) {
+	requireSuite(t)
+	o := startOuter(t, true)
+	forEachEngine(t, o, func(t *testing.T, e dindEngine) {
+		root := filepath.Join(t.TempDir(), "root")
+		t.Cleanup(func() { cleanupRoot(t, root) })
+		test(t, o, root, e)
+	})
+}
+
 // importDindTar imports a dind rootfs tarball as image, shaped like
 // docker:dind (its entrypoint under tini, dockerd by default).
 func importDindTar(t testing.TB, o *outer, tarPath, image string) {

@@ -76,17 +76,10 @@ func dindRoot(t *testing.T) (*outer, string) {
 // multi-layer image with both builders; a second launch of the key exits
 // 75; release leaves nothing and records the store; the next launch finds
 // the images.
-func TestLaunchNested(t *testing.T) {
-	requireSuite(t)
-	o := startOuter(t, true)
-	forEachEngine(t, o, func(t *testing.T, e dindEngine) {
-		root := filepath.Join(t.TempDir(), "root")
-		t.Cleanup(func() { runBinary(t, binary, o.env(), root, "release", "nd"); cleanupRoot(t, root) })
-		launchNested(t, o, root, e)
-	})
-}
+func TestLaunchNested(t *testing.T) { forEachEngineRoot(t, launchNested) }
 
 func launchNested(t *testing.T, o *outer, root string, e dindEngine) {
+	t.Cleanup(func() { runBinary(t, binary, o.env(), root, "release", "nd") })
 	// A dind whose daemon never comes up: the error carries its output.
 	bad := runBinary(t, binary, o.env(), root, "launch", "bad", "--kind", "loop", "--size", "1GiB", "--image", e.image,
 		"--detach", "--ready-timeout", "60s", "--", "--no-such-flag")

@@ -3,7 +3,6 @@
 package integration
 
 import (
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -51,15 +50,7 @@ func (d *officialDind) mustClient(stdin []byte, args ...string) string {
 // container left — and docker-registry-push-pull: an image pushed to a
 // local registry, removed, pulled back and run. Then release leaves
 // nothing.
-func TestOfficialDindChecks(t *testing.T) {
-	requireSuite(t)
-	o := startOuter(t, true)
-	forEachEngine(t, o, func(t *testing.T, e dindEngine) {
-		root := filepath.Join(t.TempDir(), "root")
-		t.Cleanup(func() { cleanupRoot(t, root) })
-		officialChecks(t, o, root, e)
-	})
-}
+func TestOfficialDindChecks(t *testing.T) { forEachEngineRoot(t, officialChecks) }
 
 func officialChecks(t *testing.T, o *outer, root string, e dindEngine) {
 	d := &officialDind{t: t, o: o, image: e.image, network: "dindstore-official-" + e.name, certs: t.TempDir()}

@@ -109,18 +109,6 @@ func (r *ghaRunner) actSteps(act string, steps []string) string {
 // DOCKER_HOST; the second sees the first's image; nothing is left after.
 func TestGitHubActionsHooks(t *testing.T) { forEachEngineRoot(t, gitHubActionsHooks) }
 
-// forEachEngineRoot runs test on each dind engine, each with a root of its
-// own (cleaned up after it).
-func forEachEngineRoot(t *testing.T, test func(t *testing.T, o *outer, root string, e dindEngine)) {
-	requireSuite(t)
-	o := startOuter(t, true)
-	forEachEngine(t, o, func(t *testing.T, e dindEngine) {
-		root := filepath.Join(t.TempDir(), "root")
-		t.Cleanup(func() { cleanupRoot(t, root) })
-		test(t, o, root, e)
-	})
-}
-
 func gitHubActionsHooks(t *testing.T, o *outer, root string, e dindEngine) {
 	r := newGHARunner(t, o, root, e.image)
 
