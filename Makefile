@@ -26,7 +26,7 @@ CSI_SANITY := $(CURDIR)/.cache/csi-sanity/csi-sanity
 # kubelet, kube-apiserver (k8s.io/kubernetes) and etcd, for the real-kubelet test
 K8S_DIR := $(CURDIR)/.cache/k8s
 
-.PHONY: all build deps engine act csi-sanity k8s test unit demo bench vet fmt-check clean
+.PHONY: all build deps engine dind-images act csi-sanity k8s test unit demo bench vet fmt-check clean
 
 all: build
 
@@ -60,16 +60,22 @@ csi-sanity: $(CSI_SANITY)
 $(CSI_SANITY):
 	GOBIN=$(CURDIR)/.cache/csi-sanity CGO_ENABLED=0 $(GO) install github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity@$(CSI_TEST_VERSION)
 
+## dind-images: the root filesystems of a docker:dind and a docker:dind-rootless shaped image
+##             of the current engine, into .cache/dind (seconds, once the engine is built)
+DIND_DIR := $(CURDIR)/.cache/dind
+dind-images: engine
+	./scripts/build-dind-images.sh $(DIND_DIR) $(ENGINE_DIR)
+
 ## k8s: build kubelet, kube-apiserver and etcd into .cache/k8s/bin when missing (about 20 minutes cold)
 k8s:
 	./scripts/build-k8s.sh $(K8S_DIR)
 
 ## test: every test (the root-only ones, with loop devices, mounts and dockerd, run when root),
 ##       then the integration tests again on the current engine
-test: deps vet fmt-check engine act csi-sanity k8s
-	DINDSTORE_TEST_ENGINE_DIR=$(ENGINE_DIR) DINDSTORE_TEST_ACT=$(ACT) DINDSTORE_TEST_CSI_SANITY=$(CSI_SANITY) \
+test: deps vet fmt-check engine dind-images act csi-sanity k8s
+	DINDSTORE_TEST_ENGINE_DIR=$(ENGINE_DIR) DINDSTORE_TEST_DIND_DIR=$(DIND_DIR) DINDSTORE_TEST_ACT=$(ACT) DINDSTORE_TEST_CSI_SANITY=$(CSI_SANITY) \
 	  DINDSTORE_TEST_K8S=$(K8S_DIR)/bin $(GO) test $(TESTFLAGS) ./...
-	DINDSTORE_TEST_ENGINE=$(ENGINE_DIR) $(GO) test $(TESTFLAGS) -run '$(MODERN_TESTS)' ./integration/
+	DINDSTORE_TEST_ENGINE=$(ENGINE_DIR) DINDSTORE_TEST_DIND_DIR=$(DIND_DIR) $(GO) test $(TESTFLAGS) -run '$(MODERN_TESTS)' ./integration/
 
 ## unit: the tests that need neither root nor a daemon
 unit:

@@ -47,11 +47,7 @@ func dindEngines(t *testing.T, o *outer) []dindEngine {
 		t.Logf("the current engine is not built (make engine): launch tests run on dockerd 20.10 only")
 		return engines
 	}
-	buildCurrentTar.Do(func() {
-		currentTarErr = buildRootfsTarEnv("testdata/dind-rootfs.sh", currentDindTar, "ENGINE_DIR="+modernEngine)
-	})
-	must(t, currentTarErr)
-	importDindTar(t, o, currentDindTar, currentDindImage)
+	importDindTar(t, o, currentTar(t), currentDindImage)
 	return append(engines, dindEngine{name: "current", image: currentDindImage, current: true})
 }
 
@@ -100,11 +96,42 @@ func dindRootlessEngines(t *testing.T, o *outer) []dindEngine {
 		t.Logf("the current engine is not built (make engine): rootless tests run on dockerd 20.10 only")
 		return engines
 	}
-	buildCurrentRootlessTar.Do(func() {
-		currentRootlessTarErr = buildRootfsTarEnv("testdata/dind-rootless-rootfs.sh", currentDindRootlessTar,
-			"ENGINE_DIR="+modernEngine)
-	})
-	must(t, currentRootlessTarErr)
-	importRootlessTar(t, o, currentDindRootlessTar, currentDindRootlessImage)
+	tar := cachedDindTar("dind-rootless-current.tar")
+	if tar == "" {
+		buildCurrentRootlessTar.Do(func() {
+			currentRootlessTarErr = buildRootfsTarEnv("testdata/dind-rootless-rootfs.sh", currentDindRootlessTar,
+				"ENGINE_DIR="+modernEngine)
+		})
+		must(t, currentRootlessTarErr)
+		tar = currentDindRootlessTar
+	}
+	importRootlessTar(t, o, tar, currentDindRootlessImage)
 	return append(engines, dindEngine{name: "current", image: currentDindRootlessImage, current: true})
+}
+
+// cachedDindTar is the tarball name that `make dind-images` built into
+// DINDSTORE_TEST_DIND_DIR (make test sets it), "" when there is none.
+func cachedDindTar(name string) string {
+	dir := os.Getenv("DINDSTORE_TEST_DIND_DIR")
+	if dir == "" {
+		return ""
+	}
+	if fi, err := os.Stat(filepath.Join(dir, name)); err != nil || fi.Size() == 0 {
+		return ""
+	}
+	return filepath.Join(dir, name)
+}
+
+// currentTar is the rootfs tarball of the current engine's dind image:
+// make dind-images' when there is one, else built once per test binary.
+func currentTar(t testing.TB) string {
+	t.Helper()
+	if tar := cachedDindTar("dind-current.tar"); tar != "" {
+		return tar
+	}
+	buildCurrentTar.Do(func() {
+		currentTarErr = buildRootfsTarEnv("testdata/dind-rootfs.sh", currentDindTar, "ENGINE_DIR="+modernEngine)
+	})
+	must(t, currentTarErr)
+	return currentDindTar
 }

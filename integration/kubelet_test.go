@@ -177,11 +177,7 @@ func currentEnginePod(t *testing.T, c *kubeCluster, dir string) {
 		t.Log("the current engine is not built (make engine): no pod of it")
 		return
 	}
-	buildCurrentTar.Do(func() {
-		currentTarErr = buildRootfsTarEnv("testdata/dind-rootfs.sh", currentDindTar, "ENGINE_DIR="+modernEngine)
-	})
-	must(t, currentTarErr)
-	rootfs, err := os.ReadFile(currentDindTar)
+	rootfs, err := os.ReadFile(currentTar(t))
 	must(t, err)
 	const image = "dindstore.test/dind:current"
 	c.importImage(rootfs, image, []string{"/usr/bin/docker-init", "--", "/usr/local/bin/dind"})
