@@ -119,7 +119,7 @@ func (r *Root) quiet(rec *Record) error {
 	if err := rec.usable(); err != nil {
 		return err
 	}
-	if p := rec.Incomplete; p != nil {
+	if p := rec.Incomplete; p != nil { // whatever else it is: a warm never finished
 		return fmt.Errorf("cache %q: %w since %s (%s); run the warm again (dindstore warm %s ...)", rec.Key,
 			ErrIncomplete, p.At.Format(time.RFC3339), p.Reason, rec.Key)
 	}

@@ -163,8 +163,9 @@ func (r *Root) List(ctx context.Context, opts ListOptions) ([]Entry, error) {
 // facts gathers what StateOf needs of key: flocks and bound are the
 // lock holders and bound images read once for a whole listing.
 func (r *Root) facts(rec *Record, held bool, bound map[string][]string) Facts {
-	return Facts{Held: held, Bound: bound[r.imagePath(rec.Key)], Damaged: rec.Damaged,
-		ReleaseFailed: rec.ReleaseFailed, Incomplete: rec.Incomplete, Abandoned: rec.Abandoned}
+	f := rec.facts()
+	f.Held, f.Bound = held, bound[r.imagePath(rec.Key)]
+	return f
 }
 
 // setState sets the entry's state from the facts, naming the processes

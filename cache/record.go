@@ -114,7 +114,8 @@ type Problem struct {
 
 // usable refuses a damaged cache, saying how to get it back.
 func (rec *Record) usable() error {
-	if d := rec.Damaged; d != nil {
+	if st, _ := StateOf(rec.facts()); st == StateDamaged {
+		d := rec.Damaged
 		return fmt.Errorf("cache %q is damaged since %s (%s): %w; check it with `dindstore repair %s`, or remove it "+
 			"with `dindstore rm %s`", rec.Key, d.At.Format(time.RFC3339), d.Reason, ErrDamaged, rec.Key, rec.Key)
 	}

@@ -44,3 +44,10 @@ func StateOf(f Facts) (state, reason string) {
 	}
 	return StateIdle, ""
 }
+
+// facts are what the record alone says (no holder, no bound device): what
+// a caller that holds the cache's lock asks StateOf about.
+func (rec *Record) facts() Facts {
+	return Facts{Damaged: rec.Damaged, ReleaseFailed: rec.ReleaseFailed, Incomplete: rec.Incomplete,
+		Abandoned: rec.Abandoned}
+}

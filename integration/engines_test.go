@@ -89,3 +89,39 @@ func TestLaunchImageStore(t *testing.T) {
 	}
 	assertNothingLeft(t, root)
 }
+
+// TestLaunchWarmCloneCommit, on each engine: a warm cache filled on the
+// host (Debian's dockerd: the graph driver) cloned for a launched dind
+// (--from), which sees the warm images, adds one, and is committed at its
+// release (--commit); the next clone sees both. The current engine keeps
+// to the warm cache's recorded store.
+func TestLaunchWarmCloneCommit(t *testing.T) {
+	forEachEngineRoot(t, func(t *testing.T, o *outer, root string, e dindEngine) {
+		warmFromHost(t, o, root, "w", "warmimg:1")
+		launch := func(key string) string {
+			t.Helper()
+			t.Cleanup(func() { runBinary(t, binary, o.env(), root, "release", key) })
+			return launchDetachedImage(t, o, root, key, e.image, "--from", "w")
+		}
+		id := launch("job1")
+		if out := innerDocker(t, o, id, nil, "images", "--format", "{{.Repository}}:{{.Tag}}"); !strings.Contains(out, "warmimg:1") {
+			t.Fatalf("the launched clone lacks the warm image: %q", out)
+		}
+		innerDocker(t, o, id, busyboxTar(t), "import", "-", "jobimg:1")
+		if r := runBinary(t, binary, o.env(), root, "release", "job1", "--commit"); r.code != 0 {
+			t.Fatalf("release --commit: exit %d: %s", r.code, r.stderr)
+		}
+		id = launch("job2")
+		out := innerDocker(t, o, id, nil, "images", "--format", "{{.Repository}}:{{.Tag}}")
+		if !strings.Contains(out, "warmimg:1") || !strings.Contains(out, "jobimg:1") {
+			t.Fatalf("the next clone after the commit: %q", out)
+		}
+		if r := runBinary(t, binary, o.env(), root, "release", "job2"); r.code != 0 {
+			t.Fatalf("release: exit %d: %s", r.code, r.stderr)
+		}
+		if e := listJSON(t, root)["w"]; e.Generation != 1 || e.ImageStore != "graphdriver" {
+			t.Fatalf("the warm cache after one commit: %+v", e)
+		}
+		assertNothingLeft(t, root)
+	})
+}
