@@ -105,6 +105,13 @@ func launchNested(t *testing.T, o *outer, root string, e dindEngine) {
 		t.Fatalf("inner container: %q", out)
 	}
 	buildInner(t, o, id)
+	if e.current { // as docker:dind: buildx, the CLI plugin, with the engine's own builder
+		out, err := o.docker("exec", id, "sh", "-c", `cd /tmp/ctx && docker buildx version &&
+docker buildx build -q --network none -t built:buildx . >/dev/null && docker run --rm --network none built:buildx`)
+		if err != nil || !strings.Contains(out, "payload") {
+			t.Fatalf("docker buildx in the current engine's dind: %v\n%s", err, out)
+		}
+	}
 	if out := innerDocker(t, o, id, nil, "system", "df"); !strings.Contains(out, "Images") {
 		t.Fatalf("inner docker system df: %q", out)
 	}

@@ -13,7 +13,10 @@ ENGINE_DIR=$(realpath "$2")
 HERE=$(cd "$(dirname "$0")/../integration/testdata" && pwd)
 mkdir -p "$DIR"
 build() { # build SCRIPT TAR
-  [ -s "$2" ] && { echo "dind: $2 up to date"; return 0; }
+  # Up to date unless the engine or a rootfs script changed since it was built.
+  if [ -s "$2" ] && [ -z "$(find "$ENGINE_DIR" "$HERE" -newer "$2" 2>/dev/null | head -1)" ]; then
+    echo "dind: $2 up to date"; return 0
+  fi
   tmp=$(mktemp -d "$DIR/rootfs.XXXXXX")
   ENGINE_DIR=$ENGINE_DIR sh "$HERE/$1" "$tmp"
   tar -C "$tmp" -cf "$2.tmp" . && mv "$2.tmp" "$2"

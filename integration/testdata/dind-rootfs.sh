@@ -5,7 +5,7 @@
 # Usage: [ENGINE_DIR=DIR] [EXTRA_BINS="/usr/bin/x ..."] dind-rootfs.sh DIR
 # With ENGINE_DIR (make engine's .cache/engine), the engine is the current one
 # (dockerd, docker-proxy, containerd, its shim and runc from there, in
-# /usr/local/bin as docker:dind has them); else Debian's 20.10.
+# /usr/local/bin as docker:dind has them, and buildx as a CLI plugin); else Debian's 20.10.
 # EXTRA_BINS are copied, with their libraries, before busybox makes its applet links
 # (absolute links to /bin/busybox, which leave existing files alone).
 set -eu
@@ -18,7 +18,7 @@ chmod 1777 tmp
 ENGINE="/usr/sbin/dockerd /usr/bin/containerd /usr/bin/containerd-shim-runc-v2 /usr/sbin/runc /usr/sbin/docker-proxy"
 if [ -n "${ENGINE_DIR:-}" ]; then
   E=$(cd "$ENGINE_DIR" && pwd)
-  ENGINE="$E/dockerd $E/containerd $E/containerd-shim-runc-v2 $E/runc $E/docker-proxy"
+  ENGINE="$E/dockerd $E/containerd $E/containerd-shim-runc-v2 $E/runc $E/docker-proxy $E/docker-buildx"
 fi
 BINS="$ENGINE /usr/bin/docker /usr/bin/tini-static /usr/sbin/xtables-nft-multi /usr/bin/openssl ${EXTRA_BINS:-}"
 XT=/usr/lib/x86_64-linux-gnu/xtables
@@ -26,6 +26,8 @@ XT=/usr/lib/x86_64-linux-gnu/xtables
 sh "$HERE/copy-bins.sh" . $BINS $(ls "$XT"/*.so 2>/dev/null)
 if [ -n "${ENGINE_DIR:-}" ]; then  # on PATH, not at the build host's path (EXTRA_BINS from there too)
   for b in ".$E"/*; do mv "$b" usr/local/bin/; done
+  mkdir -p usr/local/libexec/docker/cli-plugins  # as docker:dind has buildx
+  mv usr/local/bin/docker-buildx usr/local/libexec/docker/cli-plugins/
   rmdir -p "./${E#/}" 2>/dev/null || true  # the now empty directories of its path
 fi
 ln -sf tini-static usr/bin/docker-init
