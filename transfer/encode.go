@@ -37,19 +37,26 @@ func zstdCoders() (*zstd.Encoder, *zstd.Decoder, error) {
 // EncodeChunk reads chunk c of the image and returns it compressed, with
 // the digest that names the compressed blob.
 func EncodeChunk(image io.ReaderAt, c Chunk) ([]byte, digest.Digest, error) {
+	blob, d, _, err := encodeChunk(image, c)
+	return blob, d, err
+}
+
+// encodeChunk is EncodeChunk that also gives the digest of the
+// uncompressed bytes.
+func encodeChunk(image io.ReaderAt, c Chunk) ([]byte, digest.Digest, digest.Digest, error) {
 	if c.Length <= 0 || c.Length > MaxChunkSize || c.Offset < 0 {
-		return nil, "", fmt.Errorf("%w: chunk at %d of %d bytes", ErrInvalid, c.Offset, c.Length)
+		return nil, "", "", fmt.Errorf("%w: chunk at %d of %d bytes", ErrInvalid, c.Offset, c.Length)
 	}
 	raw := make([]byte, c.Length)
 	if n, err := image.ReadAt(raw, c.Offset); int64(n) != c.Length {
-		return nil, "", fmt.Errorf("read the chunk at %d: %d of %d bytes: %w", c.Offset, n, c.Length, err)
+		return nil, "", "", fmt.Errorf("read the chunk at %d: %d of %d bytes: %w", c.Offset, n, c.Length, err)
 	}
 	enc, _, err := zstdCoders()
 	if err != nil {
-		return nil, "", err
+		return nil, "", "", err
 	}
 	blob := enc.EncodeAll(raw, make([]byte, 0, len(raw)/2))
-	return blob, digest.FromBytes(blob), nil
+	return blob, digest.FromBytes(blob), rawDigest(raw), nil
 }
 
 // DecodeChunk checks blob against the digest the manifest names it by,

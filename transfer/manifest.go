@@ -68,6 +68,15 @@ type ChunkBlob struct {
 	Digest digest.Digest
 	// Size is the compressed blob's size.
 	Size int64
+	// RawDigest names the chunk's uncompressed bytes.
+	RawDigest digest.Digest
+}
+
+// descriptor is the chunk's layer in the manifest.
+func (c ChunkBlob) descriptor() ocispec.Descriptor {
+	return ocispec.Descriptor{MediaType: ChunkMediaType, Digest: c.Digest, Size: c.Size,
+		Annotations: map[string]string{AnnotationOffset: strconv.FormatInt(c.Offset, 10),
+			AnnotationLength: strconv.FormatInt(c.Length, 10), AnnotationRawDigest: c.RawDigest.String()}}
 }
 
 // NewManifest is the artifact's manifest: the config blob's descriptor,
@@ -76,9 +85,7 @@ func NewManifest(config ocispec.Descriptor, chunks []ChunkBlob) ocispec.Manifest
 	m := ocispec.Manifest{MediaType: ocispec.MediaTypeImageManifest, ArtifactType: ArtifactType, Config: config}
 	m.SchemaVersion = 2
 	for _, c := range chunks {
-		m.Layers = append(m.Layers, ocispec.Descriptor{MediaType: ChunkMediaType, Digest: c.Digest, Size: c.Size,
-			Annotations: map[string]string{AnnotationOffset: strconv.FormatInt(c.Offset, 10),
-				AnnotationLength: strconv.FormatInt(c.Length, 10)}})
+		m.Layers = append(m.Layers, c.descriptor())
 	}
 	return m
 }
@@ -133,11 +140,15 @@ func parseChunk(l ocispec.Descriptor) (ChunkBlob, error) {
 	if err := l.Digest.Validate(); err != nil {
 		return ChunkBlob{}, fmt.Errorf("%w: digest %q: %w", ErrInvalid, l.Digest, err)
 	}
+	raw := digest.Digest(l.Annotations[AnnotationRawDigest])
+	if err := raw.Validate(); err != nil {
+		return ChunkBlob{}, fmt.Errorf("%w: raw digest %q: %w", ErrInvalid, raw, err)
+	}
 	off, err1 := strconv.ParseInt(l.Annotations[AnnotationOffset], 10, 64)
 	length, err2 := strconv.ParseInt(l.Annotations[AnnotationLength], 10, 64)
 	if err1 != nil || err2 != nil || off < 0 || length <= 0 || l.Size <= 0 || l.Size > 2*MaxChunkSize {
 		return ChunkBlob{}, fmt.Errorf("%w: offset %q, length %q, size %d", ErrInvalid, l.Annotations[AnnotationOffset],
 			l.Annotations[AnnotationLength], l.Size)
 	}
-	return ChunkBlob{Chunk: Chunk{Offset: off, Length: length}, Digest: l.Digest, Size: l.Size}, nil
+	return ChunkBlob{Chunk: Chunk{Offset: off, Length: length}, Digest: l.Digest, Size: l.Size, RawDigest: raw}, nil
 }

@@ -108,8 +108,8 @@ func TestManifestRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	chunks := []ChunkBlob{
-		{Chunk{0, 4 << 20}, digest.FromString("a"), 100},
-		{Chunk{28 << 20, 2<<20 + 5}, digest.FromString("b"), 200},
+		{Chunk{0, 4 << 20}, digest.FromString("a"), 100, digest.FromString("raw a")},
+		{Chunk{28 << 20, 2<<20 + 5}, digest.FromString("b"), 200, digest.FromString("raw b")},
 	}
 	m := NewManifest(desc, chunks)
 	got, err := ParseChunks(m, cfg)
@@ -123,6 +123,7 @@ func TestManifestRoundTrip(t *testing.T) {
 		"out of order":       func() { m.Layers[0], m.Layers[1] = m.Layers[1], m.Layers[0] },
 		"another media type": func() { m.Layers[0].MediaType = "application/octet-stream" },
 		"bad digest":         func() { m.Layers[0].Digest = "sha256:nope" },
+		"no raw digest":      func() { delete(m.Layers[0].Annotations, AnnotationRawDigest) },
 		"another artifact":   func() { m.ArtifactType = "application/vnd.other" },
 	}
 	for name, mutate := range mutations {

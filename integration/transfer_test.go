@@ -1,0 +1,68 @@
+//go:build linux
+
+package integration
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/dindstore/dindstore/loopdev"
+	"github.com/dindstore/dindstore/transfer"
+	"github.com/dindstore/dindstore/volumes"
+	"oras.land/oras-go/v2/registry/remote"
+)
+
+// TestTransferRegistry: a released cache's image pushed to a real
+// registry (Debian's docker-registry on 127.0.0.1, plain HTTP) and pulled
+// back is a filesystem that mounts with the cache's file in it; pushed
+// again unchanged, no chunk is sent; the pulled image keeps its holes.
+func TestTransferRegistry(t *testing.T) {
+	requireSuite(t)
+	reg := startRegistry(t)
+	root := filepath.Join(t.TempDir(), "root")
+	t.Cleanup(func() { cleanupRoot(t, root) })
+	mustRun(t, root, "run", "src", "--kind", "loop", "--size", "1GiB", "--", "sh", "-c",
+		"echo mine > {mount}/f; dd if=/dev/urandom of={mount}/blob bs=1M count=12 2>/dev/null")
+	repo, err := remote.NewRepository(reg + "/caches/src")
+	must(t, err)
+	repo.PlainHTTP = true
+	ctx := context.Background()
+	img, err := os.Open(filepath.Join(root, "images", "src.img"))
+	must(t, err)
+	defer img.Close()
+	res, err := transfer.Push(ctx, repo, img, transfer.Config{FS: "ext4", BlockSize: 4096}, "g0", transfer.Parallel)
+	if err != nil || res.Sent == 0 {
+		t.Fatalf("push: %+v %v", res, err)
+	}
+	t.Logf("pushed %d chunks, %d bytes, of a 1 GiB image", res.Sent, res.SentBytes)
+	if again, err := transfer.Push(ctx, repo, img, transfer.Config{FS: "ext4", BlockSize: 4096}, "g0", transfer.Parallel); err != nil || again.Sent != 0 {
+		t.Fatalf("push unchanged: %+v %v", again, err)
+	}
+	dir := t.TempDir()
+	dst, err := os.Create(filepath.Join(dir, "pulled.img"))
+	must(t, err)
+	defer dst.Close()
+	pres, err := transfer.Pull(ctx, repo, "g0", dst, nil, transfer.Parallel)
+	if err != nil || pres.Fetched != res.Sent {
+		t.Fatalf("pull: %+v %v", pres, err)
+	}
+	var st, srcSt os.FileInfo
+	st, _ = dst.Stat()
+	srcSt, _ = img.Stat()
+	if st.Size() != srcSt.Size() {
+		t.Fatalf("pulled %d bytes of a %d-byte image", st.Size(), srcSt.Size())
+	}
+	mnt := filepath.Join(dir, "mnt")
+	must(t, os.Mkdir(mnt, 0o700))
+	if _, err := volumes.MountImage(ctx, dst.Name(), mnt, volumes.Ext4, loopdev.Tag("dindstore-test:", "pulled")); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = volumes.Unmount(mnt) })
+	if b, err := os.ReadFile(filepath.Join(mnt, "f")); err != nil || strings.TrimSpace(string(b)) != "mine" {
+		t.Fatalf("the pulled cache's file: %q %v", b, err)
+	}
+	must(t, volumes.Unmount(mnt))
+}
