@@ -66,3 +66,51 @@ func TestTransferRegistry(t *testing.T) {
 	}
 	must(t, volumes.Unmount(mnt))
 }
+
+// TestPushPullCommands: `dindstore push` of an idle cache to a registry
+// and `dindstore pull` into a new key on another root: the new cache runs
+// with the first one's files and its store; pushed again, nothing is
+// sent; a cache in use is not pushed (75); pulling into an existing key,
+// or a reference that is not there, leaves nothing.
+func TestPushPullCommands(t *testing.T) {
+	requireSuite(t)
+	reg := startRegistry(t)
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	t.Cleanup(func() { cleanupRoot(t, a); cleanupRoot(t, b) })
+	mustRun(t, a, "run", "src", "--kind", "loop", "--size", "512MiB", "--", "sh", "-c", "echo mine > {mount}/f")
+	ref := reg + "/caches/src:g0"
+	out := mustRun(t, a, "push", "--plain-http", "src", ref)
+	if !strings.Contains(out, "chunks sent") {
+		t.Fatalf("push said: %q", out)
+	}
+	if again := mustRun(t, a, "push", "--plain-http", "src", ref); !strings.Contains(again, "0 chunks sent") {
+		t.Fatalf("push of an unchanged cache: %q", again)
+	}
+	mustRun(t, b, "pull", "--plain-http", ref, "copy")
+	if got := mustRun(t, b, "run", "copy", "--", "cat", "{mount}/f"); strings.TrimSpace(got) != "mine" {
+		t.Fatalf("the pulled cache: %q", got)
+	}
+	if e := listJSON(t, b)["copy"]; e.State != "idle" {
+		t.Fatalf("the pulled cache: %+v", e)
+	}
+	if r := dindstore(t, b, "pull", "--plain-http", ref, "copy"); r.code != 2 {
+		t.Fatalf("pull into an existing key: exit %d: %s", r.code, r.stderr)
+	}
+	if r := dindstore(t, b, "pull", "--plain-http", reg+"/caches/none:g0", "gone"); r.code == 0 {
+		t.Fatalf("pull of a reference that is not there: exit 0")
+	}
+	if _, ok := listJSON(t, b)["gone"]; ok {
+		t.Fatal("a failed pull left a cache")
+	}
+	if left, _ := filepath.Glob(filepath.Join(b, "images", "gone*")); len(left) > 0 {
+		t.Fatalf("a failed pull left %v", left)
+	}
+	_, stop := holdInBackground(t, a, "src", "true")
+	if r := dindstore(t, a, "push", "--plain-http", "src", ref); r.code != 75 {
+		t.Fatalf("push of a cache in use: exit %d: %s", r.code, r.stderr)
+	}
+	stop()
+	assertNothingLeft(t, a)
+	assertNothingLeft(t, b)
+}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/dindstore/dindstore/cache"
 	"github.com/dindstore/dindstore/launch"
+	"github.com/dindstore/dindstore/transfer"
 	"github.com/dindstore/dindstore/volumes"
 	"github.com/urfave/cli/v2"
 )
@@ -97,7 +98,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			createCommand, runCommand, lsCommand, dfCommand, growCommand, rmCommand, recoverCommand,
 			pruneCommand, trimCommand, inspectCommand, gcCommand, metricsCommand, serveCommand,
 			prepareCommand, releaseCommand, launchCommand, holdCommand, cloneCommand, commitCommand,
-			warmCommand, repairCommand, guardCommand, csiCommand,
+			warmCommand, repairCommand, guardCommand, csiCommand, pushCommand, pullCommand,
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return fmt.Errorf("%w: %w", errUsage, err)
@@ -144,10 +145,11 @@ func exitCode(err error) int {
 		return exitInUse
 	case errors.Is(err, cache.ErrNoRoom):
 		return exitNoRoom
-	case errors.Is(err, cache.ErrDamaged), errors.Is(err, volumes.ErrCheckFailed):
+	case errors.Is(err, cache.ErrDamaged), errors.Is(err, volumes.ErrCheckFailed), errors.Is(err, transfer.ErrCorrupt):
 		return exitDamaged
 	case errors.Is(err, errUsage), errors.Is(err, cache.ErrInvalid), errors.Is(err, cache.ErrOwnerMismatch),
-		errors.Is(err, volumes.ErrInvalid), errors.Is(err, volumes.ErrShrink), errors.Is(err, launch.ErrInvalid):
+		errors.Is(err, volumes.ErrInvalid), errors.Is(err, volumes.ErrShrink), errors.Is(err, launch.ErrInvalid),
+		errors.Is(err, transfer.ErrInvalid):
 		return exitUsage
 	}
 	return exitFailure

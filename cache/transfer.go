@@ -1,0 +1,162 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/dindstore/dindstore/volumes"
+	"golang.org/x/sys/unix"
+)
+
+// ExportInfo describes a loop cache's image for a copy elsewhere (a push
+// to a registry).
+type ExportInfo struct {
+	Key        string
+	FS         volumes.FS
+	CapBytes   int64
+	BlockSize  uint32
+	FSUUID     string
+	ImageStore string
+	Generation int
+}
+
+// Export hands fn the image of the loop cache key, held quiet for as long
+// as fn runs: under the cache's lock (marked busy, so that a use waits for
+// it), the image itself locked, and only an idle cache whose last release
+// was clean, neither damaged nor incomplete, with nothing mounted or
+// attached — an image nothing writes and nothing needs to replay. A cache
+// in use is ErrLocked.
+func (r *Root) Export(ctx context.Context, key string, fn func(image *os.File, info ExportInfo) error) error {
+	if err := ValidateKey(key); err != nil {
+		return err
+	}
+	l, err := r.lockBusy(ctx, key)
+	if err != nil {
+		return err
+	}
+	defer l.release()
+	rec, err := r.readRecord(key)
+	if err != nil {
+		return err
+	}
+	if rec.Kind != volumes.Loop {
+		return fmt.Errorf("%w: cache %q is a %s cache; only loop caches are images to copy", ErrInvalid, key, rec.Kind)
+	}
+	if err := r.quiet(rec); err != nil {
+		return err
+	}
+	if !rec.ReleasedClean {
+		return fmt.Errorf("%w: cache %q was not released cleanly (its filesystem may need its journal replayed); "+
+			"use it once (dindstore run %s -- true) or repair it, then copy it", ErrInvalid, key, key)
+	}
+	image, err := r.holdImage(key)
+	if err != nil {
+		return err
+	}
+	defer image.Close()
+	if err := r.checkImage(image, rec); err != nil {
+		return err
+	}
+	return fn(image, ExportInfo{Key: key, FS: rec.FS, CapBytes: rec.CapBytes, BlockSize: rec.BlockSize,
+		FSUUID: rec.FSUUID, ImageStore: rec.ImageStore, Generation: rec.Generation})
+}
+
+// ImportInfo describes an image brought in from elsewhere (a pull).
+type ImportInfo struct {
+	FS         volumes.FS
+	ImageStore string
+	Generation int
+}
+
+// Import makes the new loop cache key from an image that fill writes into
+// the file it is given: an empty file at the cache's image path, which
+// fill sizes. As a create, under key's lock, the record is written last,
+// after the filesystem in the file was read and checked: a fill that
+// fails, or a check that does, leaves no cache, and one that dies leaves
+// only what recover removes. A key that exists is ErrInvalid.
+func (r *Root) Import(ctx context.Context, key string, fill func(dst *os.File) (ImportInfo, error)) (_ *Record, retErr error) {
+	if err := ValidateKey(key); err != nil {
+		return nil, err
+	}
+	l, err := r.waitLock(ctx, key, false)
+	if err != nil {
+		return nil, err
+	}
+	defer l.release()
+	if _, err := r.readRecord(key); !errors.Is(err, ErrNotFound) {
+		if err == nil {
+			err = fmt.Errorf("%w: cache %q exists; pull into a new key (or rm it first)", ErrInvalid, key)
+		}
+		return nil, err
+	}
+	if err := r.clearForCreate(ctx, key); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if retErr != nil {
+			retErr = errors.Join(retErr, r.removeData(key))
+		}
+	}()
+	f, err := r.open(r.imagePath(key), unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	info, err := fill(f)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := r.importedRecord(ctx, key, f, info)
+	if err != nil {
+		return nil, err
+	}
+	return rec, r.writeRecord(rec)
+}
+
+// clearForCreate clears what an earlier holder or a create that died left
+// of key, and makes its mount point; the caller holds key's lock.
+func (r *Root) clearForCreate(ctx context.Context, key string) error {
+	if _, err := r.repairLocked(ctx, key, repairOpts{}); err != nil {
+		return err
+	}
+	if err := r.removeData(key); err != nil {
+		return err
+	}
+	if err := os.Mkdir(r.MountPath(key), 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("create mount point: %w", err)
+	}
+	return nil
+}
+
+// importedRecord reads and checks the filesystem fill wrote, and makes
+// the record of the cache it is.
+func (r *Root) importedRecord(ctx context.Context, key string, f *os.File, info ImportInfo) (*Record, error) {
+	if _, err := volumes.ParseFS(string(info.FS)); err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	st, err := volumes.ReadStats(volumes.FDPath(f), info.FS)
+	if err != nil {
+		return nil, fmt.Errorf("the imported image of %q: %w", key, err)
+	}
+	if st.SizeBytes != fi.Size() {
+		return nil, fmt.Errorf("%w: the imported image of %q is %d bytes, its %s filesystem %d", ErrInvalid, key,
+			fi.Size(), info.FS, st.SizeBytes)
+	}
+	if _, err := volumes.CheckImage(ctx, volumes.FDPath(f), info.FS); err != nil {
+		return nil, fmt.Errorf("check the imported image of %q: %w", key, err)
+	}
+	bs, err := volumes.ImageBlockSize(volumes.FDPath(f), info.FS, 0)
+	if err != nil {
+		return nil, err
+	}
+	return &Record{Key: key, Kind: volumes.Loop, FS: info.FS, CapBytes: fi.Size(), BlockSize: bs, FSUUID: st.UUID,
+		ImageStore: info.ImageStore, Generation: info.Generation, Created: time.Now().UTC(),
+		StorageDriver: volumes.Loop.StorageDriver(), ReleasedClean: true}, nil
+}
