@@ -97,8 +97,11 @@ func TestPushPullCommands(t *testing.T) {
 	if r := dindstore(t, b, "pull", "--plain-http", ref, "copy"); r.code != 2 {
 		t.Fatalf("pull into an existing key: exit %d: %s", r.code, r.stderr)
 	}
-	if r := dindstore(t, b, "pull", "--plain-http", reg+"/caches/none:g0", "gone"); r.code == 0 {
-		t.Fatalf("pull of a reference that is not there: exit 0")
+	if r := dindstore(t, b, "pull", "--plain-http", reg+"/caches/none:g0", "gone"); r.code != 66 {
+		t.Fatalf("pull of a reference that is not there: exit %d, want 66: %s", r.code, r.stderr)
+	}
+	if r := dindstore(t, b, "pull", "--plain-http", "127.0.0.1:1/caches/src:g0", "gone"); r.code != 69 {
+		t.Fatalf("pull from a registry that is not there: exit %d, want 69: %s", r.code, r.stderr)
 	}
 	if _, ok := listJSON(t, b)["gone"]; ok {
 		t.Fatal("a failed pull left a cache")

@@ -43,7 +43,7 @@ func Pull(ctx context.Context, src Source, ref string, dst, local *os.File, para
 	res := PullResult{}
 	m, cfg, err := fetchManifest(ctx, src, ref, &res)
 	if err != nil {
-		return res, err
+		return res, classify(err)
 	}
 	chunks, err := ParseChunks(m, cfg)
 	if err != nil {
@@ -53,7 +53,7 @@ func Pull(ctx context.Context, src Source, ref string, dst, local *os.File, para
 		return res, fmt.Errorf("size %s: %w", dst.Name(), err)
 	}
 	if err := pullChunks(ctx, src, chunks, dst, local, parallel, &res); err != nil {
-		return res, err
+		return res, classify(err)
 	}
 	if got := imageDigest(cfg.ImageSize, chunks); got != cfg.ImageDigest {
 		return res, fmt.Errorf("%w: the chunks make an image of digest %s, the artifact says %s", ErrCorrupt, got,

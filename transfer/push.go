@@ -58,12 +58,12 @@ func Push(ctx context.Context, target oras.Target, image *os.File, cfg Config, t
 	res := PushResult{}
 	blobs, err := pushChunks(ctx, target, image, plan, parallel, &res)
 	if err != nil {
-		return res, err
+		return res, classify(err)
 	}
 	cfg.ImageDigest = imageDigest(cfg.ImageSize, blobs)
 	res.Config = cfg
 	res.Manifest, err = pushManifest(ctx, target, cfg, blobs, tag)
-	return res, err
+	return res, classify(err)
 }
 
 // pushChunks encodes and uploads the planned chunks, parallel at a time,

@@ -29,6 +29,12 @@ const (
 	// exitNoRoom: admission refused a loop cache (the host lacks room for
 	// what the caches in use may still write).
 	exitNoRoom = 76
+	// exitNotFound is EX_NOINPUT: the registry has no such reference.
+	exitNotFound = 66
+	// exitUnreachable is EX_UNAVAILABLE: the registry could not be reached.
+	exitUnreachable = 69
+	// exitNoAccess is EX_NOPERM: the registry refused the credentials.
+	exitNoAccess = 77
 )
 
 var rootFlag = &cli.StringFlag{
@@ -145,6 +151,12 @@ func exitCode(err error) int {
 		return exitInUse
 	case errors.Is(err, cache.ErrNoRoom):
 		return exitNoRoom
+	case errors.Is(err, transfer.ErrNotFound):
+		return exitNotFound
+	case errors.Is(err, transfer.ErrNetwork):
+		return exitUnreachable
+	case errors.Is(err, transfer.ErrAuth):
+		return exitNoAccess
 	case errors.Is(err, cache.ErrDamaged), errors.Is(err, volumes.ErrCheckFailed), errors.Is(err, transfer.ErrCorrupt):
 		return exitDamaged
 	case errors.Is(err, errUsage), errors.Is(err, cache.ErrInvalid), errors.Is(err, cache.ErrOwnerMismatch),
