@@ -507,9 +507,8 @@ func (r *Root) markAbandoned(key string, owner *Owner) {
 	if owner != nil {
 		reason = fmt.Sprintf("its holder, pid %d (%s), died before its job ended", owner.PID, owner.CommandLine())
 	}
-	_ = r.updateRecord(key, func(rec *Record) {
-		if rec.PerJob {
-			rec.Abandoned = &Problem{Reason: reason, At: time.Now().UTC()}
-		}
-	})
+	if rec, err := r.readRecord(key); err != nil || !rec.PerJob {
+		return // no record written for any other cache
+	}
+	_ = r.updateRecord(key, func(rec *Record) { rec.Abandoned = &Problem{Reason: reason, At: time.Now().UTC()} })
 }

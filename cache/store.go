@@ -125,19 +125,13 @@ func (r *Root) Create(ctx context.Context, key string, spec Spec) (rec *Record, 
 
 // create builds a new cache; the caller holds its lock.
 func (r *Root) create(ctx context.Context, key string, spec Spec) (_ *Record, retErr error) {
-	if _, err := r.repairLocked(ctx, key, repairOpts{}); err != nil {
-		return nil, err
-	}
-	if err := r.removeData(key); err != nil { // leftovers of a create that died
+	if err := r.clearForCreate(ctx, key); err != nil {
 		return nil, err
 	}
 	rec := &Record{Key: key, Kind: spec.Kind, Created: time.Now().UTC()}
 	if rec.Kind == "" || rec.Kind == volumes.Auto {
 		d := volumes.Decide(r.tmpDir())
 		rec.Kind, rec.KindReason = d.Kind, d.Why
-	}
-	if err := os.Mkdir(r.MountPath(key), 0o700); err != nil && !errors.Is(err, os.ErrExist) {
-		return nil, fmt.Errorf("create mount point: %w", err)
 	}
 	defer func() {
 		if retErr != nil {
@@ -170,9 +164,8 @@ func (r *Root) createBacking(ctx context.Context, rec *Record, spec Spec) error 
 		if err != nil {
 			return err
 		}
-		rec.FSUUID = st.UUID
-		rec.BlockSize, err = volumes.ImageBlockSize(r.imagePath(rec.Key), rec.FS, 0)
-		return err
+		rec.FSUUID, rec.BlockSize = st.UUID, st.AttachBlockSize()
+		return nil
 	case volumes.Dir:
 		if err := os.Mkdir(r.dataPath(rec.Key), 0o700); err != nil {
 			return err

@@ -117,7 +117,8 @@ func (r *Root) Import(ctx context.Context, key string, fill func(dst *os.File) (
 }
 
 // clearForCreate clears what an earlier holder or a create that died left
-// of key, and makes its mount point; the caller holds key's lock.
+// of key (its leftovers), and makes its mount point; the caller holds
+// key's lock. Create and Import start with it.
 func (r *Root) clearForCreate(ctx context.Context, key string) error {
 	if _, err := r.repairLocked(ctx, key, repairOpts{}); err != nil {
 		return err
@@ -152,11 +153,7 @@ func (r *Root) importedRecord(ctx context.Context, key string, f *os.File, info 
 	if _, err := volumes.CheckImage(ctx, volumes.FDPath(f), info.FS); err != nil {
 		return nil, fmt.Errorf("check the imported image of %q: %w", key, err)
 	}
-	bs, err := volumes.ImageBlockSize(volumes.FDPath(f), info.FS, 0)
-	if err != nil {
-		return nil, err
-	}
-	return &Record{Key: key, Kind: volumes.Loop, FS: info.FS, CapBytes: fi.Size(), BlockSize: bs, FSUUID: st.UUID,
+	return &Record{Key: key, Kind: volumes.Loop, FS: info.FS, CapBytes: fi.Size(), BlockSize: st.AttachBlockSize(), FSUUID: st.UUID,
 		ImageStore: info.ImageStore, Generation: info.Generation, Created: time.Now().UTC(),
 		StorageDriver: volumes.Loop.StorageDriver(), ReleasedClean: true}, nil
 }

@@ -76,18 +76,24 @@ func EngineOfVersion(version string) Engine {
 	return Engine{Major: major, Features: major >= 23}
 }
 
-// ProbeEngine asks dockerd (the binary argv0) for its version and --help
-// for what it knows.
+// ProbeEngine asks dockerd --help (of the binary argv0) what it knows.
 func ProbeEngine(argv0 string) (Engine, error) {
 	out, err := exec.Command(argv0, "--help").CombinedOutput()
 	if err != nil {
 		return Engine{}, fmt.Errorf("%s --help: %w", argv0, err)
 	}
-	eng := Engine{Features: strings.Contains(string(out), "--feature")}
-	if v, err := exec.Command(argv0, "--version").Output(); err == nil {
-		eng.Major = ParseMajor(string(v))
+	return Engine{Features: strings.Contains(string(out), "--feature")}, nil
+}
+
+// ProbeMajor asks dockerd --version (of the binary argv0) its major
+// version, 0 when it does not say. Only the default store of a fresh cache
+// depends on it (Engine.DefaultStore): ask it only then.
+func ProbeMajor(argv0 string) int {
+	v, err := exec.Command(argv0, "--version").Output()
+	if err != nil {
+		return 0
 	}
-	return eng, nil
+	return ParseMajor(string(v))
 }
 
 // RequestedStore reads the store a dockerd command line asks for with

@@ -63,9 +63,7 @@ func (c *Command) Start(ctx context.Context, l Lease) error {
 	c.cmd = exec.Command(args[0], args[1:]...)
 	c.cmd.Stdin, c.cmd.Stdout, c.cmd.Stderr = orStd(c.Stdin, os.Stdin), orStd(c.Stdout, os.Stdout), orStd(c.Stderr, os.Stderr)
 	c.cmd.Env = append(env, "DINDSTORE_MOUNT="+l.MountPath())
-	if g, ok := l.(interface{ Group() *proctree.Group }); ok {
-		c.group = g.Group()
-	}
+	c.group = leaseGroup(l)
 	if err := c.start(); err != nil {
 		return fmt.Errorf("start %s: %w", args[0], err)
 	}
@@ -157,4 +155,13 @@ func ExitStatus(err error) (int, error) {
 		return 128 + int(ws.Signal()), nil
 	}
 	return ee.ExitCode(), nil
+}
+
+// leaseGroup is the lease's process group (a cache lease has one where the
+// host gives cgroups), nil otherwise.
+func leaseGroup(l Lease) *proctree.Group {
+	if g, ok := l.(interface{ Group() *proctree.Group }); ok {
+		return g.Group()
+	}
+	return nil
 }

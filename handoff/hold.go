@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/dindstore/dindstore/launch"
-	"github.com/dindstore/dindstore/proctree"
 	"github.com/docker/docker/client"
 )
 
@@ -237,10 +236,10 @@ func (d *Daemon) fill(ctx context.Context, l Lease, flags []string) (err error) 
 		started = d.Starting()
 	}
 	cfg := launch.DaemonConfig{DataRoot: l.MountPath(), Flags: flags, Log: d.Log, Timeout: d.StartTimeout}
-	if g, ok := l.(interface{ Group() *proctree.Group }); ok && g.Group() != nil {
+	if g := leaseGroup(l); g != nil {
 		// In the lease's group: a holder killed takes the daemon's whole
 		// tree with it (its guard ends the group).
-		if cfg.Cgroup, err = g.Group().Dir(); err != nil {
+		if cfg.Cgroup, err = g.Dir(); err != nil {
 			return err
 		}
 		defer cfg.Cgroup.Close()

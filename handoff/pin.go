@@ -62,7 +62,11 @@ func pinDockerd(lease *cache.Lease, argv []string, store string) ([]string, stri
 	if err != nil {
 		return nil, "", err
 	}
-	if store, err = dockerd.DecideStore(store, dockerd.RequestedStore(argv), eng); err != nil {
+	requested := dockerd.RequestedStore(argv)
+	if store == "" && requested == "" {
+		eng.Major = dockerd.ProbeMajor(path) // a fresh cache: the engine's own default decides
+	}
+	if store, err = dockerd.DecideStore(store, requested, eng); err != nil {
 		return nil, "", fmt.Errorf("cache %s: %w", lease.Key(), err)
 	}
 	if err := lease.SetImageStore(store); err != nil {

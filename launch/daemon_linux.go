@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 
 	"github.com/moby/sys/mountinfo"
@@ -60,9 +59,6 @@ func removeDaemonDir(dir string) error {
 	}
 	if left, err := mountinfo.GetMounts(mountinfo.PrefixFilter(dir)); err != nil || len(left) > 0 {
 		return fmt.Errorf("%s: still has mounts below it; left alone", dir)
-	}
-	if !strings.HasPrefix(filepath.Base(dir), "dindstore-warm-") {
-		return nil
 	}
 	return os.RemoveAll(dir)
 }

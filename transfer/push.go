@@ -3,7 +3,6 @@ package transfer
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -148,11 +147,4 @@ func imageDigest(size int64, blobs []ChunkBlob) digest.Digest {
 }
 
 // rawDigest names uncompressed chunk bytes.
-func rawDigest(raw []byte) digest.Digest {
-	return digest.NewDigestFromBytes(digest.SHA256, sha256Sum(raw))
-}
-
-func sha256Sum(b []byte) []byte {
-	s := sha256.Sum256(b)
-	return s[:]
-}
+func rawDigest(raw []byte) digest.Digest { return digest.FromBytes(raw) }

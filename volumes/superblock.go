@@ -119,6 +119,10 @@ func FDPath(f *os.File) string {
 	return fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), f.Fd())
 }
 
+// AttachBlockSize is the logical block size a loop device must have for
+// the filesystem: its block (or sector) size, at most 4096.
+func (st Stats) AttachBlockSize() uint32 { return min(st.BlockBytes, 4096) }
+
 // ImageBlockSize is the logical block size to attach the image with: the
 // one its superblock says it was made for (see Stats.BlockBytes), at most
 // 4096. recorded, when not 0, is what the image's owner recorded at mkfs:
@@ -132,7 +136,7 @@ func ImageBlockSize(image string, fs FS, recorded uint32) (uint32, error) {
 		}
 		return 512, nil
 	}
-	made := min(st.BlockBytes, 4096)
+	made := st.AttachBlockSize()
 	if recorded != 0 && made != recorded {
 		return 0, fmt.Errorf("%w: the %s filesystem in %s is made for %d-byte blocks, but it was recorded with %d-byte "+
 			"blocks: the image was replaced or rewritten behind dindstore's back; remove the cache (dindstore rm)",

@@ -83,7 +83,7 @@ var pullCommand = &cli.Command{
 		var res transfer.PullResult
 		_, err = root.Import(c.Context, c.Args().Get(1), func(dst *os.File) (cache.ImportInfo, error) {
 			res, err = transfer.Pull(c.Context, repo, ref.Reference, dst, nil, c.Int("parallel"))
-			return cache.ImportInfo{FS: volumesFS(res.Config.FS), ImageStore: res.Config.ImageStore,
+			return cache.ImportInfo{FS: volumes.FS(res.Config.FS), ImageStore: res.Config.ImageStore,
 				Generation: res.Config.Generation}, err
 		})
 		if err != nil {
@@ -120,6 +120,3 @@ func repository(c *cli.Context, s string) (*remote.Repository, registry.Referenc
 	repo.Client = &auth.Client{Client: retry.DefaultClient, Cache: auth.NewCache(), Credential: credentials.Credential(store)}
 	return repo, ref, nil
 }
-
-// volumesFS is an artifact's filesystem name as volumes knows it.
-func volumesFS(fs string) volumes.FS { return volumes.FS(fs) }
