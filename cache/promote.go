@@ -123,7 +123,7 @@ func (r *Root) finishPromotion(ctx context.Context, p promotion, warm, clone *Re
 	if err := r.updateRecord(warm.Key, func(rec *Record) {
 		if rec.Generation < p.Generation {
 			rec.Generation, rec.LastUsed, rec.Usage = p.Generation, now, clone.Usage
-			rec.Incomplete = nil // a job's whole cache replaces what a cut warm left
+			rec.Incomplete, rec.Pulled = nil, "" // a job's whole cache replaces what a cut warm left
 			if exists(prev) {
 				rec.Previous = append(rec.Previous, filepath.Base(prev))
 			}

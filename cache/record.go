@@ -86,6 +86,10 @@ type Record struct {
 	// completes: a warm killed or failed leaves it, and the cache is never
 	// served as warm (StateIncomplete) until a warm completes.
 	Incomplete *Problem `json:"incomplete,omitempty"`
+	// Pulled names the artifact (reference@digest) the current generation
+	// was pulled from, when it was; a refresh that finds the same digest
+	// has nothing to do.
+	Pulled string `json:"pulled,omitempty"`
 	// Abandoned is set on a per-job cache whose holder died before its job
 	// ended (StateAbandoned): gc removes it.
 	Abandoned *Problem `json:"abandoned,omitempty"`

@@ -76,7 +76,7 @@ const tempAge = 10 * time.Minute
 // died) is removed. A cache's data is never removed because its holder died.
 // With dryRun nothing is changed and the findings say what would be done.
 func (r *Root) Recover(ctx context.Context, dryRun bool) ([]Finding, error) {
-	out := r.recoverPromotions(ctx, dryRun)
+	out := append(r.recoverPromotions(ctx, dryRun), r.recoverPulls(dryRun)...)
 	keys, err := r.knownKeys()
 	if err != nil {
 		return nil, err
@@ -450,13 +450,13 @@ func (r *Root) removeHalfCreated(ctx context.Context, key string, dryRun bool) [
 // processes that are gone.
 func (r *Root) recoverTemp(dryRun bool) []Finding {
 	var out []Finding
-	for _, d := range []string{"records", "locks", "tmp"} {
+	for _, d := range []string{"records", "locks", "tmp", "pulls"} {
 		entries, _ := os.ReadDir(filepath.Join(r.path, d))
 		for _, e := range entries {
 			p := filepath.Join(r.path, d, e.Name())
 			info, err := e.Info()
 			stale := err == nil && (isTempName(d, e.Name()) && time.Since(info.ModTime()) >= tempAge ||
-				d == "locks" && deadBusyMarker(e.Name()))
+				d == "locks" && deadBusyMarker(e.Name()) || d == "pulls" && stalePull(p, info))
 			if !stale {
 				continue
 			}

@@ -13,7 +13,7 @@ import (
 const DefaultRoot = "/var/lib/dindstore"
 
 // subdirs are created below the root, 0700 each.
-var subdirs = []string{"records", "locks", "images", "data", "mounts", "tmp", "logs"}
+var subdirs = []string{"records", "locks", "images", "data", "mounts", "tmp", "logs", "pulls"}
 
 // Root is a validated dindstore root directory.
 type Root struct {
@@ -158,6 +158,7 @@ func (r *Root) damagedPath(key string) string {
 }
 func (r *Root) imagePath(key string) string { return filepath.Join(r.path, "images", key+".img") }
 func (r *Root) dataPath(key string) string  { return filepath.Join(r.path, "data", key) }
+func (r *Root) pullPath(key string) string  { return filepath.Join(r.path, "pulls", key+".img") }
 func (r *Root) tmpDir() string              { return filepath.Join(r.path, "tmp") }
 
 // LogPath is where a detached holder of key (and the inner daemon of a warm)

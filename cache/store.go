@@ -375,3 +375,11 @@ func (r *Root) previousPath(rec *Record, name string) (string, bool) {
 func (r *Root) Exists(key string) bool {
 	return ValidateKey(key) == nil && exists(r.recordPath(key))
 }
+
+// Record returns the record of key (ErrNotFound when there is none).
+func (r *Root) Record(key string) (*Record, error) {
+	if err := ValidateKey(key); err != nil {
+		return nil, err
+	}
+	return r.readRecord(key)
+}

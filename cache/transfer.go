@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/dindstore/dindstore/volumes"
-	"golang.org/x/sys/unix"
 )
 
 // ExportInfo describes a loop cache's image for a copy elsewhere (a push
@@ -64,58 +63,6 @@ func (r *Root) Export(ctx context.Context, key string, fn func(image *os.File, i
 		FSUUID: rec.FSUUID, ImageStore: rec.ImageStore, Generation: rec.Generation})
 }
 
-// ImportInfo describes an image brought in from elsewhere (a pull).
-type ImportInfo struct {
-	FS         volumes.FS
-	ImageStore string
-	Generation int
-}
-
-// Import makes the new loop cache key from an image that fill writes into
-// the file it is given: an empty file at the cache's image path, which
-// fill sizes. As a create, under key's lock, the record is written last,
-// after the filesystem in the file was read and checked: a fill that
-// fails, or a check that does, leaves no cache, and one that dies leaves
-// only what recover removes. A key that exists is ErrInvalid.
-func (r *Root) Import(ctx context.Context, key string, fill func(dst *os.File) (ImportInfo, error)) (_ *Record, retErr error) {
-	if err := ValidateKey(key); err != nil {
-		return nil, err
-	}
-	l, err := r.waitLock(ctx, key, false)
-	if err != nil {
-		return nil, err
-	}
-	defer l.release()
-	if _, err := r.readRecord(key); !errors.Is(err, ErrNotFound) {
-		if err == nil {
-			err = fmt.Errorf("%w: cache %q exists; pull into a new key (or rm it first)", ErrInvalid, key)
-		}
-		return nil, err
-	}
-	if err := r.clearForCreate(ctx, key); err != nil {
-		return nil, err
-	}
-	defer func() {
-		if retErr != nil {
-			retErr = errors.Join(retErr, r.removeData(key))
-		}
-	}()
-	f, err := r.open(r.imagePath(key), unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	info, err := fill(f)
-	if err != nil {
-		return nil, err
-	}
-	rec, err := r.importedRecord(ctx, key, f, info)
-	if err != nil {
-		return nil, err
-	}
-	return rec, r.writeRecord(rec)
-}
-
 // clearForCreate clears what an earlier holder or a create that died left
 // of key (its leftovers), and makes its mount point; the caller holds
 // key's lock. Create and Import start with it.
@@ -132,8 +79,8 @@ func (r *Root) clearForCreate(ctx context.Context, key string) error {
 	return nil
 }
 
-// importedRecord reads and checks the filesystem fill wrote, and makes
-// the record of the cache it is.
+// importedRecord reads and checks the filesystem a pull wrote into f,
+// and makes the record of the cache key it becomes.
 func (r *Root) importedRecord(ctx context.Context, key string, f *os.File, info ImportInfo) (*Record, error) {
 	if _, err := volumes.ParseFS(string(info.FS)); err != nil {
 		return nil, err
@@ -144,16 +91,16 @@ func (r *Root) importedRecord(ctx context.Context, key string, f *os.File, info 
 	}
 	st, err := volumes.ReadStats(volumes.FDPath(f), info.FS)
 	if err != nil {
-		return nil, fmt.Errorf("the imported image of %q: %w", key, err)
+		return nil, fmt.Errorf("the pulled image of %q: %w", key, err)
 	}
 	if st.SizeBytes != fi.Size() {
-		return nil, fmt.Errorf("%w: the imported image of %q is %d bytes, its %s filesystem %d", ErrInvalid, key,
+		return nil, fmt.Errorf("%w: the pulled image of %q is %d bytes, its %s filesystem %d", ErrInvalid, key,
 			fi.Size(), info.FS, st.SizeBytes)
 	}
 	if _, err := volumes.CheckImage(ctx, volumes.FDPath(f), info.FS); err != nil {
-		return nil, fmt.Errorf("check the imported image of %q: %w", key, err)
+		return nil, fmt.Errorf("check the pulled image of %q: %w", key, err)
 	}
-	return &Record{Key: key, Kind: volumes.Loop, FS: info.FS, CapBytes: fi.Size(), BlockSize: st.AttachBlockSize(), FSUUID: st.UUID,
-		ImageStore: info.ImageStore, Generation: info.Generation, Created: time.Now().UTC(),
-		StorageDriver: volumes.Loop.StorageDriver(), ReleasedClean: true}, nil
+	return &Record{Key: key, Kind: volumes.Loop, FS: info.FS, CapBytes: fi.Size(), BlockSize: st.AttachBlockSize(),
+		FSUUID: st.UUID, ImageStore: info.ImageStore, Generation: info.Generation, Pulled: info.Source,
+		Created: time.Now().UTC(), StorageDriver: volumes.Loop.StorageDriver(), ReleasedClean: true}, nil
 }

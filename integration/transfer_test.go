@@ -45,7 +45,7 @@ func TestTransferRegistry(t *testing.T) {
 	dst, err := os.Create(filepath.Join(dir, "pulled.img"))
 	must(t, err)
 	defer dst.Close()
-	pres, err := transfer.Pull(ctx, repo, "g0", dst, nil, transfer.Parallel)
+	pres, err := transfer.Pull(ctx, repo, "g0", dst, transfer.PullOptions{})
 	if err != nil || pres.Fetched != res.Sent {
 		t.Fatalf("pull: %+v %v", pres, err)
 	}

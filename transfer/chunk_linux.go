@@ -34,3 +34,16 @@ func PlanChunks(f *os.File, size, chunkSize int64) ([]Chunk, error) {
 	}
 	return chunksOf(data, size, chunkSize), nil
 }
+
+// punchHole deallocates length bytes of f from off (they read as zeros),
+// keeping its size.
+func punchHole(f *os.File, off, length int64) error {
+	if length <= 0 {
+		return nil
+	}
+	err := unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, length)
+	if err != nil {
+		return fmt.Errorf("punch a hole in %s at %d (%d bytes): %w", f.Name(), off, length, err)
+	}
+	return nil
+}

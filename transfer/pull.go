@@ -19,10 +19,27 @@ type PullResult struct {
 	Manifest ocispec.Descriptor
 	Config   Config
 	// Fetched counts the chunks downloaded, Local those taken from the
-	// local image (the same bytes at the same offset).
-	Fetched, Local int
+	// local image (the same bytes at the same offset), Resumed those dst
+	// held already (a pull cut short before).
+	Fetched, Local, Resumed int
 	// FetchedBytes is what was downloaded (compressed chunks).
 	FetchedBytes int64
+}
+
+// PullOptions tune a pull.
+type PullOptions struct {
+	// Local, when not nil, is an image that may hold some chunks already
+	// (the key's previous generation): those with the same bytes at the
+	// same offset are copied from it instead of downloaded.
+	Local *os.File
+	// Parallel is how many chunks move at once (default Parallel).
+	Parallel int
+	// Progress, when set, is told the image bytes each finished chunk
+	// covers (one call at a time), and first the total with done -1.
+	Progress func(n int64, total int64)
+	// Name is the reference as the user gave it (registry/repository:tag),
+	// which PullCache records with the digest; default the one resolved.
+	Name string
 }
 
 // Source is what Pull reads from: a registry repository, or any store.
@@ -31,87 +48,122 @@ type Source interface {
 	content.Resolver
 }
 
-// Pull writes the artifact ref of src into dst, a new empty file the
-// caller made (in the directory of the image it will become): sized as
-// the image, its chunks written at their offsets (holes stay holes), each
-// checked against its digest, then the whole image against the config's
-// digest, and synced. local, when not nil, is an image that may hold some
-// chunks already (the key's previous generation): those with the same
-// bytes at the same offset are copied from it instead of downloaded. On
-// error dst holds part of the image; the caller removes it.
-func Pull(ctx context.Context, src Source, ref string, dst, local *os.File, parallel int) (PullResult, error) {
-	res := PullResult{}
-	m, cfg, err := fetchManifest(ctx, src, ref, &res)
+// Pull writes the artifact ref of src into dst, a file the caller made
+// (in the directory of the image it will become): empty, or what an
+// earlier pull cut short left in it, whose chunks that check are kept
+// (the resume). dst is sized as the image, every chunk is written at its
+// offset and checked against its digest (ranges no chunk covers are holes),
+// then the whole image is checked against the config's digest, and synced.
+// On error dst holds only checked chunks; a retry resumes from them.
+func Pull(ctx context.Context, src Source, ref string, dst *os.File, opts PullOptions) (PullResult, error) {
+	desc, err := src.Resolve(ctx, ref)
+	if err != nil {
+		return PullResult{}, classify(fmt.Errorf("resolve %s: %w", ref, err))
+	}
+	return PullManifest(ctx, src, desc, dst, opts)
+}
+
+// PullManifest is Pull of the manifest desc (a reference resolved once,
+// so that a tag moved meanwhile does not mix two artifacts).
+func PullManifest(ctx context.Context, src Source, desc ocispec.Descriptor, dst *os.File, opts PullOptions) (PullResult, error) {
+	res := PullResult{Manifest: desc}
+	m, cfg, err := fetchManifest(ctx, src, desc)
 	if err != nil {
 		return res, classify(err)
 	}
+	res.Config = cfg
 	chunks, err := ParseChunks(m, cfg)
 	if err != nil {
 		return res, err
 	}
-	if err := dst.Truncate(cfg.ImageSize); err != nil {
-		return res, fmt.Errorf("size %s: %w", dst.Name(), err)
+	have, err := prepareDst(dst, cfg, chunks)
+	if err != nil {
+		return res, err
 	}
-	if err := pullChunks(ctx, src, chunks, dst, local, parallel, &res); err != nil {
+	if err := pullChunks(ctx, src, chunks, dst, have, opts, &res); err != nil {
 		return res, classify(err)
 	}
 	if got := imageDigest(cfg.ImageSize, chunks); got != cfg.ImageDigest {
 		return res, fmt.Errorf("%w: the chunks make an image of digest %s, the artifact says %s", ErrCorrupt, got,
 			cfg.ImageDigest)
 	}
-	return res, dst.Sync()
+	if err := dst.Sync(); err != nil {
+		return res, fmt.Errorf("sync %s: %w", dst.Name(), err)
+	}
+	return res, nil
 }
 
-// fetchManifest resolves ref and reads its manifest and config.
-func fetchManifest(ctx context.Context, src Source, ref string, res *PullResult) (ocispec.Manifest, Config, error) {
+// prepareDst sizes dst as the image and makes every range no chunk covers
+// a hole (a resumed file may hold data there), and says which chunk
+// offsets hold data already (worth checking for a resume).
+func prepareDst(dst *os.File, cfg Config, chunks []ChunkBlob) (map[int64]bool, error) {
+	if err := dst.Truncate(cfg.ImageSize); err != nil {
+		return nil, fmt.Errorf("size %s: %w", dst.Name(), err)
+	}
+	held, err := PlanChunks(dst, cfg.ImageSize, cfg.ChunkSize)
+	if err != nil || len(held) == 0 {
+		return nil, err
+	}
+	have := make(map[int64]bool, len(held))
+	for _, c := range held {
+		have[c.Offset] = true
+	}
+	next := int64(0)
+	for _, c := range chunks {
+		if err := punchHole(dst, next, c.Offset-next); err != nil {
+			return nil, err
+		}
+		next = c.Offset + c.Length
+	}
+	return have, punchHole(dst, next, cfg.ImageSize-next)
+}
+
+// fetchManifest reads the manifest desc and its config.
+func fetchManifest(ctx context.Context, src content.Fetcher, desc ocispec.Descriptor) (ocispec.Manifest, Config, error) {
 	var m ocispec.Manifest
 	var cfg Config
-	desc, err := src.Resolve(ctx, ref)
-	if err != nil {
-		return m, cfg, fmt.Errorf("resolve %s: %w", ref, err)
-	}
-	res.Manifest = desc
 	if desc.Size > 16<<20 {
 		return m, cfg, fmt.Errorf("%w: a manifest of %d bytes", ErrInvalid, desc.Size)
 	}
 	mb, err := content.FetchAll(ctx, src, desc)
 	if err != nil {
-		return m, cfg, fmt.Errorf("fetch the manifest of %s: %w", ref, err)
+		return m, cfg, fmt.Errorf("fetch the manifest %s: %w", desc.Digest, err)
 	}
 	if err := json.Unmarshal(mb, &m); err != nil {
-		return m, cfg, fmt.Errorf("%w: the manifest of %s: %w", ErrInvalid, ref, err)
+		return m, cfg, fmt.Errorf("%w: the manifest %s: %w", ErrInvalid, desc.Digest, err)
 	}
 	if m.Config.MediaType != ConfigMediaType || m.Config.Size > 1<<20 {
-		return m, cfg, fmt.Errorf("%w: %s is not a dindstore cache (config %q)", ErrInvalid, ref, m.Config.MediaType)
+		return m, cfg, fmt.Errorf("%w: %s is not a dindstore cache (config %q)", ErrInvalid, desc.Digest, m.Config.MediaType)
 	}
 	cb, err := content.FetchAll(ctx, src, m.Config)
 	if err != nil {
-		return m, cfg, fmt.Errorf("fetch the config of %s: %w", ref, err)
+		return m, cfg, fmt.Errorf("fetch the config of %s: %w", desc.Digest, err)
 	}
 	if err := json.Unmarshal(cb, &cfg); err != nil {
-		return m, cfg, fmt.Errorf("%w: the config of %s: %w", ErrInvalid, ref, err)
+		return m, cfg, fmt.Errorf("%w: the config of %s: %w", ErrInvalid, desc.Digest, err)
 	}
-	res.Config = cfg
 	return m, cfg, nil
 }
 
 // pullChunks writes every chunk into dst, parallel at a time.
-func pullChunks(ctx context.Context, src Source, chunks []ChunkBlob, dst, local *os.File, parallel int, res *PullResult) error {
+func pullChunks(ctx context.Context, src Source, chunks []ChunkBlob, dst *os.File, have map[int64]bool, opts PullOptions, res *PullResult) error {
 	var mu sync.Mutex
+	if opts.Progress != nil {
+		opts.Progress(-1, res.Config.ImageSize)
+	}
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(max(parallel, 1))
+	g.SetLimit(max(opts.Parallel, 1))
 	for _, c := range chunks {
 		g.Go(func() error {
-			fetched, err := pullChunk(gctx, src, c, dst, local)
+			from, err := pullChunk(gctx, src, c, dst, have[c.Offset], opts.Local)
 			if err != nil {
 				return fmt.Errorf("chunk at %d (%s): %w", c.Offset, c.Digest, err)
 			}
 			mu.Lock()
 			defer mu.Unlock()
-			if fetched {
-				res.Fetched, res.FetchedBytes = res.Fetched+1, res.FetchedBytes+c.Size
-			} else {
-				res.Local++
+			res.count(from, c)
+			if opts.Progress != nil {
+				opts.Progress(c.Length, res.Config.ImageSize)
 			}
 			return nil
 		})
@@ -119,31 +171,60 @@ func pullChunks(ctx context.Context, src Source, chunks []ChunkBlob, dst, local 
 	return g.Wait()
 }
 
-// pullChunk writes one chunk into dst: from local when it holds the same
-// bytes there, else downloaded and checked.
-func pullChunk(ctx context.Context, src Source, c ChunkBlob, dst, local *os.File) (fetched bool, err error) {
+// Where a chunk came from.
+const (
+	fromNetwork = iota
+	fromLocal
+	fromDst
+)
+
+func (res *PullResult) count(from int, c ChunkBlob) {
+	switch from {
+	case fromNetwork:
+		res.Fetched, res.FetchedBytes = res.Fetched+1, res.FetchedBytes+c.Size
+	case fromLocal:
+		res.Local++
+	case fromDst:
+		res.Resumed++
+	}
+}
+
+// pullChunk writes one chunk into dst unless dst holds it already (held:
+// it has data there): from local when it holds the same bytes there, else
+// downloaded and checked.
+func pullChunk(ctx context.Context, src Source, c ChunkBlob, dst *os.File, held bool, local *os.File) (int, error) {
+	if held && localChunk(dst, c) != nil {
+		return fromDst, nil
+	}
 	if raw := localChunk(local, c); raw != nil {
 		_, err := dst.WriteAt(raw, c.Offset)
-		return false, err
+		return fromLocal, err
 	}
+	raw, err := fetchChunk(ctx, src, c)
+	if err != nil {
+		return fromNetwork, err
+	}
+	_, err = dst.WriteAt(raw, c.Offset)
+	return fromNetwork, err
+}
+
+// fetchChunk downloads one chunk and checks it: its blob's digest, and
+// that of its bytes.
+func fetchChunk(ctx context.Context, src Source, c ChunkBlob) ([]byte, error) {
 	rc, err := src.Fetch(ctx, c.descriptor())
 	if err != nil {
-		return true, err
+		return nil, err
 	}
 	defer rc.Close()
 	blob, err := io.ReadAll(io.LimitReader(rc, c.Size+1))
 	if err != nil {
-		return true, err
+		return nil, err
 	}
 	raw, err := DecodeChunk(blob, c.Digest, c.Length)
 	if err == nil && rawDigest(raw) != c.RawDigest {
 		err = fmt.Errorf("%w: its bytes have another digest than the manifest's %s", ErrCorrupt, c.RawDigest)
 	}
-	if err != nil {
-		return true, err
-	}
-	_, err = dst.WriteAt(raw, c.Offset)
-	return true, err
+	return raw, err
 }
 
 // localChunk is c's bytes from local when local holds exactly them at

@@ -22,7 +22,7 @@ func pullTo(t *testing.T, src Source, ref string, local *os.File) (*os.File, Pul
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { dst.Close() })
-	res, err := Pull(context.Background(), src, ref, dst, local, Parallel)
+	res, err := Pull(context.Background(), src, ref, dst, PullOptions{Local: local, Parallel: Parallel})
 	return dst, res, err
 }
 

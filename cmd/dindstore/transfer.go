@@ -1,12 +1,15 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"net/http"
 	"fmt"
 	"os"
 
 	"github.com/dindstore/dindstore/cache"
 	"github.com/dindstore/dindstore/transfer"
-	"github.com/dindstore/dindstore/volumes"
 	"github.com/urfave/cli/v2"
 	"oras.land/oras-go/v2/registry"
 	"oras.land/oras-go/v2/registry/remote"
@@ -18,8 +21,10 @@ import (
 // registryFlags are push's and pull's.
 var registryFlags = []cli.Flag{
 	&cli.BoolFlag{Name: "plain-http", Usage: "talk to the registry over plain HTTP (a local registry)"},
-	&cli.IntFlag{Name: "parallel", Value: transfer.Parallel, Usage: "chunks moved at once"},
+	&cli.StringFlag{Name: "ca-file", Usage: "PEM file of the CA that signed the registry's certificate (beside the system's)"},
+	&cli.IntFlag{Name: "parallel", Value: transfer.Parallel, Usage: "chunks moved at once (1 to 64)"},
 	&cli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
+	&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "show no progress"},
 }
 
 var pushCommand = &cli.Command{
@@ -34,6 +39,7 @@ var pushCommand = &cli.Command{
 		if c.NArg() != 2 {
 			return fmt.Errorf("%w: push takes KEY and a reference (registry/repository:tag)", errUsage)
 		}
+		key := c.Args().Get(0)
 		repo, ref, err := repository(c, c.Args().Get(1))
 		if err != nil {
 			return err
@@ -42,15 +48,9 @@ var pushCommand = &cli.Command{
 		if err != nil {
 			return err
 		}
-		var res transfer.PushResult
-		err = root.Export(c.Context, c.Args().Get(0), func(image *os.File, info cache.ExportInfo) error {
-			cfg := transfer.Config{FS: string(info.FS), BlockSize: info.BlockSize, FSUUID: info.FSUUID,
-				ImageStore: info.ImageStore, Generation: info.Generation}
-			res, err = transfer.Push(c.Context, repo, image, cfg, ref.Reference, c.Int("parallel"))
-			return err
-		})
+		res, err := transfer.PushCache(c.Context, root, key, repo, ref.Reference, c.Int("parallel"))
 		if err != nil {
-			return fmt.Errorf("push %s to %s: %w", c.Args().Get(0), ref, err)
+			return fmt.Errorf("push %s to %s: %w", key, ref, err)
 		}
 		if c.Bool("json") {
 			return writeJSON(c.App.Writer, res)
@@ -63,39 +63,70 @@ var pushCommand = &cli.Command{
 
 var pullCommand = &cli.Command{
 	Name:      "pull",
-	Usage:     "make a new loop cache from an image pushed to an OCI registry",
+	Usage:     "make a loop cache, or its next generation, from an image pushed to an OCI registry",
 	ArgsUsage: "[--plain-http] REGISTRY/REPOSITORY:TAG KEY  (flags before the arguments)",
-	Description: "Every chunk is checked by its digest, the whole image by the artifact's; the cache\n" +
-		"exists only once all of it is in and its filesystem checked. KEY must not exist.",
+	Description: "Every chunk is checked by its digest, the whole image by the artifact's; the cache (or\n" +
+		"its new generation) exists only once all of it is in and its filesystem checked. Chunks\n" +
+		"the key's current generation holds are taken from disk; a pull cut short resumes.",
 	Flags: registryFlags,
 	Action: func(c *cli.Context) error {
 		if c.NArg() != 2 {
 			return fmt.Errorf("%w: pull takes a reference (registry/repository:tag) and KEY", errUsage)
 		}
-		repo, ref, err := repository(c, c.Args().Get(0))
-		if err != nil {
+		key := c.Args().Get(1)
+		if err := cache.ValidateKey(key); err != nil {
 			return err
 		}
 		root, err := openRoot(c, true)
 		if err != nil {
 			return err
 		}
-		var res transfer.PullResult
-		_, err = root.Import(c.Context, c.Args().Get(1), func(dst *os.File) (cache.ImportInfo, error) {
-			res, err = transfer.Pull(c.Context, repo, ref.Reference, dst, nil, c.Int("parallel"))
-			return cache.ImportInfo{FS: volumes.FS(res.Config.FS), ImageStore: res.Config.ImageStore,
-				Generation: res.Config.Generation}, err
-		})
+		res, err := pullCache(c, root, c.Args().Get(0), key)
 		if err != nil {
-			return fmt.Errorf("pull %s into %s: %w", ref, c.Args().Get(1), err)
+			return err
 		}
 		if c.Bool("json") {
 			return writeJSON(c.App.Writer, res)
 		}
-		_, err = fmt.Fprintf(c.App.Writer, "%s: %d chunks fetched (%s) from %s@%s\n", c.Args().Get(1), res.Fetched,
-			human(res.FetchedBytes), ref, res.Manifest.Digest)
-		return err
+		return printPull(c.App.Writer, key, res)
 	},
+}
+
+// pullCache pulls ref into key of root, with progress on stderr.
+func pullCache(c *cli.Context, root *cache.Root, name, key string) (transfer.CachePull, error) {
+	repo, ref, err := repository(c, name)
+	if err != nil {
+		return transfer.CachePull{}, err
+	}
+	prog := newProgress(os.Stderr, c.Bool("quiet") || c.Bool("json"))
+	defer prog.wait()
+	var s *step
+	opts := transfer.PullOptions{Parallel: c.Int("parallel"), Name: ref.String(), Progress: func(n, total int64) {
+		if n < 0 {
+			s = prog.step("pull "+ref.String(), total, true)
+		} else {
+			s.add(n)
+		}
+	}}
+	res, err := transfer.PullCache(c.Context, root, repo, ref.Reference, key, opts)
+	if s != nil {
+		s.done(err, true)
+	}
+	if err != nil {
+		return res, fmt.Errorf("pull %s into %s: %w", ref, key, err)
+	}
+	return res, nil
+}
+
+// printPull says what a pull did, in a line.
+func printPull(w io.Writer, key string, res transfer.CachePull) error {
+	if res.Unchanged {
+		_, err := fmt.Fprintf(w, "%s: already %s\n", key, res.Record.Pulled)
+		return err
+	}
+	_, err := fmt.Fprintf(w, "%s: generation %d from %s: %d chunks fetched (%s), %d from disk, %d resumed\n", key,
+		res.Record.Generation, res.Record.Pulled, res.Fetched, human(res.FetchedBytes), res.Local, res.Resumed)
+	return err
 }
 
 // repository opens the repository of a reference, which must name a tag
@@ -113,10 +144,39 @@ func repository(c *cli.Context, s string) (*remote.Repository, registry.Referenc
 		return nil, ref, fmt.Errorf("%w: %w", errUsage, err)
 	}
 	repo.PlainHTTP = c.Bool("plain-http")
+	if n := c.Int("parallel"); n < 1 || n > 64 {
+		return nil, ref, fmt.Errorf("%w: --parallel %d: want 1 to 64", errUsage, n)
+	}
 	store, err := credentials.NewStoreFromDocker(credentials.StoreOptions{})
 	if err != nil {
 		return nil, ref, fmt.Errorf("read the Docker config's credentials: %w", err)
 	}
-	repo.Client = &auth.Client{Client: retry.DefaultClient, Cache: auth.NewCache(), Credential: credentials.Credential(store)}
+	hc, err := registryHTTP(c.String("ca-file"))
+	if err != nil {
+		return nil, ref, err
+	}
+	repo.Client = &auth.Client{Client: hc, Cache: auth.NewCache(), Credential: credentials.Credential(store)}
 	return repo, ref, nil
+}
+
+// registryHTTP is the HTTP client for a registry: retries with backoff
+// (oras-go's), and the CA in caFile trusted beside the system's.
+func registryHTTP(caFile string) (*http.Client, error) {
+	if caFile == "" {
+		return retry.DefaultClient, nil
+	}
+	pem, err := readConfig(caFile) // a regular file of at most 1 MiB
+	if err != nil {
+		return nil, fmt.Errorf("%w: --ca-file: %w", errUsage, err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%w: --ca-file %s holds no PEM certificate", errUsage, caFile)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return &http.Client{Transport: retry.NewTransport(tr)}, nil
 }

@@ -1,0 +1,348 @@
+package cache
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/dindstore/dindstore/internal/fault"
+	"github.com/dindstore/dindstore/volumes"
+	"github.com/moby/sys/atomicwriter"
+	"golang.org/x/sys/unix"
+)
+
+// ImportInfo describes an image brought in from elsewhere (a pull).
+type ImportInfo struct {
+	FS         volumes.FS
+	ImageStore string
+	Generation int
+	// Source names what it came from (reference@digest), kept in the
+	// record as Pulled.
+	Source string
+}
+
+// PullFill writes an image into dst, a file in the root's pulls/: empty,
+// or holding what an earlier pull of the same key that was cut short
+// wrote (to resume from). local, when not nil, is the key's current image,
+// read-only, whose chunks may be taken instead of downloaded.
+type PullFill func(dst, local *os.File) (ImportInfo, error)
+
+// pullSwitch is the journal of a pulled generation being switched in,
+// written before the first rename so that recover can finish it.
+type pullSwitch struct {
+	Key        string `json:"key"`
+	Generation int    `json:"generation"`
+	Record     Record `json:"record"` // the pulled image's fields
+}
+
+func (r *Root) pullJournal(key string) string {
+	return filepath.Join(r.path, "records", ".pull-"+key)
+}
+
+// Pull makes the loop cache key, or its next generation when it exists,
+// from an image fill writes. The image is written apart (pulls/KEY.img,
+// locked: one pull of a key at a time), its filesystem read and checked,
+// and only then does it become the cache: a new key's record is written
+// last, as a create; an existing key's image is switched as a commit
+// switches it (the current one kept as the previous generation, a journal
+// letting recover finish a switch cut short). A fill that fails or dies
+// leaves the partial file (only checked chunks), which the next pull of
+// the key resumes from, and the cache as it was.
+func (r *Root) Pull(ctx context.Context, key string, fill PullFill) (*Record, error) {
+	if err := ValidateKey(key); err != nil {
+		return nil, err
+	}
+	if err := r.finishCutPull(ctx, key); err != nil {
+		return nil, err
+	}
+	part, err := r.openPart(key)
+	if err != nil {
+		return nil, err
+	}
+	defer part.Close()
+	cur, err := r.pullBase(key)
+	if err != nil {
+		return nil, err
+	}
+	next, err := r.fillPart(ctx, key, part, fill)
+	if err != nil {
+		return nil, err
+	}
+	if cur == nil {
+		err = r.installNew(ctx, key, next)
+	} else {
+		err = r.installGeneration(ctx, key, next)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return r.readRecord(key)
+}
+
+// openPart opens (or makes) the partial image of a pull of key, locked.
+func (r *Root) openPart(key string) (*os.File, error) {
+	f, err := r.open(r.pullPath(key), unix.O_RDWR|unix.O_CREAT|unix.O_NONBLOCK, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err = checkImageFile(f); err == nil {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+	}
+	if errors.Is(err, unix.EWOULDBLOCK) {
+		err = fmt.Errorf("%w: another pull of cache %q runs (it holds %s); wait for it", ErrLocked, key, f.Name())
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// pullBase is the record of key when it exists: a loop cache that is not
+// damaged (a pull makes its next generation). nil when key is new.
+func (r *Root) pullBase(key string) (*Record, error) {
+	rec, err := r.readRecord(key)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return nil, nil
+	case err != nil:
+		return nil, err
+	case rec.Kind != volumes.Loop:
+		return nil, fmt.Errorf("%w: cache %q is a %s cache; a pull makes loop caches (pull into another key)",
+			ErrInvalid, key, rec.Kind)
+	}
+	return rec, rec.usable()
+}
+
+// fillPart has fill write the partial image, with key's current image as
+// its local source, then reads and checks the filesystem in it. A fill
+// that fails keeps the partial image (to resume); a filesystem that does
+// not check removes it.
+func (r *Root) fillPart(ctx context.Context, key string, part *os.File, fill PullFill) (*Record, error) {
+	local := r.openLocal(key)
+	if local != nil {
+		defer local.Close()
+	}
+	info, err := fill(part, local)
+	if err != nil {
+		return nil, err
+	}
+	next, err := r.importedRecord(ctx, key, part, info)
+	if err != nil {
+		return nil, errors.Join(err, os.Remove(r.pullPath(key)))
+	}
+	return next, nil
+}
+
+// openLocal opens key's current image read-only, as a source of chunks:
+// nil when there is none (or none dindstore would read).
+func (r *Root) openLocal(key string) *os.File {
+	f, err := r.open(r.imagePath(key), unix.O_RDONLY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil
+	}
+	if checkImageFile(f) != nil {
+		f.Close()
+		return nil
+	}
+	return f
+}
+
+// installNew makes the new cache key of the checked partial image: under
+// key's lock, its image moved in and its record written last.
+func (r *Root) installNew(ctx context.Context, key string, next *Record) (retErr error) {
+	l, err := r.waitLock(ctx, key, false)
+	if err != nil {
+		return err
+	}
+	defer l.release()
+	if _, err := r.readRecord(key); !errors.Is(err, ErrNotFound) {
+		if err == nil {
+			err = fmt.Errorf("%w: cache %q was made while it was pulled; pull again (it makes the next generation)",
+				ErrLocked, key)
+		}
+		return err
+	}
+	if err := r.clearForCreate(ctx, key); err != nil {
+		return err
+	}
+	if err := os.Rename(r.pullPath(key), r.imagePath(key)); err != nil {
+		return fmt.Errorf("move the pulled image of %q in: %w", key, err)
+	}
+	if err := r.writeRecord(next); err != nil {
+		return errors.Join(err, r.removeData(key))
+	}
+	return nil
+}
+
+// installGeneration switches the checked partial image in as key's next
+// generation, under key's lock, once key is quiet (a use waits for it).
+func (r *Root) installGeneration(ctx context.Context, key string, next *Record) error {
+	l, err := r.lockWithin(ctx, key, quietWait)
+	if err != nil {
+		return fmt.Errorf("switch the pulled image of %q in: %w", key, err)
+	}
+	defer l.release()
+	cur, err := r.pullBase(key)
+	if err == nil && cur == nil {
+		err = fmt.Errorf("%w: cache %q was removed while it was pulled; pull again", ErrNotFound, key)
+	}
+	if err != nil {
+		return err
+	}
+	if _, err := r.repairLocked(ctx, key, repairOpts{}); err != nil {
+		return fmt.Errorf("switch the pulled image of %q in: it must be quiet: %w", key, err)
+	}
+	p := pullSwitch{Key: key, Generation: cur.Generation + 1, Record: *next}
+	if err := r.writePullJournal(p); err != nil {
+		return err
+	}
+	if err := r.finishPullSwitch(p, cur); err != nil {
+		return fmt.Errorf("switch the pulled image of %q in (recover finishes it): %w", key, err)
+	}
+	return nil
+}
+
+func (r *Root) writePullJournal(p pullSwitch) error {
+	b, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	return atomicwriter.WriteFile(r.pullJournal(p.Key), b, 0o600)
+}
+
+// finishPullSwitch does (or redoes) the steps of a journaled switch; each
+// step checks whether it is done already. The caller holds key's lock.
+func (r *Root) finishPullSwitch(p pullSwitch, cur *Record) error {
+	img, from := r.imagePath(p.Key), r.pullPath(p.Key)
+	prev := previousName(img, cur.Generation)
+	if exists(from) {
+		if exists(img) {
+			if err := os.Rename(img, prev); err != nil {
+				return err
+			}
+		}
+		if err := fault.Point("during-pull-switch"); err != nil {
+			return err
+		}
+		if err := os.Rename(from, img); err != nil {
+			return err
+		}
+	}
+	if err := r.updateRecord(p.Key, func(rec *Record) {
+		if rec.Generation < p.Generation {
+			pulledGeneration(rec, &p.Record, p.Generation)
+			if exists(prev) {
+				rec.Previous = append(rec.Previous, filepath.Base(prev))
+			}
+		}
+	}); err != nil {
+		return err
+	}
+	return os.Remove(r.pullJournal(p.Key))
+}
+
+// pulledGeneration makes rec the record of the pulled image next as its
+// generation gen: what the image holds comes from next, what dindstore
+// knows of the key (its name, counters, earlier generations) stays.
+func pulledGeneration(rec, next *Record, gen int) {
+	rec.FS, rec.CapBytes, rec.BlockSize, rec.FSUUID = next.FS, next.CapBytes, next.BlockSize, next.FSUUID
+	rec.ImageStore, rec.Pulled, rec.StorageDriver = next.ImageStore, next.Pulled, next.StorageDriver
+	rec.Generation, rec.LastUsed, rec.Usage = gen, time.Now().UTC(), nil
+	rec.Incomplete, rec.ReleaseFailed, rec.Probe, rec.DriverChecked = nil, nil, nil, time.Time{}
+	rec.ReleasedClean = true
+}
+
+// finishCutPull finishes a switch of key that was cut short, if any,
+// under key's lock: a pull starts with it.
+func (r *Root) finishCutPull(ctx context.Context, key string) error {
+	if !exists(r.pullJournal(key)) {
+		return nil
+	}
+	l, err := r.lockWithin(ctx, key, quietWait)
+	if err != nil {
+		return err
+	}
+	defer l.release()
+	return r.redoPullSwitch(key)
+}
+
+// redoPullSwitch finishes the journaled switch of key; the caller holds
+// key's lock.
+func (r *Root) redoPullSwitch(key string) error {
+	b, err := r.readSmall(r.pullJournal(key))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // finished meanwhile
+	}
+	var p pullSwitch
+	if err == nil {
+		err = json.Unmarshal(b, &p)
+	}
+	if err != nil {
+		return fmt.Errorf("the journal of a pull of %q: %w", key, err)
+	}
+	cur, err := r.readRecord(key)
+	if errors.Is(err, ErrNotFound) { // removed since: nothing to switch
+		return os.Remove(r.pullJournal(key))
+	}
+	if err != nil {
+		return err
+	}
+	if cur.Generation >= p.Generation { // the record was written: only cleanup left
+		cur.Generation = p.Generation - 1
+	}
+	return r.finishPullSwitch(p, cur)
+}
+
+// recoverPulls finishes every pull switch cut short (rolls forward).
+func (r *Root) recoverPulls(dryRun bool) []Finding {
+	journals, _ := filepath.Glob(filepath.Join(r.path, "records", ".pull-*"))
+	var out []Finding
+	for _, j := range journals {
+		key := filepath.Base(j)[len(".pull-"):]
+		f := Finding{Key: key, What: FindPullCut, Path: j, Action: "completed"}
+		if ValidateKey(key) != nil {
+			continue
+		}
+		if !dryRun {
+			f.Err = r.finishLocked(key)
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+func (r *Root) finishLocked(key string) error {
+	l, err := r.tryLock(key)
+	if err != nil {
+		return err
+	}
+	defer l.release()
+	return r.redoPullSwitch(key)
+}
+
+// FindPullCut is a pulled generation whose switch was cut short: recover
+// finishes it.
+const FindPullCut = "pull-cut"
+
+// stalePulls are partial pulls nobody resumed for this long: gc removes
+// them (an image's worth of disk each).
+const stalePulls = 24 * time.Hour
+
+// stalePull tells a partial pull nobody resumed for stalePulls, and that
+// no pull holds now.
+func stalePull(path string, info os.FileInfo) bool {
+	if time.Since(info.ModTime()) < stalePulls || !info.Mode().IsRegular() {
+		return false
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	return unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil
+}

@@ -1,0 +1,71 @@
+package transfer
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/dindstore/dindstore/cache"
+	"github.com/dindstore/dindstore/volumes"
+	"oras.land/oras-go/v2"
+)
+
+// PushCache pushes the idle loop cache key of root to target, tagged tag,
+// under the cache's lock (cache.Root.Export: uses wait meanwhile).
+func PushCache(ctx context.Context, root *cache.Root, key string, target oras.Target, tag string, parallel int) (PushResult, error) {
+	var res PushResult
+	err := root.Export(ctx, key, func(image *os.File, info cache.ExportInfo) error {
+		cfg := Config{FS: string(info.FS), BlockSize: info.BlockSize, FSUUID: info.FSUUID,
+			ImageStore: info.ImageStore, Generation: info.Generation}
+		var err error
+		res, err = Push(ctx, target, image, cfg, tag, parallel)
+		return err
+	})
+	return res, err
+}
+
+// CachePull says what PullCache did.
+type CachePull struct {
+	PullResult
+	// Unchanged says the key holds the artifact already (its record
+	// names the same digest): nothing was pulled.
+	Unchanged bool
+	// Record is the key's record after the pull.
+	Record *cache.Record
+}
+
+// PullCache makes the loop cache key of root, or its next generation when
+// it exists, from the artifact ref of src (cache.Root.Pull: nothing is
+// switched until the whole image is in and checked; a pull cut short is
+// resumed by the next). The reference is resolved once; a key whose
+// current generation came from the same manifest is left as it is.
+// opts.Local is set by PullCache (the key's current image).
+func PullCache(ctx context.Context, root *cache.Root, src Source, ref, key string, opts PullOptions) (CachePull, error) {
+	out := CachePull{}
+	desc, err := src.Resolve(ctx, ref)
+	if err != nil {
+		return out, classify(fmt.Errorf("resolve %s: %w", ref, err))
+	}
+	source := sourceName(cmp.Or(opts.Name, ref), desc.Digest.String())
+	if rec, err := root.Record(key); err == nil && rec.Pulled == source {
+		out.Unchanged, out.Record, out.Manifest = true, rec, desc
+		return out, nil
+	} else if err != nil && !errors.Is(err, cache.ErrNotFound) {
+		return out, err
+	}
+	out.Record, err = root.Pull(ctx, key, func(dst, local *os.File) (cache.ImportInfo, error) {
+		opts.Local = local
+		res, err := PullManifest(ctx, src, desc, dst, opts)
+		out.PullResult = res
+		return cache.ImportInfo{FS: volumes.FS(res.Config.FS), ImageStore: res.Config.ImageStore,
+			Generation: res.Config.Generation, Source: source}, err
+	})
+	return out, err
+}
+
+// sourceName is what a record keeps of where its image came from.
+func sourceName(ref, dgst string) string {
+	return ref + "@" + dgst
+}
