@@ -81,7 +81,12 @@ func (r *Root) tryLockAs(key string, busy bool) (*lock, error) {
 			heldLocks.Lock()
 			heldLocks.busy[path] = busy
 			heldLocks.Unlock()
-			return &lock{f: f, path: path}, nil
+			l := &lock{f: f, path: path}
+			if err := r.finishCutSwitch(key); err != nil {
+				l.release()
+				return nil, err
+			}
+			return l, nil
 		}
 		f.Close() // the file was unlinked by rm meanwhile: lock the new one
 	}

@@ -56,7 +56,7 @@ func (r *Root) Pull(ctx context.Context, key string, fill PullFill) (*Record, er
 	if err := ValidateKey(key); err != nil {
 		return nil, err
 	}
-	if err := r.finishCutPull(ctx, key); err != nil {
+	if err := r.FinishPull(ctx, key); err != nil {
 		return nil, err
 	}
 	part, err := r.openPart(key)
@@ -69,6 +69,9 @@ func (r *Root) Pull(ctx context.Context, key string, fill PullFill) (*Record, er
 		return nil, err
 	}
 	next, err := r.fillPart(ctx, key, part, fill)
+	if err == nil {
+		err = fault.Point("before-pull-switch")
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -257,9 +260,10 @@ func pulledGeneration(rec, next *Record, gen int) {
 	rec.ReleasedClean = true
 }
 
-// finishCutPull finishes a switch of key that was cut short, if any,
-// under key's lock: a pull starts with it.
-func (r *Root) finishCutPull(ctx context.Context, key string) error {
+// FinishPull finishes a pull of key whose switch was cut short, if any,
+// so that key's record says what its image is: a pull starts with it
+// (taking key's lock finishes it, see finishCutSwitch).
+func (r *Root) FinishPull(ctx context.Context, key string) error {
 	if !exists(r.pullJournal(key)) {
 		return nil
 	}
@@ -267,8 +271,21 @@ func (r *Root) finishCutPull(ctx context.Context, key string) error {
 	if err != nil {
 		return err
 	}
-	defer l.release()
-	return r.redoPullSwitch(key)
+	l.release()
+	return nil
+}
+
+// finishCutSwitch finishes a pulled generation's switch of key that was
+// cut short, if any: whoever takes key's lock does it first, so that no
+// holder of the lock ever sees a record and an image from two generations.
+func (r *Root) finishCutSwitch(key string) error {
+	if !exists(r.pullJournal(key)) {
+		return nil
+	}
+	if err := r.redoPullSwitch(key); err != nil {
+		return fmt.Errorf("finish the pull of %q that was cut short: %w", key, err)
+	}
+	return nil
 }
 
 // redoPullSwitch finishes the journaled switch of key; the caller holds
@@ -317,12 +334,12 @@ func (r *Root) recoverPulls(dryRun bool) []Finding {
 }
 
 func (r *Root) finishLocked(key string) error {
-	l, err := r.tryLock(key)
+	l, err := r.tryLock(key) // which finishes it
 	if err != nil {
 		return err
 	}
-	defer l.release()
-	return r.redoPullSwitch(key)
+	l.release()
+	return nil
 }
 
 // FindPullCut is a pulled generation whose switch was cut short: recover

@@ -44,6 +44,9 @@ type CachePull struct {
 // opts.Local is set by PullCache (the key's current image).
 func PullCache(ctx context.Context, root *cache.Root, src Source, ref, key string, opts PullOptions) (CachePull, error) {
 	out := CachePull{}
+	if err := root.FinishPull(ctx, key); err != nil {
+		return out, err
+	}
 	desc, err := src.Resolve(ctx, ref)
 	if err != nil {
 		return out, classify(fmt.Errorf("resolve %s: %w", ref, err))

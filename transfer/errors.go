@@ -3,8 +3,10 @@ package transfer
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"syscall"
 
 	"oras.land/oras-go/v2/errdef"
 	"oras.land/oras-go/v2/registry/remote/errcode"
@@ -34,7 +36,7 @@ func classify(err error) error {
 		return fmt.Errorf("%w: %w; log in (docker login) or check the credentials in the Docker config", ErrAuth, err)
 	case errors.As(err, &resp) && resp.StatusCode == http.StatusNotFound:
 		return fmt.Errorf("%w: %w", ErrNotFound, err)
-	case errors.As(err, &netErr):
+	case errors.As(err, &netErr), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET):
 		return fmt.Errorf("%w: %w", ErrNetwork, err)
 	}
 	return err

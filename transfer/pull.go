@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/dindstore/dindstore/internal/fault"
 	"io"
 	"os"
 	"sync"
@@ -162,6 +163,11 @@ func pullChunks(ctx context.Context, src Source, chunks []ChunkBlob, dst *os.Fil
 			mu.Lock()
 			defer mu.Unlock()
 			res.count(from, c)
+			if from == fromNetwork && res.Fetched == 2 {
+				if err := fault.Point("during-pull"); err != nil {
+					return err
+				}
+			}
 			if opts.Progress != nil {
 				opts.Progress(c.Length, res.Config.ImageSize)
 			}

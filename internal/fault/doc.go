@@ -23,4 +23,10 @@
 //	before-warm-copy warm: the inner daemon answers, no image copied yet
 //	during-warm-copy warm: the first image is in, the others not yet
 //	after-warm-copy  warm: every image is in, the inner daemon not yet stopped
+//
+// The points of pull (PullNames), reached with a registry to pull from:
+//
+//	during-pull        pull: two chunks downloaded and written, the others not yet
+//	before-pull-switch pull: the whole image in and checked, not yet the cache's
+//	during-pull-switch pull into an existing key: its image moved aside, the new one not yet in
 package fault

@@ -17,3 +17,7 @@ var Names = []string{
 // WarmNames lists the failure points of warm, which need images on a host
 // daemon to reach (see the package doc).
 var WarmNames = []string{"before-warm-copy", "during-warm-copy", "after-warm-copy"}
+
+// PullNames lists the failure points of pull, which need a registry to
+// reach (see the package doc).
+var PullNames = []string{"during-pull", "before-pull-switch", "during-pull-switch"}
