@@ -97,7 +97,7 @@ func (r *Root) importedRecord(ctx context.Context, key string, f *os.File, info 
 		return nil, fmt.Errorf("%w: the pulled image of %q is %d bytes, its %s filesystem %d", ErrInvalid, key,
 			fi.Size(), info.FS, st.SizeBytes)
 	}
-	if _, err := volumes.CheckImage(ctx, volumes.FDPath(f), info.FS); err != nil {
+	if err := volumes.VerifyImage(ctx, volumes.FDPath(f), info.FS); err != nil {
 		return nil, fmt.Errorf("check the pulled image of %q: %w", key, err)
 	}
 	return &Record{Key: key, Kind: volumes.Loop, FS: info.FS, CapBytes: fi.Size(), BlockSize: st.AttachBlockSize(),

@@ -190,7 +190,7 @@ func TestFleetPullFailures(t *testing.T) {
 
 	// The registry stops answering after the config and two chunks.
 	front := failingFront(t, reg, 3)
-	if r := runBinary(t, binary, nil, b, "pull", "--plain-http", front+"/fleet/src:g1", "cut"); r.code != 69 {
+	if r := runBinary(t, binary, nil, b, "pull", "--plain-http", "--parallel", "1", front+"/fleet/src:g1", "cut"); r.code != 69 {
 		t.Fatalf("pull from a registry that stops: exit %d, want 69: %s", r.code, r.stderr)
 	}
 	if e, ok := listJSON(t, b)["cut"]; ok {

@@ -70,8 +70,9 @@ func TestTransferRegistry(t *testing.T) {
 // TestPushPullCommands: `dindstore push` of an idle cache to a registry
 // and `dindstore pull` into a new key on another root: the new cache runs
 // with the first one's files and its store; pushed again, nothing is
-// sent; a cache in use is not pushed (75); pulling into an existing key,
-// or a reference that is not there, leaves nothing.
+// sent, and pulled again nothing is fetched; a cache in use is not pushed
+// (75); a pull into a cache that is not a loop cache, or of a reference
+// that is not there, leaves nothing.
 func TestPushPullCommands(t *testing.T) {
 	requireSuite(t)
 	reg := startRegistry(t)
@@ -94,8 +95,12 @@ func TestPushPullCommands(t *testing.T) {
 	if e := listJSON(t, b)["copy"]; e.State != "idle" {
 		t.Fatalf("the pulled cache: %+v", e)
 	}
-	if r := dindstore(t, b, "pull", "--plain-http", ref, "copy"); r.code != 2 {
-		t.Fatalf("pull into an existing key: exit %d: %s", r.code, r.stderr)
+	if again := mustRun(t, b, "pull", "--plain-http", ref, "copy"); !strings.Contains(again, "already") {
+		t.Fatalf("pull of what the key holds already: %q", again)
+	}
+	mustRun(t, b, "create", "dir", "--kind", "dir")
+	if r := dindstore(t, b, "pull", "--plain-http", ref, "dir"); r.code != 2 {
+		t.Fatalf("pull into a dir cache: exit %d, want 2: %s", r.code, r.stderr)
 	}
 	if r := dindstore(t, b, "pull", "--plain-http", reg+"/caches/none:g0", "gone"); r.code != 66 {
 		t.Fatalf("pull of a reference that is not there: exit %d, want 66: %s", r.code, r.stderr)

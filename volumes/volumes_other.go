@@ -19,6 +19,9 @@ func CreateImage(context.Context, string, int64, FS) error { return errPlatform 
 // CheckImage is not supported on this platform.
 func CheckImage(context.Context, string, FS) (string, error) { return "", errPlatform }
 
+// VerifyImage is not supported on this platform.
+func VerifyImage(context.Context, string, FS) error { return errPlatform }
+
 // CheckSparseSize is not supported on this platform.
 func CheckSparseSize(string, int64) error { return errPlatform }
 
