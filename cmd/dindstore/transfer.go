@@ -3,9 +3,9 @@ package main
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"io"
 	"net/http"
-	"fmt"
 	"os"
 
 	"github.com/dindstore/dindstore/cache"
