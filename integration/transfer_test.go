@@ -98,6 +98,13 @@ func TestPushPullCommands(t *testing.T) {
 	if again := mustRun(t, b, "pull", "--plain-http", ref, "copy"); !strings.Contains(again, "already") {
 		t.Fatalf("pull of what the key holds already: %q", again)
 	}
+	mustRun(t, b, "warm", "viawarm", "--plain-http", "--from-registry", ref)
+	if got := mustRun(t, b, "run", "viawarm", "--", "cat", "{mount}/f"); strings.TrimSpace(got) != "mine" {
+		t.Fatalf("the cache warm --from-registry made: %q", got)
+	}
+	if r := dindstore(t, b, "warm", "viawarm", "--from-registry", ref, "--pull", "x:1"); r.code != 2 {
+		t.Fatalf("warm --from-registry with --pull: exit %d, want 2: %s", r.code, r.stderr)
+	}
 	mustRun(t, b, "create", "dir", "--kind", "dir")
 	if r := dindstore(t, b, "pull", "--plain-http", ref, "dir"); r.code != 2 {
 		t.Fatalf("pull into a dir cache: exit %d, want 2: %s", r.code, r.stderr)

@@ -18,14 +18,18 @@ import (
 	"oras.land/oras-go/v2/registry/remote/retry"
 )
 
-// registryFlags are push's and pull's.
-var registryFlags = []cli.Flag{
+// registryAccessFlags say how to reach a registry (push, pull, warm).
+var registryAccessFlags = []cli.Flag{
 	&cli.BoolFlag{Name: "plain-http", Usage: "talk to the registry over plain HTTP (a local registry)"},
 	&cli.StringFlag{Name: "ca-file", Usage: "PEM file of the CA that signed the registry's certificate (beside the system's)"},
 	&cli.IntFlag{Name: "parallel", Value: transfer.Parallel, Usage: "chunks moved at once (1 to 64)"},
+}
+
+// registryFlags are push's and pull's.
+var registryFlags = append(append([]cli.Flag{}, registryAccessFlags...),
 	&cli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
 	&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "show no progress"},
-}
+)
 
 var pushCommand = &cli.Command{
 	Name:      "push",

@@ -23,18 +23,21 @@ import (
 var warmCommand = &cli.Command{
 	Name:      "warm",
 	Usage:     "fill a cache ahead of the jobs: images from the host's daemon, or pulled through an inner one",
-	ArgsUsage: "KEY (--from-host IMAGE... | --pull IMAGE...)",
+	ArgsUsage: "KEY (--from-host IMAGE... | --pull IMAGE... | --from-registry REGISTRY/REPOSITORY:TAG)",
 	Description: "Takes the cache like any user (its lock), starts a dockerd of its own on it, and either\n" +
 		"copies images from the host's Docker daemon (docker save from the host API, load into the\n" +
 		"inner daemon: no registry involved) or pulls them (--registry-mirror for a pull-through\n" +
-		"mirror). Ends with the inner daemon stopped cleanly and the filesystem trimmed.",
-	Flags: append(append(append([]cli.Flag{}, createFlags...), leaseFlags...),
+		"mirror). Ends with the inner daemon stopped cleanly and the filesystem trimmed.\n" +
+		"--from-registry instead makes KEY (or its next generation) from a cache another host pushed\n" +
+		"(dindstore push): no inner daemon, only the chunks KEY lacks are downloaded (as pull).",
+	Flags: append(append(append(append([]cli.Flag{}, createFlags...), leaseFlags...),
 		&cli.StringSliceFlag{Name: "from-host", Usage: "image to copy from the host's daemon (DOCKER_HOST)"},
 		&cli.StringSliceFlag{Name: "pull", Usage: "image to pull through the inner daemon"},
 		&cli.StringSliceFlag{Name: "registry-mirror", Usage: "pull-through mirror for the inner daemon"},
 		&cli.StringSliceFlag{Name: "insecure-registry", Usage: "registry the inner daemon may reach over plain HTTP"},
 		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "show no progress"},
-	),
+		&cli.StringFlag{Name: "from-registry", Usage: "a cache pushed to an OCI registry (dindstore push) to pull instead"},
+	), registryAccessFlags...),
 	Action: func(c *cli.Context) error {
 		if c.NArg() > 1 {
 			return fmt.Errorf("%w: warm takes one KEY, got %d arguments; give each image a flag of its own "+
@@ -45,6 +48,9 @@ var warmCommand = &cli.Command{
 			return err
 		}
 		fromHost, pull := c.StringSlice("from-host"), c.StringSlice("pull")
+		if ref := c.String("from-registry"); ref != "" {
+			return warmFromRegistry(c, key, ref)
+		}
 		if len(fromHost) == 0 && len(pull) == 0 {
 			return fmt.Errorf("%w: warm needs --from-host IMAGE or --pull IMAGE", errUsage)
 		}
@@ -54,6 +60,24 @@ var warmCommand = &cli.Command{
 		}
 		return dropUnused(c, root, key, created, warm(c, root, key, fromHost, pull))
 	},
+}
+
+// warmFromRegistry makes key, or its next generation, from a pushed cache.
+func warmFromRegistry(c *cli.Context, key, ref string) error {
+	for _, f := range []string{"from-host", "pull"} { // (--kind, --size, --fs: the artifact's own apply)
+		if c.IsSet(f) {
+			return fmt.Errorf("%w: --from-registry brings a whole cache; it does not go with --%s", errUsage, f)
+		}
+	}
+	root, err := openRoot(c, true)
+	if err != nil {
+		return err
+	}
+	res, err := pullCache(c, root, ref, key)
+	if err != nil {
+		return err
+	}
+	return printPull(c.App.Writer, key, res)
 }
 
 // warm holds the cache, runs an inner daemon on it, fills it, and stops
