@@ -20,6 +20,10 @@ type ExportInfo struct {
 	FSUUID     string
 	ImageStore string
 	Generation int
+	// Source, when fn sets it, is recorded as what the image is now
+	// (reference@digest of the artifact pushed): a pull of that artifact
+	// into the key has nothing to do.
+	Source string
 }
 
 // Export hands fn the image of the loop cache key, held quiet for as long
@@ -28,7 +32,7 @@ type ExportInfo struct {
 // was clean, neither damaged nor incomplete, with nothing mounted or
 // attached — an image nothing writes and nothing needs to replay. A cache
 // in use is ErrLocked.
-func (r *Root) Export(ctx context.Context, key string, fn func(image *os.File, info ExportInfo) error) error {
+func (r *Root) Export(ctx context.Context, key string, fn func(image *os.File, info *ExportInfo) error) error {
 	if err := ValidateKey(key); err != nil {
 		return err
 	}
@@ -59,8 +63,12 @@ func (r *Root) Export(ctx context.Context, key string, fn func(image *os.File, i
 	if err := r.checkImage(image, rec); err != nil {
 		return err
 	}
-	return fn(image, ExportInfo{Key: key, FS: rec.FS, CapBytes: rec.CapBytes, BlockSize: rec.BlockSize,
-		FSUUID: rec.FSUUID, ImageStore: rec.ImageStore, Generation: rec.Generation})
+	info := ExportInfo{Key: key, FS: rec.FS, CapBytes: rec.CapBytes, BlockSize: rec.BlockSize,
+		FSUUID: rec.FSUUID, ImageStore: rec.ImageStore, Generation: rec.Generation}
+	if err := fn(image, &info); err != nil || info.Source == "" {
+		return err
+	}
+	return r.updateRecord(key, func(rec *Record) { rec.Pulled = info.Source })
 }
 
 // clearForCreate clears what an earlier holder or a create that died left

@@ -31,6 +31,13 @@ type Config struct {
 	// Acquire are the leases' options (admission's KeepFree; Overcommit
 	// should stay off: a node without room must say so).
 	Acquire cache.AcquireOptions
+	// Warming, when set, says whether a warm key is in its first pull
+	// from a registry (--warm-source), and how far: a volume from it then
+	// waits (UNAVAILABLE, which the kubelet retries) rather than start cold.
+	Warming func(key string) (at string, warming bool)
+	// Committed, when set, is told the warm key a volume's clone was
+	// committed into (to push it back, --push-commits).
+	Committed func(warm string)
 }
 
 // Driver is the plugin: the CSI Identity and Node services over one cache

@@ -79,6 +79,13 @@ func (d *Driver) checkPublish(req *csi.NodePublishVolumeRequest) (Request, error
 	if err != nil {
 		return Request{}, status.Error(codes.InvalidArgument, err.Error())
 	}
+	if d.cfg.Warming == nil || r.From == "" {
+		return r, nil
+	}
+	if at, warming := d.cfg.Warming(r.From); warming {
+		return Request{}, status.Errorf(codes.Unavailable, "warm key %q is not on this node yet (%s): the volume "+
+			"waits for it rather than start cold; the kubelet retries", r.From, at)
+	}
 	return r, nil
 }
 
@@ -236,6 +243,25 @@ func (d *Driver) unpublish(ctx context.Context, p *publication) error {
 	return d.forget(ctx, p)
 }
 
+// commit makes a publication's clone its warm key's next generation, and
+// tells Committed. A clone that can never be committed (damaged) is not an
+// error: it is dropped rather than retried forever.
+func (d *Driver) commit(ctx context.Context, p *publication) error {
+	warm := ""
+	if rec, err := d.root.Record(p.Key); err == nil {
+		warm = rec.Parent
+	}
+	err := d.root.Promote(ctx, p.Key)
+	switch {
+	case err == nil && d.cfg.Committed != nil && warm != "":
+		d.cfg.Committed(warm)
+	case errors.Is(err, cache.ErrDamaged), errors.Is(err, cache.ErrInvalid):
+		log.Printf("volume %s: its clone %s is not committed: %v", p.VolumeID, p.Key, err)
+		return nil
+	}
+	return err
+}
+
 // forget removes what a publication made once its lease has ended: a
 // committed clone becomes its warm key's next generation (unless it is
 // damaged), the volume's own cache is removed, then the target and the
@@ -243,12 +269,7 @@ func (d *Driver) unpublish(ctx context.Context, p *publication) error {
 func (d *Driver) forget(ctx context.Context, p *publication) error {
 	var err error
 	if p.Own && p.Commit {
-		err = d.root.Promote(ctx, p.Key)
-		if errors.Is(err, cache.ErrDamaged) || errors.Is(err, cache.ErrInvalid) {
-			// never committable: dropped below rather than retried forever
-			log.Printf("volume %s: its clone %s is not committed: %v", p.VolumeID, p.Key, err)
-			err = nil
-		}
+		err = d.commit(ctx, p)
 	}
 	if p.Own && err == nil && d.root.Exists(p.Key) {
 		err = d.root.Remove(ctx, p.Key)

@@ -13,14 +13,19 @@ import (
 )
 
 // PushCache pushes the idle loop cache key of root to target, tagged tag,
-// under the cache's lock (cache.Root.Export: uses wait meanwhile).
-func PushCache(ctx context.Context, root *cache.Root, key string, target oras.Target, tag string, parallel int) (PushResult, error) {
+// under the cache's lock (cache.Root.Export: uses wait meanwhile). name,
+// when not empty, is the reference as the user gave it: the key's record
+// then says its image is that artifact (a pull of it has nothing to do).
+func PushCache(ctx context.Context, root *cache.Root, key string, target oras.Target, tag, name string, parallel int) (PushResult, error) {
 	var res PushResult
-	err := root.Export(ctx, key, func(image *os.File, info cache.ExportInfo) error {
+	err := root.Export(ctx, key, func(image *os.File, info *cache.ExportInfo) error {
 		cfg := Config{FS: string(info.FS), BlockSize: info.BlockSize, FSUUID: info.FSUUID,
 			ImageStore: info.ImageStore, Generation: info.Generation}
 		var err error
 		res, err = Push(ctx, target, image, cfg, tag, parallel)
+		if err == nil && name != "" {
+			info.Source = sourceName(name, res.Manifest.Digest.String())
+		}
 		return err
 	})
 	return res, err

@@ -36,7 +36,8 @@ type PullOptions struct {
 	// Parallel is how many chunks move at once (default Parallel).
 	Parallel int
 	// Progress, when set, is told the image bytes each finished chunk
-	// covers (one call at a time), and first the total with done -1.
+	// covers (one call at a time), and first, with n -1, the total: the
+	// bytes of all the chunks (the image's holes are not pulled).
 	Progress func(n int64, total int64)
 	// Name is the reference as the user gave it (registry/repository:tag),
 	// which PullCache records with the digest; default the one resolved.
@@ -149,8 +150,12 @@ func fetchManifest(ctx context.Context, src content.Fetcher, desc ocispec.Descri
 // pullChunks writes every chunk into dst, parallel at a time.
 func pullChunks(ctx context.Context, src Source, chunks []ChunkBlob, dst *os.File, have map[int64]bool, opts PullOptions, res *PullResult) error {
 	var mu sync.Mutex
+	var total int64
+	for _, c := range chunks {
+		total += c.Length
+	}
 	if opts.Progress != nil {
-		opts.Progress(-1, res.Config.ImageSize)
+		opts.Progress(-1, total)
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(max(opts.Parallel, 1))
@@ -169,7 +174,7 @@ func pullChunks(ctx context.Context, src Source, chunks []ChunkBlob, dst *os.Fil
 				}
 			}
 			if opts.Progress != nil {
-				opts.Progress(c.Length, res.Config.ImageSize)
+				opts.Progress(c.Length, total)
 			}
 			return nil
 		})

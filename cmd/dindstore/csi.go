@@ -8,12 +8,14 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/dindstore/dindstore/cache"
 	"github.com/dindstore/dindstore/csi"
 	"github.com/dindstore/dindstore/metrics"
+	"github.com/dindstore/dindstore/transfer"
 	"github.com/dindstore/dindstore/volumes"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sync/errgroup"
@@ -27,7 +29,7 @@ var csiCommand = &cli.Command{
 		"the plugin stops, the volumes stay bound for their pods and the next start takes them over.\n" +
 		"At start and every --gc-interval, publications whose pods are gone are cleaned up and\n" +
 		"recover and gc run over the root.",
-	Flags: []cli.Flag{
+	Flags: append([]cli.Flag{
 		&cli.StringFlag{Name: "endpoint", Value: "unix:///csi/csi.sock", Usage: "the CSI socket"},
 		&cli.StringFlag{Name: "node-id", Usage: "this node's name, as the kubelet knows it (required)"},
 		&cli.StringFlag{Name: "driver-name", Value: csi.DefaultDriverName, Usage: "the CSI driver's name"},
@@ -42,7 +44,10 @@ var csiCommand = &cli.Command{
 		&cli.StringFlag{Name: "metrics-addr", Usage: "also serve the root's Prometheus metrics (as `dindstore serve`) on this address"},
 		&cli.StringFlag{Name: "registration-dir", Usage: "register with the kubelet's plugin watcher through this directory (its plugins_registry) instead of node-driver-registrar"},
 		&cli.StringFlag{Name: "kubelet-registration-path", Usage: "the CSI socket's path as the kubelet sees it (default: --endpoint's path)"},
-	},
+		&cli.StringSliceFlag{Name: "warm-source", Usage: "KEY=REGISTRY/REPOSITORY:TAG: keep warm key KEY pulled from a registry (dindstore push made it); repeat it"},
+		&cli.DurationFlag{Name: "refresh-interval", Value: 10 * time.Minute, Usage: "how often the warm sources are pulled again (only changed chunks travel; 0: at start only)"},
+		&cli.BoolFlag{Name: "push-commits", Usage: "push a warm source's generation a volume committed (needs --allow-commit)"},
+	}, registryAccessFlags...),
 	Action: csiAction,
 }
 
@@ -64,16 +69,26 @@ func csiAction(c *cli.Context) error {
 	defer stop()
 	log.SetFlags(log.LstdFlags | log.LUTC)
 	log.SetOutput(c.App.ErrWriter)
+	hyd, err := hydrator(c, root)
+	if err != nil {
+		return err
+	}
+	if hyd != nil {
+		cfg.Warming = hyd.Warming
+		if c.Bool("push-commits") {
+			cfg.Committed = hyd.Committed
+		}
+	}
 	d := csi.New(root, cfg)
 	if err := d.Start(ctx); err != nil {
 		log.Printf("start-up garbage collection: %v", err)
 	}
-	return serveCSI(ctx, c, d, root, cfg.DriverName)
+	return serveCSI(ctx, c, d, root, cfg.DriverName, hyd)
 }
 
 // serveCSI serves the plugin, and its registration and metrics when
 // asked, until ctx ends or one of them fails.
-func serveCSI(ctx context.Context, c *cli.Context, d *csi.Driver, root *cache.Root, name string) error {
+func serveCSI(ctx context.Context, c *cli.Context, d *csi.Driver, root *cache.Root, name string, hyd *transfer.Hydrator) error {
 	endpoint := c.String("endpoint")
 	g, ctx := errgroup.WithContext(ctx)
 	if addr := c.String("metrics-addr"); addr != "" {
@@ -85,6 +100,9 @@ func serveCSI(ctx context.Context, c *cli.Context, d *csi.Driver, root *cache.Ro
 	}
 	g.Go(func() error { return csi.Serve(ctx, endpoint, d) })
 	g.Go(func() error { d.Run(ctx, c.Duration("gc-interval")); return nil })
+	if hyd != nil {
+		g.Go(func() error { hyd.Run(ctx, c.Duration("refresh-interval")); return nil })
+	}
 	if dir := c.String("registration-dir"); dir != "" {
 		kubeletPath := c.String("kubelet-registration-path")
 		if kubeletPath == "" {
@@ -94,6 +112,38 @@ func serveCSI(ctx context.Context, c *cli.Context, d *csi.Driver, root *cache.Ro
 	}
 	log.Printf("serving %s on %s for node %s", name, endpoint, c.String("node-id"))
 	return g.Wait()
+}
+
+// hydrator makes the keeper of --warm-source keys (nil without any),
+// checking every source before anything starts.
+func hydrator(c *cli.Context, root *cache.Root) (*transfer.Hydrator, error) {
+	if c.Bool("push-commits") && !c.Bool("allow-commit") {
+		return nil, fmt.Errorf("%w: --push-commits pushes what volumes commit: it needs --allow-commit", errUsage)
+	}
+	var sources []transfer.WarmSource
+	seen := map[string]bool{}
+	for _, v := range c.StringSlice("warm-source") {
+		key, name, ok := strings.Cut(v, "=")
+		if !ok {
+			return nil, fmt.Errorf("%w: --warm-source %q: want KEY=REGISTRY/REPOSITORY:TAG", errUsage, shorten(v))
+		}
+		if err := cache.ValidateKey(key); err != nil {
+			return nil, fmt.Errorf("%w: --warm-source: %w", errUsage, err)
+		}
+		if seen[key] {
+			return nil, fmt.Errorf("%w: --warm-source names %s twice: a key has one source", errUsage, key)
+		}
+		seen[key] = true
+		repo, ref, err := repository(c, name)
+		if err != nil {
+			return nil, fmt.Errorf("--warm-source %s: %w", key, err)
+		}
+		sources = append(sources, transfer.WarmSource{Key: key, Name: ref.String(), Tag: ref.Reference, Repo: repo})
+	}
+	if len(sources) == 0 {
+		return nil, nil
+	}
+	return transfer.NewHydrator(root, sources, c.Int("parallel"), log.Printf), nil
 }
 
 // csiConfig reads and checks the plugin's flags.

@@ -52,7 +52,7 @@ var pushCommand = &cli.Command{
 		if err != nil {
 			return err
 		}
-		res, err := transfer.PushCache(c.Context, root, key, repo, ref.Reference, c.Int("parallel"))
+		res, err := transfer.PushCache(c.Context, root, key, repo, ref.Reference, ref.String(), c.Int("parallel"))
 		if err != nil {
 			return fmt.Errorf("push %s to %s: %w", key, ref, err)
 		}
