@@ -75,3 +75,38 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 	t.Fatalf("timed out waiting for %s", what)
 }
+
+// TestCSIKubeletWarmSource: under a real kubelet, the plugin hydrates its
+// --warm-source key from a registry (another node warmed and pushed it),
+// and a dind pod whose volume is `from` that key has the warm image in its
+// inner daemon at once and runs it.
+func TestCSIKubeletWarmSource(t *testing.T) {
+	requireSuite(t)
+	reg := newTestRegistry(t, registryOptions{})
+	o := startOuter(t, false)
+	if _, err := dockerStdin(o.sock, busyboxTar(t), "import", "-", "warmme:1"); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	src, root := filepath.Join(dir, "src"), filepath.Join(dir, "cache-root")
+	t.Cleanup(func() { cleanupRoot(t, src) })
+	if r := runBinary(t, binary, o.env(), src, "warm", "base", "--kind", "loop", "--size", "1GiB", "--from-host", "warmme:1"); r.code != 0 {
+		t.Fatalf("warm: exit %d: %s", r.code, r.stderr)
+	}
+	ref := reg.addr + "/fleet/base:latest"
+	mustRun(t, src, "push", "--plain-http", "base", ref)
+	t.Cleanup(func() { cleanupCSI(t, dir, root) })
+	c, plugin := startPluginNode(t, dir, root, "--default-size", "1Gi", "--warm-source", "base="+ref, "--plain-http")
+	sock := filepath.Join(dir, "pod-w")
+	c.create("/api/v1/namespaces/default/pods", dindPod("dind-w", sock, map[string]string{"from": "base"}))
+	waitDocker(c, sock)
+	if out, err := podDocker(sock, "run", "--rm", "--network", "none", "warmme:1", "echo", "ran"); err != nil || out != "ran" {
+		t.Fatalf("the warm image in the pod: %q %v", out, err)
+	}
+	if !strings.Contains(plugin.log.String(), "warm source base: generation") {
+		t.Errorf("the plugin did not log its pull:\n%s", plugin.log.String())
+	}
+	c.deletePod("dind-w", "default")
+	plugin.stop()
+	assertNoCSILeft(t, c.kubeletDir(), root)
+}
