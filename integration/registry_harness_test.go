@@ -47,7 +47,7 @@ type registryOptions struct {
 }
 
 // newTestRegistry starts a registry; the cleanup stops it.
-func newTestRegistry(t *testing.T, o registryOptions) *testRegistry {
+func newTestRegistry(t testing.TB, o registryOptions) *testRegistry {
 	t.Helper()
 	if _, err := exec.LookPath("docker-registry"); err != nil {
 		t.Skip("skipping: docker-registry not found; `make deps` installs it")
@@ -97,7 +97,7 @@ func (r *testRegistry) flags() []string {
 }
 
 // client is an HTTP client that trusts the registry.
-func (r *testRegistry) client(t *testing.T) *http.Client {
+func (r *testRegistry) client(t testing.TB) *http.Client {
 	t.Helper()
 	if r.caFile == "" {
 		return http.DefaultClient
@@ -109,7 +109,7 @@ func (r *testRegistry) client(t *testing.T) *http.Client {
 	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 }
 
-func (r *testRegistry) waitReady(t *testing.T) {
+func (r *testRegistry) waitReady(t testing.TB) {
 	t.Helper()
 	hc := r.client(t)
 	for i := 0; i < 100; i++ {
@@ -124,7 +124,7 @@ func (r *testRegistry) waitReady(t *testing.T) {
 
 // dockerConfig writes a Docker config directory holding user and pass for
 // this registry and returns the environment that points at it.
-func (r *testRegistry) dockerConfig(t *testing.T, user, pass string) []string {
+func (r *testRegistry) dockerConfig(t testing.TB, user, pass string) []string {
 	t.Helper()
 	dir := t.TempDir()
 	auth := base64.StdEncoding.EncodeToString([]byte(user + ":" + pass))
@@ -135,7 +135,7 @@ func (r *testRegistry) dockerConfig(t *testing.T, user, pass string) []string {
 }
 
 // storageBytes is what the registry's storage holds (file sizes).
-func (r *testRegistry) storageBytes(t *testing.T) int64 {
+func (r *testRegistry) storageBytes(t testing.TB) int64 {
 	t.Helper()
 	var n int64
 	err := filepath.WalkDir(r.data, func(_ string, d fs.DirEntry, err error) error {
@@ -162,7 +162,7 @@ func (r *testRegistry) blobPath(digest string) string {
 
 // makeCerts makes a CA (written to r.caFile) and a certificate it signed
 // for 127.0.0.1, and returns the certificate's and key's files.
-func (r *testRegistry) makeCerts(t *testing.T, dir string) (certFile, keyFile string) {
+func (r *testRegistry) makeCerts(t testing.TB, dir string) (certFile, keyFile string) {
 	t.Helper()
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	must(t, err)
@@ -191,7 +191,7 @@ func (r *testRegistry) makeCerts(t *testing.T, dir string) (certFile, keyFile st
 	return certFile, keyFile
 }
 
-func writePEM(t *testing.T, path, kind string, der []byte) {
+func writePEM(t testing.TB, path, kind string, der []byte) {
 	t.Helper()
 	must(t, os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der}), 0o600))
 }
@@ -199,7 +199,7 @@ func writePEM(t *testing.T, path, kind string, der []byte) {
 // failingFront is a plain-HTTP front to a plain-HTTP registry that serves
 // the first n blob downloads and then stops answering: it hangs up on
 // every request, as a registry that goes down in the middle of a pull.
-func failingFront(t *testing.T, reg *testRegistry, n int32) string {
+func failingFront(t testing.TB, reg *testRegistry, n int32) string {
 	t.Helper()
 	target, err := url.Parse(reg.url())
 	must(t, err)
@@ -232,7 +232,7 @@ func hangUp(w http.ResponseWriter) {
 }
 
 // manifestLayers lists the chunk digests of the artifact ref (repo:tag).
-func (r *testRegistry) manifestLayers(t *testing.T, repo, tag string) []string {
+func (r *testRegistry) manifestLayers(t testing.TB, repo, tag string) []string {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, r.url()+"/v2/"+repo+"/manifests/"+tag, nil)
 	must(t, err)
