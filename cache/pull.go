@@ -23,20 +23,26 @@ type ImportInfo struct {
 	// Source names what it came from (reference@digest), kept in the
 	// record as Pulled.
 	Source string
+	// Size and Ranges are the image's size and data ([start, end), the
+	// rest holes): a pull into an existing key wrote only what differs
+	// from its image, which is applied onto it.
+	Size   int64
+	Ranges [][2]int64
 }
 
 // PullFill writes an image into dst, a file in the root's pulls/: empty,
 // or holding what an earlier pull of the same key that was cut short
 // wrote (to resume from). local, when not nil, is the key's current image,
-// read-only, whose chunks may be taken instead of downloaded.
+// read-only: fill then writes into dst only what differs from it, and
+// says in ImportInfo which ranges the whole image holds.
 type PullFill func(dst, local *os.File) (ImportInfo, error)
 
 // pullSwitch is the journal of a pulled generation being switched in,
 // written before the first rename so that recover can finish it.
 type pullSwitch struct {
-	Key        string `json:"key"`
-	Generation int    `json:"generation"`
-	Record     Record `json:"record"` // the pulled image's fields
+	Key        string     `json:"key"`
+	Generation int        `json:"generation"`
+	Info       ImportInfo `json:"info"`
 }
 
 func (r *Root) pullJournal(key string) string {
@@ -44,14 +50,14 @@ func (r *Root) pullJournal(key string) string {
 }
 
 // Pull makes the loop cache key, or its next generation when it exists,
-// from an image fill writes. The image is written apart (pulls/KEY.img,
-// locked: one pull of a key at a time), its filesystem read and checked,
-// and only then does it become the cache: a new key's record is written
-// last, as a create; an existing key's image is switched as a commit
-// switches it (the current one kept as the previous generation, a journal
-// letting recover finish a switch cut short). A fill that fails or dies
-// leaves the partial file (only checked chunks), which the next pull of
-// the key resumes from, and the cache as it was.
+// from an image fill writes apart (pulls/KEY.img, locked: one pull of a
+// key at a time). A new key's image is the whole file, moved in with its
+// record written last, as a create. An existing key's file holds only
+// what differs from its image, applied onto it in place once it is quiet
+// (a journal lets whoever takes the key's lock next, or recover, finish an
+// apply cut short: the key is never seen half applied). A fill that fails
+// or dies leaves the partial file (only checked chunks), which the next
+// pull of the key resumes from, and the cache as it was.
 func (r *Root) Pull(ctx context.Context, key string, fill PullFill) (*Record, error) {
 	if err := ValidateKey(key); err != nil {
 		return nil, err
@@ -68,17 +74,14 @@ func (r *Root) Pull(ctx context.Context, key string, fill PullFill) (*Record, er
 	if err != nil {
 		return nil, err
 	}
-	next, err := r.fillPart(ctx, key, part, fill)
+	info, err := r.fillPart(key, part, fill)
 	if err == nil {
 		err = fault.Point("before-pull-switch")
 	}
-	if err != nil {
-		return nil, err
-	}
-	if cur == nil {
-		err = r.installNew(ctx, key, next)
-	} else {
-		err = r.installGeneration(ctx, key, next)
+	if err == nil && cur == nil {
+		err = r.installNew(ctx, key, part, info)
+	} else if err == nil {
+		err = r.installGeneration(ctx, key, info)
 	}
 	if err != nil {
 		return nil, err
@@ -121,24 +124,14 @@ func (r *Root) pullBase(key string) (*Record, error) {
 	return rec, rec.usable()
 }
 
-// fillPart has fill write the partial image, with key's current image as
-// its local source, then reads and checks the filesystem in it. A fill
-// that fails keeps the partial image (to resume); a filesystem that does
-// not check removes it.
-func (r *Root) fillPart(ctx context.Context, key string, part *os.File, fill PullFill) (*Record, error) {
+// fillPart has fill write the partial image, with key's current image
+// (when there is one) as its local source.
+func (r *Root) fillPart(key string, part *os.File, fill PullFill) (ImportInfo, error) {
 	local := r.openLocal(key)
 	if local != nil {
 		defer local.Close()
 	}
-	info, err := fill(part, local)
-	if err != nil {
-		return nil, err
-	}
-	next, err := r.importedRecord(ctx, key, part, info)
-	if err != nil {
-		return nil, errors.Join(err, os.Remove(r.pullPath(key)))
-	}
-	return next, nil
+	return fill(part, local)
 }
 
 // openLocal opens key's current image read-only, as a source of chunks:
@@ -155,9 +148,14 @@ func (r *Root) openLocal(key string) *os.File {
 	return f
 }
 
-// installNew makes the new cache key of the checked partial image: under
-// key's lock, its image moved in and its record written last.
-func (r *Root) installNew(ctx context.Context, key string, next *Record) (retErr error) {
+// installNew makes the new cache key of the partial image, whole: its
+// filesystem read, then, under key's lock, the image moved in and its
+// record written last.
+func (r *Root) installNew(ctx context.Context, key string, part *os.File, info ImportInfo) error {
+	next, err := r.importedRecord(key, part, info)
+	if err != nil {
+		return errors.Join(err, os.Remove(r.pullPath(key)))
+	}
 	l, err := r.waitLock(ctx, key, false)
 	if err != nil {
 		return err
@@ -182,9 +180,12 @@ func (r *Root) installNew(ctx context.Context, key string, next *Record) (retErr
 	return nil
 }
 
-// installGeneration switches the checked partial image in as key's next
-// generation, under key's lock, once key is quiet (a use waits for it).
-func (r *Root) installGeneration(ctx context.Context, key string, next *Record) error {
+// installGeneration applies the partial image onto key's image as its
+// next generation, under key's lock, once key is quiet (a use waits).
+func (r *Root) installGeneration(ctx context.Context, key string, info ImportInfo) error {
+	if _, err := volumes.ParseFS(string(info.FS)); err != nil || info.Size <= 0 {
+		return fmt.Errorf("%w: a pulled image of %d bytes of filesystem %q", ErrInvalid, info.Size, info.FS)
+	}
 	l, err := r.lockWithin(ctx, key, quietWait)
 	if err != nil {
 		return fmt.Errorf("switch the pulled image of %q in: %w", key, err)
@@ -200,11 +201,11 @@ func (r *Root) installGeneration(ctx context.Context, key string, next *Record) 
 	if _, err := r.repairLocked(ctx, key, repairOpts{}); err != nil {
 		return fmt.Errorf("switch the pulled image of %q in: it must be quiet: %w", key, err)
 	}
-	p := pullSwitch{Key: key, Generation: cur.Generation + 1, Record: *next}
+	p := pullSwitch{Key: key, Generation: cur.Generation + 1, Info: info}
 	if err := r.writePullJournal(p); err != nil {
 		return err
 	}
-	if err := r.finishPullSwitch(p, cur); err != nil {
+	if err := r.finishPullSwitch(p); err != nil {
 		return fmt.Errorf("switch the pulled image of %q in (recover finishes it): %w", key, err)
 	}
 	return nil
@@ -218,30 +219,29 @@ func (r *Root) writePullJournal(p pullSwitch) error {
 	return atomicwriter.WriteFile(r.pullJournal(p.Key), b, 0o600)
 }
 
-// finishPullSwitch does (or redoes) the steps of a journaled switch; each
-// step checks whether it is done already. The caller holds key's lock.
-func (r *Root) finishPullSwitch(p pullSwitch, cur *Record) error {
-	img, from := r.imagePath(p.Key), r.pullPath(p.Key)
-	prev := previousName(img, cur.Generation)
-	if exists(from) {
-		if exists(img) {
-			if err := os.Rename(img, prev); err != nil {
-				return err
-			}
-		}
-		if err := fault.Point("during-pull-switch"); err != nil {
+// finishPullSwitch does (or redoes) the steps of a journaled apply; each
+// can be done again. The caller holds key's lock.
+func (r *Root) finishPullSwitch(p pullSwitch) error {
+	if exists(r.pullPath(p.Key)) {
+		if err := r.applyPart(p); err != nil {
 			return err
 		}
-		if err := os.Rename(from, img); err != nil {
+		if err := os.Remove(r.pullPath(p.Key)); err != nil {
 			return err
 		}
 	}
+	img, err := r.openImage(p.Key)
+	if err != nil {
+		return err
+	}
+	defer img.Close()
+	st, err := volumes.ReadStats(volumes.FDPath(img), p.Info.FS)
+	if err != nil {
+		return fmt.Errorf("the pulled image of %q: %w", p.Key, err)
+	}
 	if err := r.updateRecord(p.Key, func(rec *Record) {
 		if rec.Generation < p.Generation {
-			pulledGeneration(rec, &p.Record, p.Generation)
-			if exists(prev) {
-				rec.Previous = append(rec.Previous, filepath.Base(prev))
-			}
+			pulledGeneration(rec, p, st)
 		}
 	}); err != nil {
 		return err
@@ -249,13 +249,56 @@ func (r *Root) finishPullSwitch(p pullSwitch, cur *Record) error {
 	return os.Remove(r.pullJournal(p.Key))
 }
 
-// pulledGeneration makes rec the record of the pulled image next as its
-// generation gen: what the image holds comes from next, what dindstore
-// knows of the key (its name, counters, earlier generations) stays.
-func pulledGeneration(rec, next *Record, gen int) {
-	rec.FS, rec.CapBytes, rec.BlockSize, rec.FSUUID = next.FS, next.CapBytes, next.BlockSize, next.FSUUID
-	rec.ImageStore, rec.Pulled, rec.StorageDriver = next.ImageStore, next.Pulled, next.StorageDriver
-	rec.Generation, rec.LastUsed, rec.Usage = gen, time.Now().UTC(), nil
+// applyPart writes the partial image's data onto key's image at the same
+// offsets, makes holes where the pulled image has none, sizes it as the
+// pulled image, and syncs it.
+func (r *Root) applyPart(p pullSwitch) error {
+	img, err := r.openImage(p.Key)
+	if err != nil {
+		return err
+	}
+	defer img.Close()
+	part, err := r.open(r.pullPath(p.Key), unix.O_RDONLY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return err
+	}
+	defer part.Close()
+	fi, err := part.Stat()
+	if err != nil {
+		return err
+	}
+	changed, err := volumes.DataRanges(part, fi.Size())
+	if err == nil {
+		err = volumes.CopyRanges(img, part, changed)
+	}
+	if err == nil {
+		err = fault.Point("during-pull-switch")
+	}
+	if err == nil {
+		err = img.Truncate(p.Info.Size)
+	}
+	for i, next := 0, int64(0); err == nil && i <= len(p.Info.Ranges); i++ {
+		end := p.Info.Size
+		if i < len(p.Info.Ranges) {
+			end = p.Info.Ranges[i][0]
+		}
+		if err = volumes.PunchHole(img, next, end-next); err == nil && i < len(p.Info.Ranges) {
+			next = p.Info.Ranges[i][1]
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("apply the pulled image onto %s: %w", img.Name(), err)
+	}
+	return img.Sync()
+}
+
+// pulledGeneration makes rec the record of the pulled image as generation
+// p.Generation: what the image holds comes from the pull and its
+// superblock, what dindstore knows of the key (its name, counters) stays.
+func pulledGeneration(rec *Record, p pullSwitch, st volumes.Stats) {
+	rec.FS, rec.CapBytes, rec.BlockSize, rec.FSUUID = p.Info.FS, p.Info.Size, st.AttachBlockSize(), st.UUID
+	rec.ImageStore, rec.Pulled, rec.StorageDriver = p.Info.ImageStore, p.Info.Source, volumes.Loop.StorageDriver()
+	rec.Generation, rec.LastUsed, rec.Usage = p.Generation, time.Now().UTC(), nil
 	rec.Incomplete, rec.ReleaseFailed, rec.Probe, rec.DriverChecked = nil, nil, nil, time.Time{}
 	rec.ReleasedClean = true
 }
@@ -302,17 +345,14 @@ func (r *Root) redoPullSwitch(key string) error {
 	if err != nil {
 		return fmt.Errorf("the journal of a pull of %q: %w", key, err)
 	}
-	cur, err := r.readRecord(key)
+	_, err = r.readRecord(key)
 	if errors.Is(err, ErrNotFound) { // removed since: nothing to switch
 		return os.Remove(r.pullJournal(key))
 	}
 	if err != nil {
 		return err
 	}
-	if cur.Generation >= p.Generation { // the record was written: only cleanup left
-		cur.Generation = p.Generation - 1
-	}
-	return r.finishPullSwitch(p, cur)
+	return r.finishPullSwitch(p)
 }
 
 // recoverPulls finishes every pull switch cut short (rolls forward).

@@ -108,8 +108,8 @@ func TestFleetRegistry(t *testing.T) {
 		t.Errorf("the pull of the next generation: %+v, want at most %d bytes fetched, the rest from disk", p, limit)
 	}
 	sameFile(t, filepath.Join(a, "images", "w.img"), filepath.Join(b, "images", "w.img"))
-	if e := listJSON(t, b)["w"]; e.State != "idle" || e.PreviousBytes == 0 {
-		t.Errorf("the pulled key after its second generation: %+v, want idle with its previous generation kept", e)
+	if e := listJSON(t, b)["w"]; e.State != "idle" || e.Generation != 1 {
+		t.Errorf("the pulled key after its second generation: %+v, want idle, generation 1", e)
 	}
 	if p := decodePull(t, registryCmd(t, binary, reg, good, b, "pull", ref+":g1", "w")); !p.Unchanged {
 		t.Errorf("pulling the same generation again: %+v, want unchanged", p)

@@ -46,7 +46,8 @@ type CachePull struct {
 // switched until the whole image is in and checked; a pull cut short is
 // resumed by the next). The reference is resolved once; a key whose
 // current generation came from the same manifest is left as it is.
-// opts.Local is set by PullCache (the key's current image).
+// opts.Local and opts.Delta are set by PullCache (the key's current
+// image: what differs from it is applied onto it).
 func PullCache(ctx context.Context, root *cache.Root, src Source, ref, key string, opts PullOptions) (CachePull, error) {
 	out := CachePull{}
 	if err := root.FinishPull(ctx, key); err != nil {
@@ -64,11 +65,11 @@ func PullCache(ctx context.Context, root *cache.Root, src Source, ref, key strin
 		return out, err
 	}
 	out.Record, err = root.Pull(ctx, key, func(dst, local *os.File) (cache.ImportInfo, error) {
-		opts.Local = local
+		opts.Local, opts.Delta = local, local != nil
 		res, err := PullManifest(ctx, src, desc, dst, opts)
 		out.PullResult = res
 		return cache.ImportInfo{FS: volumes.FS(res.Config.FS), ImageStore: res.Config.ImageStore,
-			Generation: res.Config.Generation, Source: source}, err
+			Generation: res.Config.Generation, Source: source, Size: res.Config.ImageSize, Ranges: res.Ranges}, err
 	})
 	return out, err
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"github.com/dindstore/dindstore/internal/fault"
+	"github.com/dindstore/dindstore/volumes"
 	"io"
 	"os"
 	"sync"
@@ -25,6 +26,9 @@ type PullResult struct {
 	Fetched, Local, Resumed int
 	// FetchedBytes is what was downloaded (compressed chunks).
 	FetchedBytes int64
+	// Ranges are the image's data, [start, end) (what its chunks cover):
+	// everything else is a hole.
+	Ranges [][2]int64 `json:"-"`
 }
 
 // PullOptions tune a pull.
@@ -33,6 +37,10 @@ type PullOptions struct {
 	// (the key's previous generation): those with the same bytes at the
 	// same offset are copied from it instead of downloaded.
 	Local *os.File
+	// Delta leaves the chunks Local holds out of dst (holes there): dst
+	// then holds only what differs from Local, to be applied onto it
+	// (with the result's Ranges, the image's data).
+	Delta bool
 	// Parallel is how many chunks move at once (default Parallel).
 	Parallel int
 	// Progress, when set, is told the image bytes each finished chunk
@@ -82,6 +90,7 @@ func PullManifest(ctx context.Context, src Source, desc ocispec.Descriptor, dst 
 	if err != nil {
 		return res, err
 	}
+	res.Ranges = dataRanges(chunks)
 	if err := pullChunks(ctx, src, chunks, dst, have, opts, &res); err != nil {
 		return res, classify(err)
 	}
@@ -112,12 +121,12 @@ func prepareDst(dst *os.File, cfg Config, chunks []ChunkBlob) (map[int64]bool, e
 	}
 	next := int64(0)
 	for _, c := range chunks {
-		if err := punchHole(dst, next, c.Offset-next); err != nil {
+		if err := volumes.PunchHole(dst, next, c.Offset-next); err != nil {
 			return nil, err
 		}
 		next = c.Offset + c.Length
 	}
-	return have, punchHole(dst, next, cfg.ImageSize-next)
+	return have, volumes.PunchHole(dst, next, cfg.ImageSize-next)
 }
 
 // fetchManifest reads the manifest desc and its config.
@@ -161,7 +170,7 @@ func pullChunks(ctx context.Context, src Source, chunks []ChunkBlob, dst *os.Fil
 	g.SetLimit(max(opts.Parallel, 1))
 	for _, c := range chunks {
 		g.Go(func() error {
-			from, err := pullChunk(gctx, src, c, dst, have[c.Offset], opts.Local)
+			from, err := pullChunk(gctx, src, c, dst, have[c.Offset], opts)
 			if err != nil {
 				return fmt.Errorf("chunk at %d (%s): %w", c.Offset, c.Digest, err)
 			}
@@ -201,22 +210,50 @@ func (res *PullResult) count(from int, c ChunkBlob) {
 }
 
 // pullChunk writes one chunk into dst unless dst holds it already (held:
-// it has data there): from local when it holds the same bytes there, else
-// downloaded and checked.
-func pullChunk(ctx context.Context, src Source, c ChunkBlob, dst *os.File, held bool, local *os.File) (int, error) {
+// it has data there): from opts.Local when it holds the same bytes there
+// (with opts.Delta, left out of dst instead), else downloaded and checked.
+func pullChunk(ctx context.Context, src Source, c ChunkBlob, dst *os.File, held bool, opts PullOptions) (int, error) {
 	if held && localChunk(dst, c) != nil {
 		return fromDst, nil
 	}
-	if raw := localChunk(local, c); raw != nil {
-		_, err := dst.WriteAt(raw, c.Offset)
-		return fromLocal, err
+	raw := localChunk(opts.Local, c)
+	switch {
+	case raw != nil && opts.Delta:
+		if held { // a cut pull's chunk that Local has now: not to be applied
+			return fromLocal, volumes.PunchHole(dst, c.Offset, c.Length)
+		}
+		return fromLocal, nil
+	case raw != nil:
+		return fromLocal, writeChunk(dst, raw, c)
 	}
 	raw, err := fetchChunk(ctx, src, c)
 	if err != nil {
 		return fromNetwork, err
 	}
-	_, err = dst.WriteAt(raw, c.Offset)
-	return fromNetwork, err
+	return fromNetwork, writeChunk(dst, raw, c)
+}
+
+// writeChunk writes a chunk's bytes at its offset, and starts writing
+// them to the disk (the final sync then has little left to wait for).
+func writeChunk(dst *os.File, raw []byte, c ChunkBlob) error {
+	if _, err := dst.WriteAt(raw, c.Offset); err != nil {
+		return fmt.Errorf("write %s at %d: %w", dst.Name(), c.Offset, err)
+	}
+	volumes.StartWriteback(dst, c.Offset, c.Length)
+	return nil
+}
+
+// dataRanges merges the chunks' ranges.
+func dataRanges(chunks []ChunkBlob) [][2]int64 {
+	var out [][2]int64
+	for _, c := range chunks {
+		if n := len(out); n > 0 && out[n-1][1] == c.Offset {
+			out[n-1][1] = c.Offset + c.Length
+		} else {
+			out = append(out, [2]int64{c.Offset, c.Offset + c.Length})
+		}
+	}
+	return out
 }
 
 // fetchChunk downloads one chunk and checks it: its blob's digest, and

@@ -51,9 +51,13 @@ func TestPlanChunks(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("chunks %v, want %v", got, want)
 	}
-	odd, err := PlanChunks(f, 30<<20+5, DefaultChunkSize) // an image size off the grid
-	if err != nil || odd[len(odd)-1] != (Chunk{28 << 20, 2<<20 + 5}) {
-		t.Fatalf("the last chunk of a 30 MiB+5 image: %v %v", odd, err)
+	odd, err := PlanChunks(f, 32<<20-50, DefaultChunkSize) // an image size off the grid
+	if err != nil || odd[len(odd)-1] != (Chunk{28 << 20, 4<<20 - 50}) {
+		t.Fatalf("the last chunk of a 32 MiB-50 image: %v %v", odd, err)
+	}
+	short, err := PlanChunks(f, 30<<20, DefaultChunkSize) // the data at 32 MiB-100 lies past it
+	if err != nil || len(short) != 3 {
+		t.Fatalf("the chunks of the first 30 MiB: %v %v", short, err)
 	}
 	for _, bad := range []int64{0, 1000, 3 << 20, 128 << 20} {
 		if _, err := PlanChunks(f, 32<<20, bad); !errors.Is(err, ErrInvalid) {

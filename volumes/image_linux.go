@@ -118,20 +118,6 @@ func CheckImage(ctx context.Context, image string, fs FS) (repaired string, err 
 	return "", nil
 }
 
-// VerifyImage checks an image without writing to it (e2fsck -n for ext4:
-// not even its superblock's times change, so a copy checked stays the
-// same bytes as its source); a filesystem that needs repair is
-// ErrCheckFailed. xfs is not checked here (as CheckImage).
-func VerifyImage(ctx context.Context, image string, fs FS) error {
-	if fs != Ext4 {
-		return nil
-	}
-	if out, err := run(ctx, "e2fsck", "-n", image); err != nil {
-		return fmt.Errorf("%w: %s: %w: %s", ErrCheckFailed, image, err, lastLines(strings.TrimSpace(string(out)), 3))
-	}
-	return nil
-}
-
 // lastLines keeps the last n lines of s, joined by " / ".
 func lastLines(s string, n int) string {
 	lines := strings.Split(s, "\n")

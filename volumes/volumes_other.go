@@ -19,9 +19,6 @@ func CreateImage(context.Context, string, int64, FS) error { return errPlatform 
 // CheckImage is not supported on this platform.
 func CheckImage(context.Context, string, FS) (string, error) { return "", errPlatform }
 
-// VerifyImage is not supported on this platform.
-func VerifyImage(context.Context, string, FS) error { return errPlatform }
-
 // CheckSparseSize is not supported on this platform.
 func CheckSparseSize(string, int64) error { return errPlatform }
 
@@ -113,3 +110,20 @@ func FileExtents(string) (uint64, []Extent, error) { return 0, nil, errPlatform 
 
 // FindDirUse is not supported on this platform.
 func FindDirUse(string, string) ([]procscan.User, error) { return nil, errPlatform }
+
+// DataRanges is the whole file on this platform (no SEEK_DATA here).
+func DataRanges(_ *os.File, size int64) ([][2]int64, error) {
+	if size <= 0 {
+		return nil, nil
+	}
+	return [][2]int64{{0, size}}, nil
+}
+
+// CopyRanges is not supported on this platform.
+func CopyRanges(*os.File, *os.File, [][2]int64) error { return errPlatform }
+
+// PunchHole is not supported on this platform.
+func PunchHole(*os.File, int64, int64) error { return errPlatform }
+
+// StartWriteback does nothing on this platform.
+func StartWriteback(*os.File, int64, int64) {}
