@@ -208,6 +208,9 @@ func (r *Root) Acquire(ctx context.Context, key, mode string, command []string, 
 	if err := r.admit(rec, opts); err != nil {
 		return nil, err
 	}
+	if err := r.notPulled(rec); err != nil {
+		return nil, err
+	}
 	if err := lease.mountAndPin(ctx); err != nil {
 		return nil, err
 	}

@@ -403,3 +403,15 @@ func stalePull(path string, info os.FileInfo) bool {
 	defer f.Close()
 	return unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil
 }
+
+// notPulled clears the Pulled mark of rec's cache, whose lock the caller
+// holds, before its image changes (a mount, a grow, a repair): the mark
+// says the image is that artifact byte for byte, which lets a pull compare
+// chunk tables instead of reading the image.
+func (r *Root) notPulled(rec *Record) error {
+	if rec.Pulled == "" {
+		return nil
+	}
+	rec.Pulled = ""
+	return r.updateRecord(rec.Key, func(rec *Record) { rec.Pulled = "" })
+}

@@ -31,6 +31,9 @@ func (r *Root) Repair(ctx context.Context, key string) (string, error) {
 		return "", err
 	}
 	out := fmt.Sprintf("cache %q is a %s cache: nothing to check", key, rec.Kind)
+	if err := r.notPulled(rec); err != nil {
+		return "", err
+	}
 	if rec.Kind == volumes.Loop {
 		if out, err = r.repairImage(ctx, rec); err != nil {
 			return out, fmt.Errorf("repair cache %q: %w", key, err)

@@ -291,6 +291,9 @@ func (r *Root) Grow(ctx context.Context, key string, size int64) error {
 	if err := volumes.CheckSparseSize(r.tmpDir(), size); err != nil {
 		return err
 	}
+	if err := r.notPulled(rec); err != nil {
+		return err
+	}
 	if err := r.grow(ctx, rec, size); err != nil {
 		return fmt.Errorf("grow cache %q: %w", key, err)
 	}

@@ -69,6 +69,9 @@ func (r *Root) withMounted(ctx context.Context, rec *Record, fn func(*volumes.Mo
 	if _, err := r.repairLocked(ctx, rec.Key, repairOpts{}); err != nil {
 		return err
 	}
+	if err := r.notPulled(rec); err != nil {
+		return err
+	}
 	m, image, err := r.mount(ctx, rec)
 	if err != nil {
 		return err

@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/opencontainers/go-digest"
 	"os"
+	"strings"
 
 	"github.com/dindstore/dindstore/cache"
 	"github.com/dindstore/dindstore/volumes"
@@ -58,10 +60,14 @@ func PullCache(ctx context.Context, root *cache.Root, src Source, ref, key strin
 		return out, classify(fmt.Errorf("resolve %s: %w", ref, err))
 	}
 	source := sourceName(cmp.Or(opts.Name, ref), desc.Digest.String())
-	if rec, err := root.Record(key); err == nil && rec.Pulled == source {
+	rec, err := root.Record(key)
+	switch {
+	case err == nil && rec.Pulled == source:
 		out.Unchanged, out.Record, out.Manifest = true, rec, desc
 		return out, nil
-	} else if err != nil && !errors.Is(err, cache.ErrNotFound) {
+	case err == nil:
+		opts.LocalChunks = knownChunks(ctx, src, rec.Pulled)
+	case !errors.Is(err, cache.ErrNotFound):
 		return out, err
 	}
 	out.Record, err = root.Pull(ctx, key, func(dst, local *os.File) (cache.ImportInfo, error) {
@@ -72,6 +78,34 @@ func PullCache(ctx context.Context, root *cache.Root, src Source, ref, key strin
 			Generation: res.Config.Generation, Source: source, Size: res.Config.ImageSize, Ranges: res.Ranges}, err
 	})
 	return out, err
+}
+
+// knownChunks are the raw digests by offset of the artifact a record's
+// Pulled names (reference@digest), when src still has it: the key's image
+// is that artifact byte for byte (see cache.Record.Pulled). nil when
+// unknown: the image is then read to compare.
+func knownChunks(ctx context.Context, src Source, pulled string) map[int64]digest.Digest {
+	i := strings.LastIndex(pulled, "@")
+	if i < 0 {
+		return nil
+	}
+	desc, err := src.Resolve(ctx, pulled[i+1:])
+	if err != nil {
+		return nil
+	}
+	m, cfg, err := fetchManifest(ctx, src, desc)
+	if err != nil {
+		return nil
+	}
+	chunks, err := ParseChunks(m, cfg)
+	if err != nil {
+		return nil
+	}
+	out := make(map[int64]digest.Digest, len(chunks))
+	for _, c := range chunks {
+		out[c.Offset] = c.RawDigest
+	}
+	return out
 }
 
 // sourceName is what a record keeps of where its image came from.

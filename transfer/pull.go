@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"github.com/dindstore/dindstore/internal/fault"
 	"github.com/dindstore/dindstore/volumes"
+	"github.com/opencontainers/go-digest"
 	"io"
 	"os"
 	"sync"
@@ -41,6 +42,11 @@ type PullOptions struct {
 	// then holds only what differs from Local, to be applied onto it
 	// (with the result's Ranges, the image's data).
 	Delta bool
+	// LocalChunks, with Delta, are the raw digests of Local's chunks by
+	// offset, known without reading it (Local is an artifact pulled or
+	// pushed before, untouched since): a chunk with the same digest at the
+	// same offset is Local's, any other is not, and Local is not read.
+	LocalChunks map[int64]digest.Digest
 	// Parallel is how many chunks move at once (default Parallel).
 	Parallel int
 	// Progress, when set, is told the image bytes each finished chunk
@@ -216,14 +222,13 @@ func pullChunk(ctx context.Context, src Source, c ChunkBlob, dst *os.File, held 
 	if held && localChunk(dst, c) != nil {
 		return fromDst, nil
 	}
-	raw := localChunk(opts.Local, c)
-	switch {
-	case raw != nil && opts.Delta:
+	if opts.Delta && opts.hasLocal(c) {
 		if held { // a cut pull's chunk that Local has now: not to be applied
 			return fromLocal, volumes.PunchHole(dst, c.Offset, c.Length)
 		}
 		return fromLocal, nil
-	case raw != nil:
+	}
+	if raw := localChunk(opts.Local, c); raw != nil && !opts.Delta {
 		return fromLocal, writeChunk(dst, raw, c)
 	}
 	raw, err := fetchChunk(ctx, src, c)
@@ -231,6 +236,15 @@ func pullChunk(ctx context.Context, src Source, c ChunkBlob, dst *os.File, held 
 		return fromNetwork, err
 	}
 	return fromNetwork, writeChunk(dst, raw, c)
+}
+
+// hasLocal says whether Local holds c's bytes at c's offset: by
+// LocalChunks when known, else by reading it.
+func (o PullOptions) hasLocal(c ChunkBlob) bool {
+	if o.LocalChunks != nil {
+		return o.LocalChunks[c.Offset] == c.RawDigest
+	}
+	return localChunk(o.Local, c) != nil
 }
 
 // writeChunk writes a chunk's bytes at its offset, and starts writing

@@ -3,6 +3,7 @@ package transfer
 import (
 	"context"
 	"errors"
+	"github.com/opencontainers/go-digest"
 	"io"
 	"os"
 	"path/filepath"
@@ -69,5 +70,48 @@ func TestPullResumes(t *testing.T) {
 	}
 	if allocated(t, dst) > 20<<20 {
 		t.Errorf("the mended image allocates %d bytes: a hole was not punched", allocated(t, dst))
+	}
+}
+
+// TestPullDelta: with Delta, dst receives only the chunks that differ
+// from Local, and Ranges say what the whole image holds; with LocalChunks
+// (the table of the artifact Local is), Local is not read at all.
+func TestPullDelta(t *testing.T) {
+	ctx := context.Background()
+	img := sparseImage(t)
+	store := memory.New()
+	g1, err := Push(ctx, store, img, Config{FS: "ext4"}, "g1", Parallel)
+	must(t, err)
+	local, _, err := pullTo(t, store, "g1", nil)
+	must(t, err)
+	_, err = img.WriteAt([]byte("changed"), 29<<20)
+	must(t, err)
+	_, err = Push(ctx, store, img, Config{FS: "ext4"}, "g2", Parallel)
+	must(t, err)
+	var m ocispec.Manifest
+	rc, err := store.Fetch(ctx, g1.Manifest)
+	must(t, err)
+	must(t, jsonDecode(rc, &m))
+	rc.Close()
+	old, err := ParseChunks(m, g1.Config)
+	must(t, err)
+	known := map[int64]digest.Digest{}
+	for _, c := range old {
+		known[c.Offset] = c.RawDigest
+	}
+	for name, opts := range map[string]PullOptions{
+		"read":  {Local: local, Delta: true},
+		"known": {Local: nil, Delta: true, LocalChunks: known}, // nil: never read
+	} {
+		dst, err := os.Create(filepath.Join(t.TempDir(), "part"))
+		must(t, err)
+		res, err := Pull(ctx, store, "g2", dst, opts)
+		if err != nil || res.Fetched != 1 || res.Local != 3 || len(res.Ranges) != 3 {
+			t.Fatalf("%s: %+v %v, want 1 fetched, 3 local, 3 ranges", name, res, err)
+		}
+		if allocated(t, dst) > 5<<20 {
+			t.Errorf("%s: the delta holds %d bytes, want one chunk", name, allocated(t, dst))
+		}
+		dst.Close()
 	}
 }
