@@ -89,15 +89,21 @@ func TestPushPullCommands(t *testing.T) {
 		t.Fatalf("push of an unchanged cache: %q", again)
 	}
 	mustRun(t, b, "pull", "--plain-http", ref, "copy")
+	if again := mustRun(t, b, "pull", "--plain-http", ref, "copy"); !strings.Contains(again, "already") {
+		t.Fatalf("pull of what the key holds already: %q", again)
+	}
 	if got := mustRun(t, b, "run", "copy", "--", "cat", "{mount}/f"); strings.TrimSpace(got) != "mine" {
 		t.Fatalf("the pulled cache: %q", got)
 	}
 	if e := listJSON(t, b)["copy"]; e.State != "idle" {
 		t.Fatalf("the pulled cache: %+v", e)
 	}
-	if again := mustRun(t, b, "pull", "--plain-http", ref, "copy"); !strings.Contains(again, "already") {
-		t.Fatalf("pull of what the key holds already: %q", again)
+	// Used since, the cache is no longer the artifact: pulled again, what
+	// the use changed (its superblock, at least) comes back.
+	if again := mustRun(t, b, "pull", "--plain-http", ref, "copy"); !strings.Contains(again, "generation 1") {
+		t.Fatalf("pull into a cache used since its pull: %q", again)
 	}
+	sameFile(t, filepath.Join(a, "images", "src.img"), filepath.Join(b, "images", "copy.img"))
 	mustRun(t, b, "warm", "viawarm", "--plain-http", "--from-registry", ref)
 	if got := mustRun(t, b, "run", "viawarm", "--", "cat", "{mount}/f"); strings.TrimSpace(got) != "mine" {
 		t.Fatalf("the cache warm --from-registry made: %q", got)

@@ -62,6 +62,12 @@ func encodeChunk(image io.ReaderAt, c Chunk) ([]byte, digest.Digest, digest.Dige
 // DecodeChunk checks blob against the digest the manifest names it by,
 // and returns it decompressed, which must be exactly length bytes.
 func DecodeChunk(blob []byte, want digest.Digest, length int64) ([]byte, error) {
+	return decodeChunkInto(blob, want, length, nil)
+}
+
+// decodeChunkInto is DecodeChunk that decompresses into buf's memory when
+// it is large enough.
+func decodeChunkInto(blob []byte, want digest.Digest, length int64, buf []byte) ([]byte, error) {
 	if err := want.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: chunk digest %q: %w", ErrInvalid, want, err)
 	}
@@ -75,7 +81,10 @@ func DecodeChunk(blob []byte, want digest.Digest, length int64) ([]byte, error) 
 	if err != nil {
 		return nil, err
 	}
-	raw, err := dec.DecodeAll(blob, make([]byte, 0, length))
+	if int64(cap(buf)) < length {
+		buf = make([]byte, 0, length)
+	}
+	raw, err := dec.DecodeAll(blob, buf[:0])
 	if err != nil {
 		return nil, fmt.Errorf("%w: chunk %s: %w", ErrCorrupt, want, err)
 	}

@@ -231,12 +231,23 @@ func pullChunk(ctx context.Context, src Source, c ChunkBlob, dst *os.File, held 
 	if raw := localChunk(opts.Local, c); raw != nil && !opts.Delta {
 		return fromLocal, writeChunk(dst, raw, c)
 	}
-	raw, err := fetchChunk(ctx, src, c)
+	bufs := getBuffers()
+	defer putBuffers(bufs)
+	raw, err := fetchChunk(ctx, src, c, bufs)
 	if err != nil {
 		return fromNetwork, err
 	}
 	return fromNetwork, writeChunk(dst, raw, c)
 }
+
+// buffers are a chunk's blob and bytes, reused: a pull moves thousands
+// of chunks, and fresh memory for each is zeroed and collected again.
+type buffers struct{ blob, raw []byte }
+
+var bufferPool = sync.Pool{New: func() any { return &buffers{} }}
+
+func getBuffers() *buffers  { return bufferPool.Get().(*buffers) }
+func putBuffers(b *buffers) { bufferPool.Put(b) }
 
 // hasLocal says whether Local holds c's bytes at c's offset: by
 // LocalChunks when known, else by reading it.
@@ -270,23 +281,33 @@ func dataRanges(chunks []ChunkBlob) [][2]int64 {
 	return out
 }
 
-// fetchChunk downloads one chunk and checks it: its blob's digest, and
-// that of its bytes.
-func fetchChunk(ctx context.Context, src Source, c ChunkBlob) ([]byte, error) {
+// fetchChunk downloads one chunk into bufs and checks it: its blob's
+// digest, and that of its bytes, which it returns (in bufs' memory).
+func fetchChunk(ctx context.Context, src Source, c ChunkBlob, bufs *buffers) ([]byte, error) {
 	rc, err := src.Fetch(ctx, c.descriptor())
 	if err != nil {
 		return nil, err
 	}
 	defer rc.Close()
-	blob, err := io.ReadAll(io.LimitReader(rc, c.Size+1))
+	if int64(cap(bufs.blob)) < c.Size+1 {
+		bufs.blob = make([]byte, c.Size+1)
+	}
+	n, err := io.ReadFull(rc, bufs.blob[:c.Size+1])
+	if err != io.ErrUnexpectedEOF && err != nil && n != int(c.Size) {
+		return nil, err
+	}
+	if int64(n) != c.Size { // shorter, or longer than its descriptor
+		return nil, fmt.Errorf("%w: chunk %s came as %d bytes (%d: more), its manifest says %d", ErrCorrupt, c.Digest, n, c.Size+1, c.Size)
+	}
+	raw, err := decodeChunkInto(bufs.blob[:n], c.Digest, c.Length, bufs.raw)
 	if err != nil {
 		return nil, err
 	}
-	raw, err := DecodeChunk(blob, c.Digest, c.Length)
-	if err == nil && rawDigest(raw) != c.RawDigest {
-		err = fmt.Errorf("%w: its bytes have another digest than the manifest's %s", ErrCorrupt, c.RawDigest)
+	bufs.raw = raw
+	if rawDigest(raw) != c.RawDigest {
+		return nil, fmt.Errorf("%w: its bytes have another digest than the manifest's %s", ErrCorrupt, c.RawDigest)
 	}
-	return raw, err
+	return raw, nil
 }
 
 // localChunk is c's bytes from local when local holds exactly them at
