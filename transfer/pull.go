@@ -228,8 +228,10 @@ func pullChunk(ctx context.Context, src Source, c ChunkBlob, dst *os.File, held 
 		}
 		return fromLocal, nil
 	}
-	if raw := localChunk(opts.Local, c); raw != nil && !opts.Delta {
-		return fromLocal, writeChunk(dst, raw, c)
+	if !opts.Delta {
+		if raw := localChunk(opts.Local, c); raw != nil {
+			return fromLocal, writeChunk(dst, raw, c)
+		}
 	}
 	bufs := getBuffers()
 	defer putBuffers(bufs)
