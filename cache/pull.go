@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dindstore/dindstore/internal/fault"
+	"github.com/docker/go-units"
 	"github.com/dindstore/dindstore/volumes"
 	"github.com/moby/sys/atomicwriter"
 	"golang.org/x/sys/unix"
@@ -75,6 +76,9 @@ func (r *Root) Pull(ctx context.Context, key string, fill PullFill) (*Record, er
 		return nil, err
 	}
 	info, err := r.fillPart(key, part, fill)
+	if err != nil && holdsNothing(part) {
+		return nil, errors.Join(err, os.Remove(r.pullPath(key))) // nothing to resume from
+	}
 	if err == nil {
 		err = fault.Point("before-pull-switch")
 	}
@@ -414,4 +418,41 @@ func (r *Root) notPulled(rec *Record) error {
 	}
 	rec.Pulled = ""
 	return r.updateRecord(rec.Key, func(rec *Record) { rec.Pulled = "" })
+}
+
+// pullKeepFree is the share of the host filesystem a pull leaves free
+// (admission's default floor).
+const pullKeepFree = 0.05
+
+// CheckPullRoom refuses (ErrNoRoom) a pull that would write data bytes of
+// an image of size bytes where the host filesystem under the root cannot
+// take them and still keep 5% free, or cannot hold a sparse file that
+// large: before anything is written.
+func (r *Root) CheckPullRoom(size, data int64) error {
+	if size <= 0 || size > MaxSize {
+		return fmt.Errorf("%w: an image of %d bytes", ErrInvalid, size)
+	}
+	if err := volumes.CheckSparseSize(r.tmpDir(), size); err != nil {
+		return fmt.Errorf("%w: %w", ErrNoRoom, err)
+	}
+	free, total, _, _, err := r.hostStat()
+	if err != nil {
+		return err
+	}
+	if floor := int64(float64(total) * pullKeepFree); data > free-floor {
+		return fmt.Errorf("%w: the pull writes %s of image data; the host filesystem under %s has %s free, "+
+			"of which %s is kept free: prune (dindstore prune) or free room, then pull again", ErrNoRoom,
+			units.BytesSize(float64(data)), r.path, units.BytesSize(float64(free)), units.BytesSize(float64(floor)))
+	}
+	return nil
+}
+
+// holdsNothing tells a partial image without any data.
+func holdsNothing(part *os.File) bool {
+	fi, err := part.Stat()
+	if err != nil {
+		return false
+	}
+	data, err := volumes.DataRanges(part, fi.Size())
+	return err == nil && len(data) == 0
 }

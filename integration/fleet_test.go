@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/dindstore/dindstore/internal/fault"
+	"github.com/dindstore/dindstore/volumes"
 )
 
 // pullJSON is what `pull --json` says.
@@ -187,6 +188,17 @@ func TestFleetPullFailures(t *testing.T) {
 		t.Errorf("a damaged pull switched the existing key: %+v", e)
 	}
 	flipByte(t, reg.blobPath(blob))
+
+	// A host filesystem that cannot take the image's data: refused before
+	// anything is written (76), nothing left.
+	small := filepath.Join(hostFS(t, 64<<20, volumes.Ext4), "root")
+	if r := runBinary(t, binary, nil, small, "pull", "--plain-http", ref+":g1", "big"); r.code != 76 ||
+		!strings.Contains(r.stderr, "free") {
+		t.Fatalf("pull onto a host without room: exit %d, want 76: %s", r.code, r.stderr)
+	}
+	if left, _ := filepath.Glob(filepath.Join(small, "*", "big*")); len(left) > 0 {
+		t.Errorf("a pull refused for room left %v", left)
+	}
 
 	// The registry stops answering after the config and two chunks.
 	front := failingFront(t, reg, 3)

@@ -70,6 +70,7 @@ func PullCache(ctx context.Context, root *cache.Root, src Source, ref, key strin
 	case !errors.Is(err, cache.ErrNotFound):
 		return out, err
 	}
+	opts.Admit = root.CheckPullRoom
 	out.Record, err = root.Pull(ctx, key, func(dst, local *os.File) (cache.ImportInfo, error) {
 		opts.Local, opts.Delta = local, local != nil
 		res, err := PullManifest(ctx, src, desc, dst, opts)

@@ -53,6 +53,10 @@ type PullOptions struct {
 	// covers (one call at a time), and first, with n -1, the total: the
 	// bytes of all the chunks (the image's holes are not pulled).
 	Progress func(n int64, total int64)
+	// Admit, when set, is asked before anything is written whether an
+	// image of size bytes, of which data bytes are to be written, may be
+	// pulled (the host's room).
+	Admit func(size, data int64) error
 	// Name is the reference as the user gave it (registry/repository:tag),
 	// which PullCache records with the digest; default the one resolved.
 	Name string
@@ -91,6 +95,11 @@ func PullManifest(ctx context.Context, src Source, desc ocispec.Descriptor, dst 
 	chunks, err := ParseChunks(m, cfg)
 	if err != nil {
 		return res, err
+	}
+	if opts.Admit != nil {
+		if err := opts.Admit(cfg.ImageSize, opts.toWrite(chunks)); err != nil {
+			return res, err
+		}
 	}
 	have, err := prepareDst(dst, cfg, chunks)
 	if err != nil {
@@ -250,6 +259,18 @@ var bufferPool = sync.Pool{New: func() any { return &buffers{} }}
 
 func getBuffers() *buffers  { return bufferPool.Get().(*buffers) }
 func putBuffers(b *buffers) { bufferPool.Put(b) }
+
+// toWrite is what a pull of chunks writes at most: all their bytes, but
+// for those LocalChunks says Local holds, with Delta.
+func (o PullOptions) toWrite(chunks []ChunkBlob) int64 {
+	var n int64
+	for _, c := range chunks {
+		if !o.Delta || o.LocalChunks == nil || o.LocalChunks[c.Offset] != c.RawDigest {
+			n += c.Length
+		}
+	}
+	return n
+}
 
 // hasLocal says whether Local holds c's bytes at c's offset: by
 // LocalChunks when known, else by reading it.
