@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/dindstore/dindstore/internal/fault"
-	"github.com/docker/go-units"
 	"github.com/dindstore/dindstore/volumes"
+	"github.com/docker/go-units"
 	"github.com/moby/sys/atomicwriter"
 	"golang.org/x/sys/unix"
 )
