@@ -282,25 +282,12 @@ func (r *Root) applyPart(p pullSwitch) error {
 		err = img.Truncate(p.Info.Size)
 	}
 	if err == nil {
-		err = punchOutside(img, p.Info.Size, p.Info.Ranges)
+		err = volumes.PunchOutside(img, p.Info.Size, p.Info.Ranges)
 	}
 	if err != nil {
 		return fmt.Errorf("apply the pulled image onto %s: %w", img.Name(), err)
 	}
 	return img.Sync()
-}
-
-// punchOutside makes every byte of the first size bytes of f outside the
-// sorted ranges a hole.
-func punchOutside(f *os.File, size int64, ranges [][2]int64) error {
-	next := int64(0)
-	for _, r := range ranges {
-		if err := volumes.PunchHole(f, next, r[0]-next); err != nil {
-			return err
-		}
-		next = r[1]
-	}
-	return volumes.PunchHole(f, next, size-next)
 }
 
 // pulledGeneration makes rec the record of the pulled image as generation

@@ -134,14 +134,7 @@ func prepareDst(dst *os.File, cfg Config, chunks []ChunkBlob) (map[int64]bool, e
 	for _, c := range held {
 		have[c.Offset] = true
 	}
-	next := int64(0)
-	for _, c := range chunks {
-		if err := volumes.PunchHole(dst, next, c.Offset-next); err != nil {
-			return nil, err
-		}
-		next = c.Offset + c.Length
-	}
-	return have, volumes.PunchHole(dst, next, cfg.ImageSize-next)
+	return have, volumes.PunchOutside(dst, cfg.ImageSize, dataRanges(chunks))
 }
 
 // fetchManifest reads the manifest desc and its config.

@@ -125,5 +125,8 @@ func CopyRanges(*os.File, *os.File, [][2]int64) error { return errPlatform }
 // PunchHole is not supported on this platform.
 func PunchHole(*os.File, int64, int64) error { return errPlatform }
 
+// PunchOutside is not supported on this platform.
+func PunchOutside(*os.File, int64, [][2]int64) error { return errPlatform }
+
 // StartWriteback does nothing on this platform.
 func StartWriteback(*os.File, int64, int64) {}
