@@ -66,19 +66,6 @@ func PunchHole(f *os.File, off, n int64) error {
 	return nil
 }
 
-// PunchOutside makes every byte of the first size bytes of f outside the
-// sorted ranges [start, end) a hole.
-func PunchOutside(f *os.File, size int64, ranges [][2]int64) error {
-	next := int64(0)
-	for _, r := range ranges {
-		if err := PunchHole(f, next, r[0]-next); err != nil {
-			return err
-		}
-		next = r[1]
-	}
-	return PunchHole(f, next, size-next)
-}
-
 // StartWriteback starts writing n bytes of f from off to the disk, without
 // waiting: a long write's final fsync then has little left to do.
 func StartWriteback(f *os.File, off, n int64) {

@@ -122,11 +122,18 @@ func DataRanges(_ *os.File, size int64) ([][2]int64, error) {
 // CopyRanges is not supported on this platform.
 func CopyRanges(*os.File, *os.File, [][2]int64) error { return errPlatform }
 
-// PunchHole is not supported on this platform.
-func PunchHole(*os.File, int64, int64) error { return errPlatform }
-
-// PunchOutside is not supported on this platform.
-func PunchOutside(*os.File, int64, [][2]int64) error { return errPlatform }
+// PunchHole writes n zero bytes at off (no holes made here).
+func PunchHole(f *os.File, off, n int64) error {
+	zero := make([]byte, min(n, 1<<20))
+	for n > 0 {
+		k := min(n, int64(len(zero)))
+		if _, err := f.WriteAt(zero[:k], off); err != nil {
+			return err
+		}
+		off, n = off+k, n-k
+	}
+	return nil
+}
 
 // StartWriteback does nothing on this platform.
 func StartWriteback(*os.File, int64, int64) {}
