@@ -97,14 +97,16 @@ demo: deps build
 ##        a job's cycle, a fresh cache and a warm clone ready (xfs host, 1 and 20 GiB) vs the same
 ##        kernel work by hand, through the CLI and the library (one table: medians, ratios),
 ##        inner build + 20 runs on loop / host dir / vfs, and a dind pod under a real kubelet ready
-##        on a warm-clone volume vs an emptyDir
-bench: deps csi-sanity k8s
+##        on a warm-clone volume vs an emptyDir, and a warm cache of 1 GiB of images onto a cold
+##        node through a registry (pull vs an inner docker pull vs plain GETs, and a 5% delta)
+bench: deps csi-sanity k8s engine
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./volumes/ ./cache/
 	$(GO) test -run '^$$' -bench ParallelRuns32 -benchtime 3x ./integration/
 	mkdir -p .cache && $(GO) test -run '^$$' -bench 'JobCycle|FreshCache|CloneReady' -benchtime 15x ./integration/ \
 	  > .cache/bench-handoff.txt && awk -f scripts/bench-table.awk .cache/bench-handoff.txt
 	$(GO) test -run '^$$' -bench InnerWorkload -benchtime 1x -timeout 30m ./integration/
 	DINDSTORE_TEST_K8S=$(K8S_DIR)/bin $(GO) test -run '^$$' -bench PodReady -benchtime 5x ./integration/
+	$(GO) test -run '^$$' -bench FleetPull -benchtime 3x -timeout 30m ./integration/
 
 clean:
 	rm -rf bin
