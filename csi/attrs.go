@@ -109,6 +109,25 @@ func ParseAttributes(attrs map[string]string, capFS string, lim Limits) (Request
 	return req, nil
 }
 
+// ParseParameters validates a StorageClass's parameters (kind, fsType,
+// from: as the inline attributes of those names) and the capability's
+// fsType; the size is the claim's request. The provisioner's own keys
+// (csi.storage.k8s.io/...) are passed over; any other is refused.
+func ParseParameters(params map[string]string, capFS string, lim Limits) (Request, error) {
+	attrs := map[string]string{}
+	for name, value := range params {
+		switch {
+		case name == AttrKind, name == AttrFSType, name == AttrFrom:
+			attrs[name] = value
+		case strings.HasPrefix(name, podInfoPrefix):
+		default:
+			return Request{}, fmt.Errorf("%w: parameter %s: unknown: a StorageClass takes %s, %s and %s "+
+				"(the claim's request is the size)", ErrInvalidAttribute, truncate(name), AttrKind, AttrFSType, AttrFrom)
+		}
+	}
+	return ParseAttributes(attrs, capFS, lim)
+}
+
 // set parses one attribute.
 func (req *Request) set(name, value string, lim Limits) error {
 	if len(value) > maxAttrLen {

@@ -44,6 +44,7 @@ type Config struct {
 // root, holding the leases of the volumes it published.
 type Driver struct {
 	csi.UnimplementedIdentityServer
+	csi.UnimplementedControllerServer
 	csi.UnimplementedNodeServer
 
 	cfg   Config
@@ -78,10 +79,18 @@ func (d *Driver) version() string {
 	return d.cfg.Version
 }
 
-// GetPluginCapabilities is empty: a node plugin without a controller
-// service, for ephemeral volumes.
+// GetPluginCapabilities: a controller service (each node's plugin
+// provisions the volumes of its own topology) and topology constraints.
 func (d *Driver) GetPluginCapabilities(context.Context, *csi.GetPluginCapabilitiesRequest) (*csi.GetPluginCapabilitiesResponse, error) {
-	return &csi.GetPluginCapabilitiesResponse{}, nil
+	var caps []*csi.PluginCapability
+	for _, t := range []csi.PluginCapability_Service_Type{
+		csi.PluginCapability_Service_CONTROLLER_SERVICE,
+		csi.PluginCapability_Service_VOLUME_ACCESSIBILITY_CONSTRAINTS,
+	} {
+		caps = append(caps, &csi.PluginCapability{Type: &csi.PluginCapability_Service_{
+			Service: &csi.PluginCapability_Service{Type: t}}})
+	}
+	return &csi.GetPluginCapabilitiesResponse{Capabilities: caps}, nil
 }
 
 // Probe is ready once Start has taken over what an earlier run left.
@@ -93,7 +102,8 @@ func (d *Driver) Probe(context.Context, *csi.ProbeRequest) (*csi.ProbeResponse, 
 
 // NodeGetInfo names the node and its volume limit.
 func (d *Driver) NodeGetInfo(context.Context, *csi.NodeGetInfoRequest) (*csi.NodeGetInfoResponse, error) {
-	return &csi.NodeGetInfoResponse{NodeId: d.cfg.NodeID, MaxVolumesPerNode: d.cfg.MaxVolumes}, nil
+	return &csi.NodeGetInfoResponse{NodeId: d.cfg.NodeID, MaxVolumesPerNode: d.cfg.MaxVolumes,
+		AccessibleTopology: &csi.Topology{Segments: map[string]string{TopologyKey: d.cfg.NodeID}}}, nil
 }
 
 // NodeGetCapabilities: volume stats, volume health (CSI 1.13), and the

@@ -105,7 +105,10 @@ func checkAccessMode(m *csi.VolumeCapability_AccessMode) error {
 func (d *Driver) publish(ctx context.Context, volumeID, target string, r Request) error {
 	p := &publication{VolumeID: volumeID, Target: target, Pod: r.Pod, Own: r.CacheKey == "",
 		Commit: r.Commit, Key: volumeKey(volumeID), Published: time.Now().UTC()}
-	if !p.Own {
+	switch {
+	case isProvisioned(volumeID) && !r.Ephemeral: // a persistent volume CreateVolume made
+		p.Own, p.Key = false, volumeID
+	case !p.Own:
 		p.Key = namespacedKey(r.Pod.Namespace, r.CacheKey)
 	}
 	if err := d.store.save(p); err != nil {
@@ -129,6 +132,12 @@ func (d *Driver) publish(ctx context.Context, volumeID, target string, r Request
 // existing kind and filesystem must agree with what the pod set, and which
 // grows when the pod asks a larger size (it never shrinks).
 func (d *Driver) makeCache(ctx context.Context, p *publication, r Request) error {
+	if p.Key == p.VolumeID { // provisioned: it exists, or was deleted
+		if !d.root.Exists(p.Key) {
+			return errNotProvisioned
+		}
+		return nil
+	}
 	if p.Own && r.From != "" {
 		_, _, err := d.root.FromWarm(ctx, p.Key, r.From, r.Spec)
 		return err
@@ -288,6 +297,8 @@ func toStatus(err error, p *publication) error {
 		return status.Errorf(codes.FailedPrecondition, "cache %s is in use%s: %v", p.Key, holderPod(held), err)
 	case errors.Is(err, cache.ErrNoRoom):
 		return status.Errorf(codes.ResourceExhausted, "volume %s: %v", p.VolumeID, err)
+	case errors.Is(err, errNotProvisioned):
+		return status.Errorf(codes.NotFound, "volume %s: %v", p.VolumeID, err)
 	case errors.Is(err, cache.ErrInvalid), errors.Is(err, ErrInvalidAttribute):
 		return status.Errorf(codes.InvalidArgument, "volume %s: %v", p.VolumeID, err)
 	case errors.Is(err, cache.ErrDamaged), errors.Is(err, cache.ErrInUse), errors.Is(err, cache.ErrOwnerMismatch):

@@ -57,6 +57,7 @@ func Serve(ctx context.Context, endpoint string, d *Driver) error {
 	srv := grpc.NewServer(grpc.UnaryInterceptor(logCalls))
 	csi.RegisterIdentityServer(srv, d)
 	csi.RegisterNodeServer(srv, d)
+	csi.RegisterControllerServer(srv, d)
 	return serveUntil(ctx, srv, l)
 }
 

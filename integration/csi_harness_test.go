@@ -5,8 +5,6 @@ package integration
 import (
 	"bytes"
 	"context"
-	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -171,97 +169,6 @@ func assertNoCSILeft(t testing.TB, dir, root string) {
 func cleanupCSI(t testing.TB, dir, root string) {
 	cleanupMountsBelow(t, dir)
 	cleanupRoot(t, root)
-}
-
-// sanityFront is test-only: csi-sanity's Node tests that publish a volume
-// first create one through a controller, which they look for in the node
-// socket's plugin capabilities. The plugin has no controller (its volumes
-// are inline ephemeral ones), so the test puts this front before it: it
-// passes every Identity and Node call on to the plugin, adds
-// CONTROLLER_SERVICE to its capabilities, and serves CreateVolume (an id
-// and a size attribute) and DeleteVolume itself.
-type sanityFront struct {
-	csipb.UnimplementedIdentityServer
-	csipb.UnimplementedControllerServer
-	csipb.UnimplementedNodeServer
-	id   csipb.IdentityClient
-	node csipb.NodeClient
-}
-
-func (f sanityFront) GetPluginInfo(ctx context.Context, r *csipb.GetPluginInfoRequest) (*csipb.GetPluginInfoResponse, error) {
-	return f.id.GetPluginInfo(ctx, r)
-}
-
-func (f sanityFront) Probe(ctx context.Context, r *csipb.ProbeRequest) (*csipb.ProbeResponse, error) {
-	return f.id.Probe(ctx, r)
-}
-
-func (f sanityFront) GetPluginCapabilities(ctx context.Context, r *csipb.GetPluginCapabilitiesRequest) (*csipb.GetPluginCapabilitiesResponse, error) {
-	resp, err := f.id.GetPluginCapabilities(ctx, r)
-	if err != nil {
-		return nil, err
-	}
-	resp.Capabilities = append(resp.Capabilities, &csipb.PluginCapability{
-		Type: &csipb.PluginCapability_Service_{Service: &csipb.PluginCapability_Service{
-			Type: csipb.PluginCapability_Service_CONTROLLER_SERVICE}}})
-	return resp, nil
-}
-
-func (f sanityFront) NodePublishVolume(ctx context.Context, r *csipb.NodePublishVolumeRequest) (*csipb.NodePublishVolumeResponse, error) {
-	return f.node.NodePublishVolume(ctx, r)
-}
-
-func (f sanityFront) NodeUnpublishVolume(ctx context.Context, r *csipb.NodeUnpublishVolumeRequest) (*csipb.NodeUnpublishVolumeResponse, error) {
-	return f.node.NodeUnpublishVolume(ctx, r)
-}
-
-func (f sanityFront) NodeGetVolumeStats(ctx context.Context, r *csipb.NodeGetVolumeStatsRequest) (*csipb.NodeGetVolumeStatsResponse, error) {
-	return f.node.NodeGetVolumeStats(ctx, r)
-}
-
-func (f sanityFront) NodeGetVolumeHealth(ctx context.Context, r *csipb.NodeGetVolumeHealthRequest) (*csipb.NodeGetVolumeHealthResponse, error) {
-	return f.node.NodeGetVolumeHealth(ctx, r)
-}
-
-func (f sanityFront) NodeGetCapabilities(ctx context.Context, r *csipb.NodeGetCapabilitiesRequest) (*csipb.NodeGetCapabilitiesResponse, error) {
-	return f.node.NodeGetCapabilities(ctx, r)
-}
-
-func (f sanityFront) NodeGetInfo(ctx context.Context, r *csipb.NodeGetInfoRequest) (*csipb.NodeGetInfoResponse, error) {
-	return f.node.NodeGetInfo(ctx, r)
-}
-
-func (sanityFront) ControllerGetCapabilities(context.Context, *csipb.ControllerGetCapabilitiesRequest) (*csipb.ControllerGetCapabilitiesResponse, error) {
-	return &csipb.ControllerGetCapabilitiesResponse{Capabilities: []*csipb.ControllerServiceCapability{{
-		Type: &csipb.ControllerServiceCapability_Rpc{Rpc: &csipb.ControllerServiceCapability_RPC{
-			Type: csipb.ControllerServiceCapability_RPC_CREATE_DELETE_VOLUME}}}}}, nil
-}
-
-func (sanityFront) CreateVolume(_ context.Context, req *csipb.CreateVolumeRequest) (*csipb.CreateVolumeResponse, error) {
-	size := req.GetCapacityRange().GetRequiredBytes()
-	if size == 0 {
-		size = 256 << 20
-	}
-	return &csipb.CreateVolumeResponse{Volume: &csipb.Volume{VolumeId: "sanity-" + req.GetName(), CapacityBytes: size,
-		VolumeContext: map[string]string{"size": fmt.Sprint(size)}}}, nil
-}
-
-func (sanityFront) DeleteVolume(context.Context, *csipb.DeleteVolumeRequest) (*csipb.DeleteVolumeResponse, error) {
-	return &csipb.DeleteVolumeResponse{}, nil
-}
-
-// startSanityFront serves the front of the plugin p on sock until cleanup.
-func startSanityFront(t testing.TB, p *csiPlugin, sock string) {
-	l, err := net.Listen("unix", sock)
-	must(t, err)
-	node, id := p.client()
-	f := sanityFront{id: id, node: node}
-	srv := grpc.NewServer()
-	csipb.RegisterIdentityServer(srv, f)
-	csipb.RegisterControllerServer(srv, f)
-	csipb.RegisterNodeServer(srv, f)
-	go func() { _ = srv.Serve(l) }()
-	t.Cleanup(srv.Stop)
 }
 
 // csiSanityBinary is csi-sanity as `make csi-sanity` builds it.

@@ -22,30 +22,30 @@ import (
 )
 
 // TestCSISanity runs csi-sanity (kubernetes-csi/csi-test v5) against
-// `dindstore csi` on a unix socket, with real loop devices: the Identity
-// and Node suites pass, the [Controller Server] tests are skipped (the
-// plugin has none; a test-only front serves the Node tests that create a
-// volume first: see sanityFront). Afterwards no mount and no loop
-// device is left.
+// `dindstore csi` on a unix socket, with real loop devices: the Identity,
+// Controller (provisioned volumes, node-local) and Node suites pass.
+// Afterwards no mount and no loop device is left.
 func TestCSISanity(t *testing.T) {
 	requireSuite(t)
 	sanity := csiSanityBinary(t)
 	dir := t.TempDir()
 	root := filepath.Join(dir, "root")
 	t.Cleanup(func() { cleanupCSI(t, dir, root) })
-	sock, front := filepath.Join(dir, "csi.sock"), filepath.Join(dir, "front.sock")
+	sock := filepath.Join(dir, "csi.sock")
 	plugin := startCSIPlugin(t, root, sock, "--default-size", "256Mi", "--max-size", "1Gi")
-	startSanityFront(t, plugin, front)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, sanity,
-		"-csi.endpoint", "unix://"+front, "-csi.controllerendpoint", "unix://"+front,
+		"-csi.endpoint", "unix://"+sock, "-csi.controllerendpoint", "unix://"+sock,
 		"-csi.mountdir", filepath.Join(dir, "mnt"), "-csi.stagingdir", filepath.Join(dir, "stage"),
-		"-csi.testvolumesize", "268435456", "-ginkgo.skip", `\[Controller Server\]`, "-ginkgo.no-color", "-ginkgo.v")
+		"-csi.testvolumesize", "268435456", "-ginkgo.no-color", "-ginkgo.v")
 	out, err := cmd.CombinedOutput()
-	t.Logf("csi-sanity:\n%s", tail(string(out), 60))
+	t.Logf("csi-sanity:\n%s", tail(string(out), 80))
 	if err != nil {
 		t.Fatalf("csi-sanity failed: %v", err)
+	}
+	if ls := listJSON(t, root); len(ls) != 0 {
+		t.Errorf("csi-sanity's volumes are still there: %v", ls)
 	}
 	plugin.stopLeavingNothing(t, dir)
 }
