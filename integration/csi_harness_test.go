@@ -135,10 +135,16 @@ func csiNode(t *testing.T, args ...string) (dir, root string, plugin *csiPlugin,
 
 // client connects to the plugin.
 func (p *csiPlugin) client() (csipb.NodeClient, csipb.IdentityClient) {
+	conn := p.conn()
+	return csipb.NewNodeClient(conn), csipb.NewIdentityClient(conn)
+}
+
+// conn is a connection to the plugin, closed at cleanup.
+func (p *csiPlugin) conn() *grpc.ClientConn {
 	conn, err := grpc.NewClient("unix://"+p.sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	must(p.t, err)
 	p.t.Cleanup(func() { conn.Close() })
-	return csipb.NewNodeClient(conn), csipb.NewIdentityClient(conn)
+	return conn
 }
 
 // assertNoCSILeft checks that no mount below dir and no loop device backed
