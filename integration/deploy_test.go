@@ -21,6 +21,9 @@ var apiPaths = map[string]string{
 	"Pod":                              "/api/v1/namespaces/%s/pods",
 	"DaemonSet":                        "/apis/apps/v1/namespaces/%s/daemonsets",
 	"CSIDriver":                        "/apis/storage.k8s.io/v1/csidrivers",
+	"StorageClass":                     "/apis/storage.k8s.io/v1/storageclasses",
+	"ClusterRole":                      "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+	"ClusterRoleBinding":               "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
 	"ValidatingAdmissionPolicy":        "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies",
 	"ValidatingAdmissionPolicyBinding": "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings",
 }
@@ -75,12 +78,16 @@ func TestDeployManifests(t *testing.T) {
 	requireSuite(t)
 	c := startControlPlane(t, t.TempDir())
 	dir := filepath.Join("..", "deploy", "kubernetes")
-	for _, f := range []string{"namespace.yaml", "csidriver.yaml", "rbac.yaml", "daemonset.yaml", "admission-policy.yaml"} {
+	for _, f := range []string{"namespace.yaml", "csidriver.yaml", "storageclass.yaml", "rbac.yaml", "daemonset.yaml", "admission-policy.yaml"} {
 		for _, obj := range manifestObjects(t, filepath.Join(dir, f)) {
 			if err := c.apply(obj, false); err != nil {
 				t.Fatalf("%s: %v", f, err)
 			}
 		}
+	}
+	ephemeral := manifestObjects(t, filepath.Join(dir, "examples", "dind-pod-ephemeral.yaml"))[0]
+	if err := c.apply(ephemeral, true); err != nil {
+		t.Fatalf("the generic ephemeral volume example: %v", err)
 	}
 	pod := manifestObjects(t, filepath.Join(dir, "examples", "dind-pod.yaml"))[0]
 	labelNamespace(c, "default", "dindstore.io/cache-keys", "allowed")
