@@ -1,15 +1,17 @@
 #!/bin/sh
-# build-k8s.sh DIR — build kubelet and kube-apiserver (k8s.io/kubernetes, from the Go
-# module proxy) and etcd into DIR/bin, once. k8s.io/kubernetes replaces its staging
+# build-k8s.sh DIR — build kubelet, kube-apiserver, kube-scheduler and
+# kube-controller-manager (k8s.io/kubernetes, from the Go module proxy) and etcd into
+# DIR/bin, once. k8s.io/kubernetes replaces its staging
 # modules with ./staging paths, which `go install pkg@version` refuses, so each is built
 # from a small module of its own whose go.mod replaces them with their tagged versions.
 # Cold: about 20 minutes on 2 cores (kubelet 14, kube-apiserver shares most of it, etcd 2).
 set -eu
-dir=$1
+mkdir -p "$1"
+dir=$(cd "$1" && pwd)   # the builds run in subdirectories
 K8S_VERSION=${K8S_VERSION:-v1.34.4}
 ETCD_VERSION=${ETCD_VERSION:-v3.6.13}
 bin=$dir/bin
-stamp=$bin/.built-$K8S_VERSION-$ETCD_VERSION
+stamp=$bin/.built-$K8S_VERSION-$ETCD_VERSION-scheduling
 [ -f "$stamp" ] && exit 0
 mkdir -p "$bin" "$dir/k8s" "$dir/etcd"
 export CGO_ENABLED=0 GOFLAGS=-mod=mod
@@ -32,15 +34,19 @@ package tools
 
 import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubernetes/cmd/kubelet"
 )
 GO
 ver="-X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION"
 ver="$ver -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=34"
 (cd "$dir/k8s" && go mod tidy -e >/dev/null 2>&1 || true
-	for cmd in kubelet kube-apiserver; do
+	for cmd in kubelet kube-apiserver kube-scheduler kube-controller-manager; do
+		[ -x "$bin/$cmd" ] && [ -f "$bin/.$cmd-$K8S_VERSION" ] && continue
 		echo "building $cmd $K8S_VERSION"
 		go build -trimpath -ldflags "-s -w $ver" -o "$bin/$cmd" "k8s.io/kubernetes/cmd/$cmd"
+		touch "$bin/.$cmd-$K8S_VERSION"
 	done)
 
 cat > "$dir/etcd/go.mod" <<MOD
@@ -57,7 +63,7 @@ package tools
 
 import _ "go.etcd.io/etcd/server/v3"
 GO
-(cd "$dir/etcd" && go mod tidy -e >/dev/null 2>&1 || true
+[ -x "$bin/etcd" ] || (cd "$dir/etcd" && go mod tidy -e >/dev/null 2>&1 || true
 	echo "building etcd $ETCD_VERSION"
 	go build -trimpath -ldflags "-s -w" -o "$bin/etcd" go.etcd.io/etcd/server/v3)
 touch "$stamp"

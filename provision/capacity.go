@@ -1,0 +1,126 @@
+package provision
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	csipb "github.com/container-storage-interface/spec/lib/go/csi"
+	storagev1 "k8s.io/api/storage/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+)
+
+// labelNode marks the CSIStorageCapacity objects of a node.
+const labelNode = "dindstore.io/capacity-node"
+
+// Capacity publishes a node's room for each StorageClass of the driver as
+// CSIStorageCapacity objects (the plugin's GetCapacity), which the
+// scheduler reads before it places a claim that waits for its consumer.
+type Capacity struct {
+	CSI    csipb.ControllerClient
+	Client kubernetes.Interface
+	Driver string
+	Node   string
+	// Namespace holds the objects (the plugin's).
+	Namespace string
+}
+
+// Run publishes now and every interval until ctx ends; logf is told
+// what failed.
+func (c *Capacity) Run(ctx context.Context, interval time.Duration, logf func(string, ...any)) {
+	for {
+		if err := c.Sync(ctx); err != nil && ctx.Err() == nil {
+			logf("publish capacity: %v", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(interval):
+		}
+	}
+}
+
+// Sync makes the node's objects say its room now, one per StorageClass of
+// the driver, and removes those of classes that are gone.
+func (c *Capacity) Sync(ctx context.Context) error {
+	classes, err := c.Client.StorageV1().StorageClasses().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	want := map[string]bool{}
+	var errs []error
+	for _, class := range classes.Items {
+		if class.Provisioner != c.Driver {
+			continue
+		}
+		name := c.objectName(class.Name)
+		want[name] = true
+		errs = append(errs, c.publish(ctx, name, &class))
+	}
+	return errors.Join(append(errs, c.removeStale(ctx, want))...)
+}
+
+// objectName names the node's object for a class (a DNS subdomain).
+func (c *Capacity) objectName(class string) string {
+	sum := sha256.Sum256([]byte(c.Node + "/" + class))
+	return "dindstore-" + hex.EncodeToString(sum[:10])
+}
+
+// publish creates or updates the object for class.
+func (c *Capacity) publish(ctx context.Context, name string, class *storagev1.StorageClass) error {
+	resp, err := c.CSI.GetCapacity(ctx, &csipb.GetCapacityRequest{Parameters: class.Parameters,
+		AccessibleTopology: &csipb.Topology{Segments: map[string]string{TopologyKey: c.Node}}})
+	if err != nil {
+		return fmt.Errorf("capacity of class %s: %w", class.Name, err)
+	}
+	obj := &storagev1.CSIStorageCapacity{
+		ObjectMeta:       metav1.ObjectMeta{Name: name, Namespace: c.Namespace, Labels: map[string]string{labelNode: c.Node}},
+		NodeTopology:     &metav1.LabelSelector{MatchLabels: map[string]string{TopologyKey: c.Node}},
+		StorageClassName: class.Name,
+		Capacity:         resource.NewQuantity(resp.GetAvailableCapacity(), resource.BinarySI),
+	}
+	if m := resp.GetMaximumVolumeSize(); m != nil {
+		obj.MaximumVolumeSize = resource.NewQuantity(m.GetValue(), resource.BinarySI)
+	}
+	api := c.Client.StorageV1().CSIStorageCapacities(c.Namespace)
+	cur, err := api.Get(ctx, name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		_, err = api.Create(ctx, obj, metav1.CreateOptions{})
+	case err == nil && !sameCapacity(cur, obj):
+		obj.ResourceVersion = cur.ResourceVersion
+		_, err = api.Update(ctx, obj, metav1.UpdateOptions{})
+	}
+	return err
+}
+
+// sameCapacity says whether an update would change nothing.
+func sameCapacity(a, b *storagev1.CSIStorageCapacity) bool {
+	return a.StorageClassName == b.StorageClassName && a.Capacity != nil && a.Capacity.Cmp(*b.Capacity) == 0 &&
+		(a.MaximumVolumeSize == nil) == (b.MaximumVolumeSize == nil) &&
+		(a.MaximumVolumeSize == nil || a.MaximumVolumeSize.Cmp(*b.MaximumVolumeSize) == 0)
+}
+
+// removeStale deletes this node's objects that no class needs any more.
+func (c *Capacity) removeStale(ctx context.Context, want map[string]bool) error {
+	api := c.Client.StorageV1().CSIStorageCapacities(c.Namespace)
+	list, err := api.List(ctx, metav1.ListOptions{LabelSelector: labelNode + "=" + c.Node})
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, o := range list.Items {
+		if !want[o.Name] {
+			if err := api.Delete(ctx, o.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}

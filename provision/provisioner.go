@@ -1,0 +1,192 @@
+package provision
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	csipb "github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/dindstore/dindstore/csi"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/sig-storage-lib-external-provisioner/v13/controller"
+)
+
+// TopologyKey is the plugin's topology segment: the node that holds a
+// volume.
+const TopologyKey = csi.TopologyKey
+
+// annSelectedNode is where the scheduler writes the node it picked for a
+// claim that waits for its first consumer.
+const annSelectedNode = "volume.kubernetes.io/selected-node"
+
+// Provisioner provisions the claims placed on one node through the
+// plugin's Controller service (controller.Provisioner).
+type Provisioner struct {
+	// CSI is the plugin's Controller service; Driver its name.
+	CSI    csipb.ControllerClient
+	Driver string
+	// Node is this node's name (the plugin's node id).
+	Node string
+	// Client reads the source claims of clones.
+	Client kubernetes.Interface
+}
+
+var (
+	_ controller.Provisioner   = (*Provisioner)(nil)
+	_ controller.Qualifier     = (*Provisioner)(nil)
+	_ controller.DeletionGuard = (*Provisioner)(nil)
+)
+
+// ShouldProvision takes the claims the scheduler placed on this node.
+func (p *Provisioner) ShouldProvision(_ context.Context, claim *v1.PersistentVolumeClaim) bool {
+	return claim.Annotations[annSelectedNode] == p.Node
+}
+
+// ShouldDelete takes the volumes of this node.
+func (p *Provisioner) ShouldDelete(_ context.Context, pv *v1.PersistentVolume) bool {
+	return p.owns(pv)
+}
+
+// Provision makes the claim's volume on this node (CreateVolume) and
+// returns its PersistentVolume, bound to this node by its affinity.
+func (p *Provisioner) Provision(ctx context.Context, opts controller.ProvisionOptions) (*v1.PersistentVolume, controller.ProvisioningState, error) {
+	if opts.SelectedNodeName != p.Node {
+		return nil, controller.ProvisioningNoChange, &controller.IgnoredError{Reason: "the claim is another node's"}
+	}
+	req, err := p.createRequest(ctx, opts)
+	if err != nil {
+		return nil, controller.ProvisioningFinished, err
+	}
+	resp, err := p.CSI.CreateVolume(ctx, req)
+	switch status.Code(err) {
+	case codes.OK:
+	case codes.ResourceExhausted, codes.NotFound: // no room here, or the clone's source is elsewhere
+		return nil, controller.ProvisioningReschedule, fmt.Errorf("node %s: %w", p.Node, err)
+	case codes.InvalidArgument, codes.OutOfRange, codes.AlreadyExists:
+		return nil, controller.ProvisioningFinished, err
+	default:
+		return nil, controller.ProvisioningInBackground, err
+	}
+	return p.volume(opts, resp.GetVolume()), controller.ProvisioningFinished, nil
+}
+
+// createRequest is the CreateVolume call for a claim.
+func (p *Provisioner) createRequest(ctx context.Context, opts controller.ProvisionOptions) (*csipb.CreateVolumeRequest, error) {
+	claim := opts.PVC
+	if claim.Spec.VolumeMode != nil && *claim.Spec.VolumeMode == v1.PersistentVolumeBlock {
+		return nil, errors.New("a dindstore volume is a filesystem (volumeMode Filesystem): a Docker data root")
+	}
+	mode, err := accessMode(claim.Spec.AccessModes)
+	if err != nil {
+		return nil, err
+	}
+	size := claim.Spec.Resources.Requests[v1.ResourceStorage]
+	limit := claim.Spec.Resources.Limits[v1.ResourceStorage]
+	req := &csipb.CreateVolumeRequest{Name: opts.PVName, Parameters: opts.StorageClass.Parameters,
+		CapacityRange: &csipb.CapacityRange{RequiredBytes: size.Value(), LimitBytes: limit.Value()},
+		VolumeCapabilities: []*csipb.VolumeCapability{{
+			AccessType: &csipb.VolumeCapability_Mount{Mount: &csipb.VolumeCapability_MountVolume{}},
+			AccessMode: &csipb.VolumeCapability_AccessMode{Mode: mode}}},
+		AccessibilityRequirements: &csipb.TopologyRequirement{
+			Requisite: []*csipb.Topology{{Segments: map[string]string{TopologyKey: p.Node}}}}}
+	req.VolumeContentSource, err = p.contentSource(ctx, claim)
+	return req, err
+}
+
+// accessMode maps a claim's access modes to a CSI one: one node's.
+func accessMode(modes []v1.PersistentVolumeAccessMode) (csipb.VolumeCapability_AccessMode_Mode, error) {
+	mode := csipb.VolumeCapability_AccessMode_SINGLE_NODE_WRITER
+	for _, m := range modes {
+		switch m {
+		case v1.ReadWriteOnce:
+		case v1.ReadWriteOncePod:
+			mode = csipb.VolumeCapability_AccessMode_SINGLE_NODE_SINGLE_WRITER
+		default:
+			return 0, fmt.Errorf("access mode %s: a dindstore volume is written by one daemon on one node "+
+				"(ReadWriteOnce or ReadWriteOncePod)", m)
+		}
+	}
+	return mode, nil
+}
+
+// contentSource is the volume a claim clones (its dataSource, another
+// claim of this driver), nil for none.
+func (p *Provisioner) contentSource(ctx context.Context, claim *v1.PersistentVolumeClaim) (*csipb.VolumeContentSource, error) {
+	src := claim.Spec.DataSource
+	if src == nil {
+		return nil, nil
+	}
+	if src.Kind != "PersistentVolumeClaim" || (src.APIGroup != nil && *src.APIGroup != "") {
+		return nil, fmt.Errorf("data source %s %s: only another dindstore claim can be cloned", src.Kind, src.Name)
+	}
+	from, err := p.Client.CoreV1().PersistentVolumeClaims(claim.Namespace).Get(ctx, src.Name, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("the claim to clone: %w", err)
+	}
+	if from.Spec.VolumeName == "" {
+		return nil, fmt.Errorf("the claim to clone, %s, is not bound yet", src.Name)
+	}
+	pv, err := p.Client.CoreV1().PersistentVolumes().Get(ctx, from.Spec.VolumeName, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("the volume to clone: %w", err)
+	}
+	if pv.Spec.CSI == nil || pv.Spec.CSI.Driver != p.Driver {
+		return nil, fmt.Errorf("claim %s is not a %s volume", src.Name, p.Driver)
+	}
+	return &csipb.VolumeContentSource{Type: &csipb.VolumeContentSource_Volume{
+		Volume: &csipb.VolumeContentSource_VolumeSource{VolumeId: pv.Spec.CSI.VolumeHandle}}}, nil
+}
+
+// volume is the PersistentVolume of a volume made for opts.
+func (p *Provisioner) volume(opts controller.ProvisionOptions, vol *csipb.Volume) *v1.PersistentVolume {
+	reclaim := v1.PersistentVolumeReclaimDelete
+	if opts.StorageClass.ReclaimPolicy != nil {
+		reclaim = *opts.StorageClass.ReclaimPolicy
+	}
+	mode := v1.PersistentVolumeFilesystem
+	return &v1.PersistentVolume{
+		ObjectMeta: metav1.ObjectMeta{Name: opts.PVName},
+		Spec: v1.PersistentVolumeSpec{
+			PersistentVolumeReclaimPolicy: reclaim,
+			AccessModes:                   opts.PVC.Spec.AccessModes,
+			VolumeMode:                    &mode,
+			MountOptions:                  opts.StorageClass.MountOptions,
+			Capacity:                      v1.ResourceList{v1.ResourceStorage: *resource.NewQuantity(vol.GetCapacityBytes(), resource.BinarySI)},
+			PersistentVolumeSource: v1.PersistentVolumeSource{CSI: &v1.CSIPersistentVolumeSource{
+				Driver: p.Driver, VolumeHandle: vol.GetVolumeId(), FSType: opts.StorageClass.Parameters["fsType"],
+				VolumeAttributes: vol.GetVolumeContext()}},
+			NodeAffinity: &v1.VolumeNodeAffinity{Required: &v1.NodeSelector{NodeSelectorTerms: []v1.NodeSelectorTerm{{
+				MatchExpressions: []v1.NodeSelectorRequirement{{Key: TopologyKey, Operator: v1.NodeSelectorOpIn,
+					Values: []string{p.Node}}}}}}},
+		},
+	}
+}
+
+// Delete removes the volume of a PersistentVolume of this node.
+func (p *Provisioner) Delete(ctx context.Context, pv *v1.PersistentVolume) error {
+	if !p.owns(pv) {
+		return &controller.IgnoredError{Reason: "the volume is another node's"}
+	}
+	_, err := p.CSI.DeleteVolume(ctx, &csipb.DeleteVolumeRequest{VolumeId: pv.Spec.CSI.VolumeHandle})
+	return err
+}
+
+// owns tells a PersistentVolume of this driver on this node.
+func (p *Provisioner) owns(pv *v1.PersistentVolume) bool {
+	if pv.Spec.CSI == nil || pv.Spec.CSI.Driver != p.Driver || pv.Spec.NodeAffinity == nil || pv.Spec.NodeAffinity.Required == nil {
+		return false
+	}
+	for _, term := range pv.Spec.NodeAffinity.Required.NodeSelectorTerms {
+		for _, e := range term.MatchExpressions {
+			if e.Key == TopologyKey && len(e.Values) == 1 && e.Values[0] == p.Node {
+				return true
+			}
+		}
+	}
+	return false
+}
