@@ -24,6 +24,9 @@ import (
 // with -tags faults; skipReason is set when the suite cannot run here.
 var binary, faultBinary, skipReason string
 
+// provisionerBinary is cmd/dindstore-provisioner, built by TestMain.
+var provisionerBinary string
+
 // privateNS is testdata/private-ns.sh: `sh privateNS KEEP CMD...` runs CMD
 // in a mount namespace of its own that holds, of the temporary directory's
 // mounts, only KEEP's (never those of tests running at the same time).
@@ -78,8 +81,10 @@ func setup(m *testing.M) int {
 	}
 	os.Setenv("DINDSTORE_TEST_PRIVATE_NS", privateNS) // for the scripts tests run through dindstore
 	binary, faultBinary = filepath.Join(dir, "dindstore"), filepath.Join(dir, "dindstore-faults")
-	for _, b := range [][]string{{"-o", binary}, {"-tags", "faults", "-o", faultBinary}} {
-		args := append(append([]string{"build"}, b...), "../cmd/dindstore")
+	provisionerBinary = filepath.Join(dir, "dindstore-provisioner")
+	for _, b := range [][]string{{"-o", binary, "../cmd/dindstore"}, {"-tags", "faults", "-o", faultBinary, "../cmd/dindstore"},
+		{"-o", provisionerBinary, "../cmd/dindstore-provisioner"}} {
+		args := append([]string{"build"}, b...)
 		cgo := "CGO_ENABLED=0" // as `make build`: static
 		if os.Getenv("DINDSTORE_TEST_RACE") != "" {
 			args, cgo = append([]string{"build", "-race"}, args[1:]...), "CGO_ENABLED=1" // the race detector in every process the tests start

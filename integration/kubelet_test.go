@@ -61,8 +61,8 @@ func dindPodOf(image, name, sockDir string, docker map[string]any) map[string]an
 var csiDriverObject = map[string]any{
 	"apiVersion": "storage.k8s.io/v1", "kind": "CSIDriver",
 	"metadata": map[string]any{"name": csi.DefaultDriverName},
-	"spec": map[string]any{"attachRequired": false, "podInfoOnMount": true,
-		"volumeLifecycleModes": []string{"Ephemeral"}, "fsGroupPolicy": "None"},
+	"spec": map[string]any{"attachRequired": false, "podInfoOnMount": true, "storageCapacity": true,
+		"volumeLifecycleModes": []string{"Ephemeral", "Persistent"}, "fsGroupPolicy": "None"},
 }
 
 // podDocker runs the docker client against a pod's inner daemon.
