@@ -231,11 +231,18 @@ func ParseSize(s string, max int64) (int64, error) {
 // pluginPrefixes start the keys the plugin makes: a volume's own cache
 // and a namespace's cacheKey, never a warm key a pod may clone (another
 // namespace's cache would leak through it).
-var pluginPrefixes = []string{"csi.", "k8s."}
+var pluginPrefixes = []string{"csi.", "k8s.", pvPrefix}
 
 // checkWarmKey accepts a cache key that is no volume's or namespace's, and
 // among allowed when the plugin names them.
 func checkWarmKey(key string, allowed []string) error {
+	return CheckWarmKey(key, allowed)
+}
+
+// CheckWarmKey refuses a key that is not a warm cache a volume may clone
+// or the plugin may keep pulled: invalid, one of the plugin's own volumes
+// (csi., k8s., pv.), or not among allowed (when set).
+func CheckWarmKey(key string, allowed []string) error {
 	if err := cache.ValidateKey(key); err != nil {
 		return err
 	}

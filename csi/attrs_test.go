@@ -100,3 +100,16 @@ func TestParseAttributesWarmKeys(t *testing.T) {
 		t.Fatalf("a key outside --warm-key: %v", err)
 	}
 }
+
+// TestCheckWarmKeyRefusesPluginKeys: no volume's own cache, namespace's
+// cacheKey or provisioned volume is a warm key (to clone or to keep pulled).
+func TestCheckWarmKeyRefusesPluginKeys(t *testing.T) {
+	for _, key := range []string{"csi.0123", "k8s.ci.build", provisionedKey("pvc-1"), "bad/key"} {
+		if err := CheckWarmKey(key, nil); err == nil {
+			t.Errorf("%s taken as a warm key", key)
+		}
+	}
+	if err := CheckWarmKey("gha-warm", nil); err != nil {
+		t.Error(err)
+	}
+}

@@ -163,6 +163,8 @@ func (d *Driver) provision(ctx context.Context, key string, r Request, req *csi.
 	}
 	var err error
 	switch src := sourceOf(req, r); {
+	case src != "" && req.GetVolumeContentSource() != nil && !isProvisioned(src):
+		return nil, status.Errorf(codes.NotFound, "volume %s: its source %q is not a volume this plugin provisioned", req.GetName(), src)
 	case src != "":
 		_, err = d.root.Clone(ctx, src, key)
 		if err == nil {

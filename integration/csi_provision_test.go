@@ -77,6 +77,9 @@ func TestCSIProvisioned(t *testing.T) {
 	_, err = create("pvc-missing", 256<<20, nil, &csipb.VolumeContentSource{Type: &csipb.VolumeContentSource_Volume{
 		Volume: &csipb.VolumeContentSource_VolumeSource{VolumeId: "pv.0000"}}}, here)
 	wantCode(t, err, codes.NotFound)
+	_, err = create("pvc-other", 256<<20, nil, &csipb.VolumeContentSource{Type: &csipb.VolumeContentSource_Volume{
+		Volume: &csipb.VolumeContentSource_VolumeSource{VolumeId: "k8s.ci.build"}}}, here) // a namespace's cacheKey
+	wantCode(t, err, codes.NotFound, "not a volume this plugin provisioned")
 	for _, v := range pubs {
 		unpublishVolume(t, node, v)
 		if _, err := ctrl.DeleteVolume(ctx, &csipb.DeleteVolumeRequest{VolumeId: v.VolumeId}); err != nil {

@@ -127,8 +127,8 @@ func hydrator(c *cli.Context, root *cache.Root) (*transfer.Hydrator, error) {
 		if !ok {
 			return nil, fmt.Errorf("%w: --warm-source %q: want KEY=REGISTRY/REPOSITORY:TAG", errUsage, shorten(v))
 		}
-		if err := cache.ValidateKey(key); err != nil {
-			return nil, fmt.Errorf("%w: --warm-source: %w", errUsage, err)
+		if err := csi.CheckWarmKey(key, nil); err != nil {
+			return nil, fmt.Errorf("%w: --warm-source %s: %w", errUsage, shorten(key), err)
 		}
 		if seen[key] {
 			return nil, fmt.Errorf("%w: --warm-source names %s twice: a key has one source", errUsage, key)
