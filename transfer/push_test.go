@@ -98,13 +98,7 @@ func TestPullRefusesCorruption(t *testing.T) {
 		t.Fatalf("the same pull from the undamaged store: %v", err)
 	}
 	// The same chunks under a config that names another image.
-	var m ocispec.Manifest
-	rc, err := good.Fetch(ctx, res.Manifest)
-	must(t, err)
-	must(t, jsonDecode(rc, &m))
-	rc.Close()
-	blobs, err := ParseChunks(m, res.Config)
-	must(t, err)
+	blobs := pushedChunks(t, good, res)
 	cfg := res.Config
 	cfg.ImageDigest = digest.FromString("another image")
 	_, err = pushManifest(ctx, good, cfg, blobs, "lying")

@@ -88,13 +88,7 @@ func TestPullDelta(t *testing.T) {
 	must(t, err)
 	_, err = Push(ctx, store, img, Config{FS: "ext4"}, "g2", Parallel)
 	must(t, err)
-	var m ocispec.Manifest
-	rc, err := store.Fetch(ctx, g1.Manifest)
-	must(t, err)
-	must(t, jsonDecode(rc, &m))
-	rc.Close()
-	old, err := ParseChunks(m, g1.Config)
-	must(t, err)
+	old := pushedChunks(t, store, g1)
 	known := map[int64]digest.Digest{}
 	for _, c := range old {
 		known[c.Offset] = c.RawDigest
@@ -114,4 +108,17 @@ func TestPullDelta(t *testing.T) {
 		}
 		dst.Close()
 	}
+}
+
+// pushedChunks reads back the chunk table of a push's manifest.
+func pushedChunks(t *testing.T, store *memory.Store, res PushResult) []ChunkBlob {
+	t.Helper()
+	var m ocispec.Manifest
+	rc, err := store.Fetch(context.Background(), res.Manifest)
+	must(t, err)
+	defer rc.Close()
+	must(t, jsonDecode(rc, &m))
+	chunks, err := ParseChunks(m, res.Config)
+	must(t, err)
+	return chunks
 }
