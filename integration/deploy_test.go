@@ -98,6 +98,12 @@ func TestDeployManifests(t *testing.T) {
 	if err := c.apply(arcPod, true); err != nil {
 		t.Fatalf("the ARC example's pod template: %v", err)
 	}
+	arcEph := manifestObjects(t, filepath.Join(dir, "examples", "arc-runner-scale-set-ephemeral-values.yaml"))[0]
+	arcEphPod := map[string]any{"apiVersion": "v1", "kind": "Pod", "metadata": map[string]any{"name": "arc-runner-ephemeral"},
+		"spec": arcEph["template"].(map[string]any)["spec"]}
+	if err := c.apply(arcEphPod, true); err != nil {
+		t.Fatalf("the ARC example with a generic ephemeral volume: %v", err)
+	}
 	tooBig := withAttributes(t, pod, map[string]any{"size": "60Gi"})
 	c.waitFor("the policy to deny a size above its cap", 30*time.Second, func() bool {
 		err := c.apply(tooBig, true)
