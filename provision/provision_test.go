@@ -1,0 +1,85 @@
+package provision
+
+import (
+	"context"
+	"testing"
+
+	csipb "github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc"
+	v1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+)
+
+// room is a Controller client whose GetCapacity says avail.
+type room struct {
+	csipb.ControllerClient
+	avail int64
+}
+
+func (r *room) GetCapacity(context.Context, *csipb.GetCapacityRequest, ...grpc.CallOption) (*csipb.GetCapacityResponse, error) {
+	return &csipb.GetCapacityResponse{AvailableCapacity: r.avail}, nil
+}
+
+// TestCapacitySync: one object per class of the driver, for this node's
+// topology, updated when the room changes, removed with its class; other
+// drivers' classes are left alone.
+func TestCapacitySync(t *testing.T) {
+	ctx := context.Background()
+	client := fake.NewSimpleClientset(
+		&storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: "dindstore"}, Provisioner: "d"},
+		&storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: "other"}, Provisioner: "x"})
+	r := &room{avail: 1 << 30}
+	c := &Capacity{CSI: r, Client: client, Driver: "d", Node: "n1", Namespace: "ns"}
+	list := func() []storagev1.CSIStorageCapacity {
+		l, err := client.StorageV1().CSIStorageCapacities("ns").List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l.Items
+	}
+	if err := c.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := list()
+	if len(got) != 1 || got[0].StorageClassName != "dindstore" || got[0].Capacity.Value() != 1<<30 ||
+		got[0].NodeTopology.MatchLabels[TopologyKey] != "n1" {
+		t.Fatalf("objects: %+v", got)
+	}
+	r.avail = 1 << 20
+	if err := c.Sync(ctx); err != nil || list()[0].Capacity.Value() != 1<<20 {
+		t.Fatalf("after the room shrank: %+v %v", list(), err)
+	}
+	if err := client.StorageV1().StorageClasses().Delete(ctx, "dindstore", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Sync(ctx); err != nil || len(list()) != 0 {
+		t.Fatalf("with the class gone: %+v %v", list(), err)
+	}
+}
+
+// TestAccessModes: one node's modes only.
+func TestAccessModes(t *testing.T) {
+	if m, err := accessMode([]v1.PersistentVolumeAccessMode{v1.ReadWriteOncePod}); err != nil ||
+		m != csipb.VolumeCapability_AccessMode_SINGLE_NODE_SINGLE_WRITER {
+		t.Errorf("ReadWriteOncePod: %v %v", m, err)
+	}
+	if _, err := accessMode([]v1.PersistentVolumeAccessMode{v1.ReadWriteMany}); err == nil {
+		t.Error("ReadWriteMany accepted")
+	}
+}
+
+// TestOwns: a volume of this driver with this node's affinity only.
+func TestOwns(t *testing.T) {
+	p := &Provisioner{Driver: "d", Node: "n1"}
+	pv := func(driver, node string) *v1.PersistentVolume {
+		return &v1.PersistentVolume{Spec: v1.PersistentVolumeSpec{
+			PersistentVolumeSource: v1.PersistentVolumeSource{CSI: &v1.CSIPersistentVolumeSource{Driver: driver}},
+			NodeAffinity: &v1.VolumeNodeAffinity{Required: &v1.NodeSelector{NodeSelectorTerms: []v1.NodeSelectorTerm{{
+				MatchExpressions: []v1.NodeSelectorRequirement{{Key: TopologyKey, Operator: v1.NodeSelectorOpIn, Values: []string{node}}}}}}}}}
+	}
+	if !p.owns(pv("d", "n1")) || p.owns(pv("d", "n2")) || p.owns(pv("x", "n1")) {
+		t.Error("owns answers wrong")
+	}
+}
