@@ -1,10 +1,13 @@
-// Package csi is dindstore's Kubernetes CSI node plugin: an Identity and
-// a Node service (CSI spec v1.13) that give each pod's inline ephemeral
-// volume a capped, exclusive cache — a fresh loop cache of its own, a
-// per-pod clone of a warm key, or a persistent cache key scoped to the
-// pod's namespace — bound at the kubelet's target path through
-// handoff.Publish, and released (and, for a per-pod cache, removed) at
-// unpublish.
+// Package csi is dindstore's Kubernetes CSI plugin: an Identity and a Node
+// service (CSI spec v1.13) that give each pod's inline ephemeral volume a
+// capped, exclusive cache — a fresh loop cache of its own, a per-pod clone
+// of a warm key, or a persistent cache key scoped to the pod's namespace —
+// bound at the kubelet's target path through handoff.Publish, and released
+// (and, for a per-pod cache, removed) at unpublish. Its Controller service
+// provisions persistent volumes on the node it runs on (CreateVolume with
+// that node's topology, DeleteVolume, GetCapacity: admission's room), for
+// a node-local provisioner (package provision, or external-provisioner's
+// --node-deployment).
 //
 // The plugin holds its publications' leases in its own process. Each is
 // also written to a publication record under the root (csi/), so that a
