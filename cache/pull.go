@@ -38,8 +38,9 @@ type ImportInfo struct {
 // says in ImportInfo which ranges the whole image holds.
 type PullFill func(dst, local *os.File) (ImportInfo, error)
 
-// pullSwitch is the journal of a pulled generation being switched in,
-// written before the first rename so that recover can finish it.
+// pullSwitch is the journal of a pulled generation being applied, written
+// before the image is first written so that whoever takes the key's lock
+// next (or recover) can finish it.
 type pullSwitch struct {
 	Key        string     `json:"key"`
 	Generation int        `json:"generation"`
@@ -75,7 +76,7 @@ func (r *Root) Pull(ctx context.Context, key string, fill PullFill) (*Record, er
 	if err != nil {
 		return nil, err
 	}
-	info, err := r.fillPart(key, part, fill)
+	info, seen, err := r.fillPart(key, part, fill)
 	if err != nil && holdsNothing(part) {
 		return nil, errors.Join(err, os.Remove(r.pullPath(key))) // nothing to resume from
 	}
@@ -85,7 +86,7 @@ func (r *Root) Pull(ctx context.Context, key string, fill PullFill) (*Record, er
 	if err == nil && cur == nil {
 		err = r.installNew(ctx, key, part, info)
 	} else if err == nil {
-		err = r.installGeneration(ctx, key, info)
+		err = r.installGeneration(ctx, key, info, seen)
 	}
 	if err != nil {
 		return nil, err
@@ -129,13 +130,50 @@ func (r *Root) pullBase(key string) (*Record, error) {
 }
 
 // fillPart has fill write the partial image, with key's current image
-// (when there is one) as its local source.
-func (r *Root) fillPart(key string, part *os.File, fill PullFill) (ImportInfo, error) {
+// (when there is one) as its local source; seen is that image's stamp as
+// fill began (what fill left out as the same must still be the same when
+// it is applied: see installGeneration).
+func (r *Root) fillPart(key string, part *os.File, fill PullFill) (info ImportInfo, seen imageStamp, err error) {
 	local := r.openLocal(key)
 	if local != nil {
 		defer local.Close()
+		if seen, err = stampOf(local); err != nil {
+			return info, seen, err
+		}
 	}
-	return fill(part, local)
+	info, err = fill(part, local)
+	return info, seen, err
+}
+
+// imageStamp tells whether an image file changed: any write, truncate or
+// replacement changes its inode change time, size or inode.
+type imageStamp struct {
+	Ino, Size   int64
+	Ctime, Nsec int64
+}
+
+func stampOf(f *os.File) (imageStamp, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return imageStamp{}, fmt.Errorf("stat %s: %w", f.Name(), err)
+	}
+	return imageStamp{Ino: int64(st.Ino), Size: st.Size, Ctime: st.Ctim.Sec, Nsec: st.Ctim.Nsec}, nil
+}
+
+// unchangedSince refuses (ErrLocked: pull again) key's image when it is
+// not the one fill compared against, as stamped in seen.
+func (r *Root) unchangedSince(key string, seen imageStamp) error {
+	img, err := r.openImage(key)
+	if err != nil {
+		return err
+	}
+	defer img.Close()
+	now, err := stampOf(img)
+	if err == nil && now != seen {
+		err = fmt.Errorf("%w: cache %q was used or changed while it was pulled; the pull kept what it "+
+			"downloaded: pull again", ErrLocked, key)
+	}
+	return err
 }
 
 // openLocal opens key's current image read-only, as a source of chunks:
@@ -186,7 +224,7 @@ func (r *Root) installNew(ctx context.Context, key string, part *os.File, info I
 
 // installGeneration applies the partial image onto key's image as its
 // next generation, under key's lock, once key is quiet (a use waits).
-func (r *Root) installGeneration(ctx context.Context, key string, info ImportInfo) error {
+func (r *Root) installGeneration(ctx context.Context, key string, info ImportInfo, seen imageStamp) error {
 	if _, err := volumes.ParseFS(string(info.FS)); err != nil || info.Size <= 0 {
 		return fmt.Errorf("%w: a pulled image of %d bytes of filesystem %q", ErrInvalid, info.Size, info.FS)
 	}
@@ -204,6 +242,9 @@ func (r *Root) installGeneration(ctx context.Context, key string, info ImportInf
 	}
 	if _, err := r.repairLocked(ctx, key, repairOpts{}); err != nil {
 		return fmt.Errorf("switch the pulled image of %q in: it must be quiet: %w", key, err)
+	}
+	if err := r.unchangedSince(key, seen); err != nil {
+		return err
 	}
 	p := pullSwitch{Key: key, Generation: cur.Generation + 1, Info: info}
 	if err := r.writePullJournal(p); err != nil {
@@ -405,18 +446,16 @@ func stalePull(path string, info os.FileInfo) bool {
 // notPulled clears the Pulled mark of rec's cache, whose lock the caller
 // holds, before its image changes (a mount, a grow, a repair): the mark
 // says the image is that artifact byte for byte, which lets a pull compare
-// chunk tables instead of reading the image.
+// chunk tables instead of reading the image. The record on disk decides
+// (rec may have been read before the lock was taken).
 func (r *Root) notPulled(rec *Record) error {
-	if rec.Pulled == "" {
-		return nil
+	cur, err := r.readRecord(rec.Key)
+	if err != nil || cur.Pulled == "" {
+		return err
 	}
 	rec.Pulled = ""
 	return r.updateRecord(rec.Key, func(rec *Record) { rec.Pulled = "" })
 }
-
-// pullKeepFree is the share of the host filesystem a pull leaves free
-// (admission's default floor).
-const pullKeepFree = 0.05
 
 // CheckPullRoom refuses (ErrNoRoom) a pull that would write data bytes of
 // an image of size bytes where the host filesystem under the root cannot
@@ -433,7 +472,7 @@ func (r *Root) CheckPullRoom(size, data int64) error {
 	if err != nil {
 		return err
 	}
-	if floor := int64(float64(total) * pullKeepFree); data > free-floor {
+	if floor := int64(float64(total) * DefaultKeepFree); data > free-floor {
 		return fmt.Errorf("%w: the pull writes %s of image data; the host filesystem under %s has %s free, "+
 			"of which %s is kept free: prune (dindstore prune) or free room, then pull again", ErrNoRoom,
 			units.BytesSize(float64(data)), r.path, units.BytesSize(float64(free)), units.BytesSize(float64(floor)))

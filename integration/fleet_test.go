@@ -3,13 +3,16 @@
 package integration
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/dindstore/dindstore/cache"
 	"github.com/dindstore/dindstore/internal/fault"
 	"github.com/dindstore/dindstore/volumes"
 )
@@ -244,4 +247,44 @@ func hashFile(t *testing.T, path string) string {
 	out, err := exec.Command("sha256sum", path).Output()
 	must(t, err)
 	return strings.Fields(string(out))[0]
+}
+
+// TestPullRefusesAChangedImage: an existing key's image that changes while
+// a pull into it downloads (a job used the key meanwhile) makes the pull
+// fail before anything is applied: what the pull left out as "the same"
+// may differ now. The key keeps its generation and its image.
+func TestPullRefusesAChangedImage(t *testing.T) {
+	requireSuite(t)
+	root := filepath.Join(t.TempDir(), "root")
+	t.Cleanup(func() { cleanupRoot(t, root) })
+	mustRun(t, root, "run", "k", "--kind", "loop", "--size", "256MiB", "--", "true")
+	img := filepath.Join(root, "images", "k.img")
+	before := hashFile(t, img)
+	r, err := cache.OpenRoot(root, false)
+	must(t, err)
+	_, err = r.Pull(context.Background(), "k", func(dst, local *os.File) (cache.ImportInfo, error) {
+		fi, err := local.Stat()
+		if err != nil {
+			return cache.ImportInfo{}, err
+		}
+		before = job(t, img) // the key used while the chunks download
+		return cache.ImportInfo{FS: volumes.Ext4, Size: fi.Size(), Ranges: [][2]int64{{0, fi.Size()}}}, nil
+	})
+	if err == nil {
+		t.Fatal("a pull applied over an image that changed while it downloaded")
+	}
+	t.Logf("the pull said: %v", err)
+	if rec, err := r.Record("k"); err != nil || rec.Generation != 0 || hashFile(t, img) != before {
+		t.Fatalf("the key after the refused pull: %+v %v", rec, err)
+	}
+}
+
+// job writes to a cache's image as a job's daemon would, and returns its
+// new hash.
+func job(t *testing.T, img string) string {
+	f, err := os.OpenFile(img, os.O_WRONLY, 0)
+	must(t, err)
+	_, err = f.WriteAt([]byte("job"), 100<<20)
+	must(t, errors.Join(err, f.Close()))
+	return hashFile(t, img)
 }
