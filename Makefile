@@ -66,7 +66,7 @@ DIND_DIR := $(CURDIR)/.cache/dind
 dind-images: engine
 	./scripts/build-dind-images.sh $(DIND_DIR) $(ENGINE_DIR)
 
-## k8s: build kubelet, kube-apiserver and etcd into .cache/k8s/bin when missing (about 20 minutes cold)
+## k8s: build kubelet, kube-apiserver, kube-scheduler, kube-controller-manager, etcd and external-snapshotter into .cache/k8s/bin when missing (about 20 minutes cold)
 k8s:
 	./scripts/build-k8s.sh $(K8S_DIR)
 

@@ -132,6 +132,9 @@ func (r *Root) recordKeys() ([]string, error) {
 	return keys, nil
 }
 
+// Keys lists the caches' keys, sorted, reading nothing but records/.
+func (r *Root) Keys() ([]string, error) { return r.recordKeys() }
+
 // List returns one entry per cache, sorted by key. It never takes a lock,
 // so it cannot make a concurrent run fail.
 func (r *Root) List(ctx context.Context, opts ListOptions) ([]Entry, error) {

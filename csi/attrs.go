@@ -228,10 +228,10 @@ func ParseSize(s string, max int64) (int64, error) {
 	return n, nil
 }
 
-// pluginPrefixes start the keys the plugin makes: a volume's own cache
-// and a namespace's cacheKey, never a warm key a pod may clone (another
-// namespace's cache would leak through it).
-var pluginPrefixes = []string{"csi.", "k8s.", pvPrefix}
+// pluginPrefixes start the keys the plugin makes: a volume's own cache,
+// a namespace's cacheKey, a provisioned volume and a snapshot, never a
+// warm key a pod may clone (another namespace's cache would leak through it).
+var pluginPrefixes = []string{"csi.", "k8s.", pvPrefix, snapPrefix}
 
 // checkWarmKey accepts a cache key that is no volume's or namespace's, and
 // among allowed when the plugin names them.
@@ -241,7 +241,7 @@ func checkWarmKey(key string, allowed []string) error {
 
 // CheckWarmKey refuses a key that is not a warm cache a volume may clone
 // or the plugin may keep pulled: invalid, one of the plugin's own volumes
-// (csi., k8s., pv.), or not among allowed (when set).
+// (csi., k8s., pv., snap.), or not among allowed (when set).
 func CheckWarmKey(key string, allowed []string) error {
 	if err := cache.ValidateKey(key); err != nil {
 		return err

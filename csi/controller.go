@@ -35,14 +35,17 @@ func isProvisioned(volumeID string) bool {
 	return strings.HasPrefix(volumeID, pvPrefix) && cache.ValidateKey(volumeID) == nil
 }
 
-// ControllerGetCapabilities: volumes are created and deleted (and cloned)
-// on the node that holds them, and the node says how much room it has.
+// ControllerGetCapabilities: volumes are created and deleted (cloned, and
+// snapshotted) on the node that holds them, and the node says how much
+// room it has.
 func (d *Driver) ControllerGetCapabilities(context.Context, *csi.ControllerGetCapabilitiesRequest) (*csi.ControllerGetCapabilitiesResponse, error) {
 	var caps []*csi.ControllerServiceCapability
 	for _, t := range []csi.ControllerServiceCapability_RPC_Type{
 		csi.ControllerServiceCapability_RPC_CREATE_DELETE_VOLUME,
 		csi.ControllerServiceCapability_RPC_GET_CAPACITY,
 		csi.ControllerServiceCapability_RPC_CLONE_VOLUME,
+		csi.ControllerServiceCapability_RPC_CREATE_DELETE_SNAPSHOT,
+		csi.ControllerServiceCapability_RPC_LIST_SNAPSHOTS,
 	} {
 		caps = append(caps, &csi.ControllerServiceCapability{Type: &csi.ControllerServiceCapability_Rpc{
 			Rpc: &csi.ControllerServiceCapability_RPC{Type: t}}})
@@ -52,8 +55,8 @@ func (d *Driver) ControllerGetCapabilities(context.Context, *csi.ControllerGetCa
 
 // CreateVolume makes a persistent volume's cache on this node (the plugin
 // runs as a node-local provisioner: the volume's topology is this node):
-// a fresh capped cache, or a clone of another provisioned volume (its
-// content source) or of a warm key (parameter from). The same name makes
+// a fresh capped cache, or a clone of another provisioned volume or of a
+// snapshot (its content source) or of a warm key (parameter from). The same name makes
 // the same volume again, when its capacity agrees.
 func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest) (*csi.CreateVolumeResponse, error) {
 	r, err := d.checkCreate(req)
@@ -163,8 +166,8 @@ func (d *Driver) provision(ctx context.Context, key string, r Request, req *csi.
 	}
 	var err error
 	switch src := sourceOf(req, r); {
-	case src != "" && req.GetVolumeContentSource() != nil && !isProvisioned(src):
-		return nil, status.Errorf(codes.NotFound, "volume %s: its source %q is not a volume this plugin provisioned", req.GetName(), src)
+	case src != "" && !ownSource(req.GetVolumeContentSource()):
+		return nil, status.Errorf(codes.NotFound, "volume %s: its source %q is not a volume or snapshot this plugin made", req.GetName(), src)
 	case src != "":
 		_, err = d.root.Clone(ctx, src, key)
 		if err == nil {
@@ -179,13 +182,30 @@ func (d *Driver) provision(ctx context.Context, key string, r Request, req *csi.
 	return d.root.Record(key)
 }
 
-// sourceOf is the cache a new volume clones: its content source's volume,
-// or the warm key its parameters name.
+// sourceOf is the cache a new volume clones: its content source's volume
+// or snapshot, or the warm key its parameters name.
 func sourceOf(req *csi.CreateVolumeRequest, r Request) string {
 	if v := req.GetVolumeContentSource().GetVolume(); v != nil {
 		return v.GetVolumeId()
 	}
+	if s := req.GetVolumeContentSource().GetSnapshot(); s != nil {
+		return s.GetSnapshotId()
+	}
 	return r.From
+}
+
+// ownSource accepts no content source, or a provisioned volume's or a
+// snapshot's id (never a warm key's or another plugin volume's).
+func ownSource(src *csi.VolumeContentSource) bool {
+	switch {
+	case src == nil:
+		return true
+	case src.GetVolume() != nil:
+		return isProvisioned(src.GetVolume().GetVolumeId())
+	case src.GetSnapshot() != nil:
+		return isSnapshot(src.GetSnapshot().GetSnapshotId())
+	}
+	return false
 }
 
 // growTo grows a clone to the size asked, when larger than its source.

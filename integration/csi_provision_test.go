@@ -57,7 +57,10 @@ func TestCSIProvisioned(t *testing.T) {
 	}
 	_, err = ctrl.DeleteVolume(ctx, &csipb.DeleteVolumeRequest{VolumeId: src.GetVolumeId()})
 	wantCode(t, err, codes.FailedPrecondition)
+	_, err = ctrl.CreateSnapshot(ctx, &csipb.CreateSnapshotRequest{Name: "snap-busy", SourceVolumeId: src.GetVolumeId()})
+	wantCode(t, err, codes.FailedPrecondition) // a snapshot is data at rest, never a running daemon's
 	unpublishVolume(t, node, v)
+	checkSnapshots(t, ctrl, node, dir, src, create, here)
 
 	clone, err := create("pvc-clone", 1<<30, nil, &csipb.VolumeContentSource{Type: &csipb.VolumeContentSource_Volume{
 		Volume: &csipb.VolumeContentSource_VolumeSource{VolumeId: src.GetVolumeId()}}}, here)
@@ -79,7 +82,7 @@ func TestCSIProvisioned(t *testing.T) {
 	wantCode(t, err, codes.NotFound)
 	_, err = create("pvc-other", 256<<20, nil, &csipb.VolumeContentSource{Type: &csipb.VolumeContentSource_Volume{
 		Volume: &csipb.VolumeContentSource_VolumeSource{VolumeId: "k8s.ci.build"}}}, here) // a namespace's cacheKey
-	wantCode(t, err, codes.NotFound, "not a volume this plugin provisioned")
+	wantCode(t, err, codes.NotFound, "not a volume or snapshot this plugin made")
 	for _, v := range pubs {
 		unpublishVolume(t, node, v)
 		if _, err := ctrl.DeleteVolume(ctx, &csipb.DeleteVolumeRequest{VolumeId: v.VolumeId}); err != nil {
@@ -90,6 +93,78 @@ func TestCSIProvisioned(t *testing.T) {
 		t.Errorf("with the volumes deleted: %v", ls)
 	}
 	plugin.stopLeavingNothing(t, dir)
+}
+
+// checkSnapshots snapshots the idle volume src, changes src, restores the
+// snapshot into a new volume (which has src's content at the snapshot,
+// not the change), and deletes both.
+func checkSnapshots(t *testing.T, ctrl csipb.ControllerClient, node csipb.NodeClient, dir string, src *csipb.Volume,
+	create func(string, int64, map[string]string, *csipb.VolumeContentSource, *csipb.TopologyRequirement) (*csipb.Volume, error),
+	here *csipb.TopologyRequirement) {
+	t.Helper()
+	ctx := context.Background()
+	snap := func(name, vol string) (*csipb.Snapshot, error) {
+		resp, err := ctrl.CreateSnapshot(ctx, &csipb.CreateSnapshotRequest{Name: name, SourceVolumeId: vol})
+		return resp.GetSnapshot(), err
+	}
+	s1, err := snap("snapcontent-1", src.GetVolumeId())
+	must(t, err)
+	if !s1.GetReadyToUse() || s1.GetSourceVolumeId() != src.GetVolumeId() || s1.GetSizeBytes() != 512<<20 {
+		t.Errorf("the snapshot: %+v", s1)
+	}
+	again, err := snap("snapcontent-1", src.GetVolumeId())
+	if err != nil || again.GetSnapshotId() != s1.GetSnapshotId() {
+		t.Errorf("the same snapshot again: %+v, %v", again, err)
+	}
+	_, err = snap("snapcontent-1", "pv.0000")
+	wantCode(t, err, codes.AlreadyExists)
+	_, err = snap("snapcontent-2", "k8s.ci.build")
+	wantCode(t, err, codes.NotFound)
+	_, err = create("pvc-from-snap-key", 256<<20, map[string]string{"from": s1.GetSnapshotId()}, nil, here)
+	wantCode(t, err, codes.InvalidArgument, "the plugin's volumes")
+
+	v := csiVolume(src.GetVolumeId(), filepath.Join(dir, "src2"), "ci", "runner-b", map[string]string{"csi.storage.k8s.io/ephemeral": "false"})
+	publishVolume(t, node, v)
+	must(t, os.WriteFile(filepath.Join(v.TargetPath, "after-snapshot"), []byte("x"), 0o644))
+	unpublishVolume(t, node, v)
+
+	fromSnap := &csipb.VolumeContentSource{Type: &csipb.VolumeContentSource_Snapshot{
+		Snapshot: &csipb.VolumeContentSource_SnapshotSource{SnapshotId: s1.GetSnapshotId()}}}
+	restored, err := create("pvc-restored", 512<<20, nil, fromSnap, here)
+	must(t, err)
+	r := csiVolume(restored.GetVolumeId(), filepath.Join(dir, "restored"), "ci", "runner-c", map[string]string{"csi.storage.k8s.io/ephemeral": "false"})
+	publishVolume(t, node, r)
+	if _, err := os.Stat(filepath.Join(r.TargetPath, "warm-layer")); err != nil {
+		t.Errorf("the restored volume lacks the snapshot's file: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(r.TargetPath, "after-snapshot")); err == nil {
+		t.Error("the restored volume has a file written after the snapshot")
+	}
+	unpublishVolume(t, node, r)
+	_, err = create("pvc-no-snap", 256<<20, nil, &csipb.VolumeContentSource{Type: &csipb.VolumeContentSource_Snapshot{
+		Snapshot: &csipb.VolumeContentSource_SnapshotSource{SnapshotId: "snap.0000"}}}, here)
+	wantCode(t, err, codes.NotFound)
+
+	list, err := ctrl.ListSnapshots(ctx, &csipb.ListSnapshotsRequest{SourceVolumeId: src.GetVolumeId()})
+	if err != nil || len(list.GetEntries()) != 1 || list.GetEntries()[0].GetSnapshot().GetSnapshotId() != s1.GetSnapshotId() {
+		t.Errorf("snapshots of %s: %+v, %v", src.GetVolumeId(), list, err)
+	}
+	for _, del := range []func() error{
+		func() error {
+			_, err := ctrl.DeleteVolume(ctx, &csipb.DeleteVolumeRequest{VolumeId: restored.GetVolumeId()})
+			return err
+		},
+		func() error {
+			_, err := ctrl.DeleteSnapshot(ctx, &csipb.DeleteSnapshotRequest{SnapshotId: s1.GetSnapshotId()})
+			return err
+		},
+		func() error {
+			_, err := ctrl.DeleteSnapshot(ctx, &csipb.DeleteSnapshotRequest{SnapshotId: s1.GetSnapshotId()})
+			return err
+		},
+	} {
+		must(t, del())
+	}
 }
 
 // capacityOf is GetCapacity on this node.
