@@ -7,6 +7,8 @@ import (
 
 	csipb "github.com/container-storage-interface/spec/lib/go/csi"
 	"github.com/dindstore/dindstore/csi"
+	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	snapclient "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	v1 "k8s.io/api/core/v1"
@@ -34,6 +36,9 @@ type Provisioner struct {
 	Node string
 	// Client reads the source claims of clones.
 	Client kubernetes.Interface
+	// Snapshots reads the VolumeSnapshots claims restore; nil where
+	// the snapshot API is not installed.
+	Snapshots snapclient.Interface
 }
 
 var (
@@ -114,32 +119,72 @@ func accessMode(modes []v1.PersistentVolumeAccessMode) (csipb.VolumeCapability_A
 	return mode, nil
 }
 
-// contentSource is the volume a claim clones (its dataSource, another
-// claim of this driver), nil for none.
+// contentSource is what a claim's volume starts from: its dataSource,
+// another claim of this driver or a VolumeSnapshot of one; nil for none.
 func (p *Provisioner) contentSource(ctx context.Context, claim *v1.PersistentVolumeClaim) (*csipb.VolumeContentSource, error) {
 	src := claim.Spec.DataSource
 	if src == nil {
 		return nil, nil
 	}
-	if src.Kind != "PersistentVolumeClaim" || (src.APIGroup != nil && *src.APIGroup != "") {
-		return nil, fmt.Errorf("data source %s %s: only another dindstore claim can be cloned", src.Kind, src.Name)
+	group := ""
+	if src.APIGroup != nil {
+		group = *src.APIGroup
 	}
-	from, err := p.Client.CoreV1().PersistentVolumeClaims(claim.Namespace).Get(ctx, src.Name, metav1.GetOptions{})
+	switch {
+	case src.Kind == "PersistentVolumeClaim" && group == "":
+		return p.claimSource(ctx, claim.Namespace, src.Name)
+	case src.Kind == "VolumeSnapshot" && group == snapshotv1.GroupName:
+		return p.snapshotSource(ctx, claim.Namespace, src.Name)
+	}
+	return nil, fmt.Errorf("data source %s %s: a dindstore volume starts from another dindstore claim "+
+		"or a VolumeSnapshot (%s) of one", src.Kind, src.Name, snapshotv1.GroupName)
+}
+
+// claimSource is the volume of the claim to clone.
+func (p *Provisioner) claimSource(ctx context.Context, ns, name string) (*csipb.VolumeContentSource, error) {
+	from, err := p.Client.CoreV1().PersistentVolumeClaims(ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("the claim to clone: %w", err)
 	}
 	if from.Spec.VolumeName == "" {
-		return nil, fmt.Errorf("the claim to clone, %s, is not bound yet", src.Name)
+		return nil, fmt.Errorf("the claim to clone, %s, is not bound yet", name)
 	}
 	pv, err := p.Client.CoreV1().PersistentVolumes().Get(ctx, from.Spec.VolumeName, metav1.GetOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("the volume to clone: %w", err)
 	}
 	if pv.Spec.CSI == nil || pv.Spec.CSI.Driver != p.Driver {
-		return nil, fmt.Errorf("claim %s is not a %s volume", src.Name, p.Driver)
+		return nil, fmt.Errorf("claim %s is not a %s volume", name, p.Driver)
 	}
 	return &csipb.VolumeContentSource{Type: &csipb.VolumeContentSource_Volume{
 		Volume: &csipb.VolumeContentSource_VolumeSource{VolumeId: pv.Spec.CSI.VolumeHandle}}}, nil
+}
+
+// snapshotSource is the snapshot a VolumeSnapshot is bound to, once ready.
+func (p *Provisioner) snapshotSource(ctx context.Context, ns, name string) (*csipb.VolumeContentSource, error) {
+	if p.Snapshots == nil {
+		return nil, fmt.Errorf("VolumeSnapshot %s: this provisioner has no snapshot client (the snapshot CRDs are not installed?)", name)
+	}
+	snap, err := p.Snapshots.SnapshotV1().VolumeSnapshots(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("the snapshot to restore: %w", err)
+	}
+	st := snap.Status
+	if st == nil || st.ReadyToUse == nil || !*st.ReadyToUse || st.BoundVolumeSnapshotContentName == nil {
+		return nil, fmt.Errorf("VolumeSnapshot %s is not ready to use yet", name)
+	}
+	content, err := p.Snapshots.SnapshotV1().VolumeSnapshotContents().Get(ctx, *st.BoundVolumeSnapshotContentName, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("the snapshot content of %s: %w", name, err)
+	}
+	if content.Spec.Driver != p.Driver {
+		return nil, fmt.Errorf("VolumeSnapshot %s is a snapshot of driver %s, not %s", name, content.Spec.Driver, p.Driver)
+	}
+	if content.Status == nil || content.Status.SnapshotHandle == nil {
+		return nil, fmt.Errorf("VolumeSnapshotContent %s has no snapshot handle yet", content.Name)
+	}
+	return &csipb.VolumeContentSource{Type: &csipb.VolumeContentSource_Snapshot{
+		Snapshot: &csipb.VolumeContentSource_SnapshotSource{SnapshotId: *content.Status.SnapshotHandle}}}, nil
 }
 
 // volume is the PersistentVolume of a volume made for opts.

@@ -15,6 +15,7 @@ import (
 
 	csipb "github.com/container-storage-interface/spec/lib/go/csi"
 	"github.com/dindstore/dindstore/provision"
+	snapclient "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned"
 	"github.com/urfave/cli/v2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -61,13 +62,21 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	client, err := kubeClient(c.String("kubeconfig"))
+	cfg, err := kubeConfig(c.String("kubeconfig"))
+	if err != nil {
+		return err
+	}
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	snaps, err := snapclient.NewForConfig(cfg)
 	if err != nil {
 		return err
 	}
 	ctrl := csipb.NewControllerClient(conn)
 	driver := info.GetName()
-	prov := &provision.Provisioner{CSI: ctrl, Driver: driver, Node: node, Client: client}
+	prov := &provision.Provisioner{CSI: ctrl, Driver: driver, Node: node, Client: client, Snapshots: snaps}
 	capacity := &provision.Capacity{CSI: ctrl, Client: client, Driver: driver, Node: node, Namespace: c.String("namespace")}
 	go capacity.Run(ctx, c.Duration("capacity-interval"), log.Printf)
 	log.Printf("provisioning %s claims on node %s", driver, node)
@@ -91,8 +100,9 @@ func waitPlugin(ctx context.Context, id csipb.IdentityClient) (*csipb.GetPluginI
 	}
 }
 
-// kubeClient is a client from a kubeconfig, or the pod's service account.
-func kubeClient(kubeconfig string) (kubernetes.Interface, error) {
+// kubeConfig is the API's config from a kubeconfig, or the pod's service
+// account.
+func kubeConfig(kubeconfig string) (*rest.Config, error) {
 	var cfg *rest.Config
 	var err error
 	if kubeconfig != "" {
@@ -103,5 +113,5 @@ func kubeClient(kubeconfig string) (kubernetes.Interface, error) {
 	if err != nil {
 		return nil, fmt.Errorf("the Kubernetes API: %w", err)
 	}
-	return kubernetes.NewForConfig(cfg)
+	return cfg, nil
 }
