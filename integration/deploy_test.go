@@ -26,6 +26,7 @@ var apiPaths = map[string]string{
 	"ClusterRoleBinding":               "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
 	"ValidatingAdmissionPolicy":        "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies",
 	"ValidatingAdmissionPolicyBinding": "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings",
+	"VolumeSnapshotClass":              "/apis/snapshot.storage.k8s.io/v1/volumesnapshotclasses",
 }
 
 // manifestObjects reads the objects of a YAML file (documents split on
@@ -73,7 +74,7 @@ func (c *kubeCluster) apply(obj map[string]any, dryRun bool) error {
 // a server-side dry run (the ARC example's pod template as a pod), and the
 // admission policy denies what it says it denies — a size above its cap, a
 // cacheKey or a commit in a namespace not labelled for them — and admits
-// the rest.
+// the rest. The overlays' objects and patched DaemonSets are accepted too.
 func TestDeployManifests(t *testing.T) {
 	requireSuite(t)
 	c := startControlPlane(t, t.TempDir())
@@ -120,6 +121,61 @@ func TestDeployManifests(t *testing.T) {
 	c.waitFor("a cacheKey to be denied in a namespace not labelled for it", 30*time.Second, func() bool {
 		return c.apply(pod, true) != nil
 	})
+	checkOverlays(t, c)
+}
+
+// checkOverlays: deploy/snapshots' objects are created (with the snapshot
+// API installed), and the DaemonSet each overlay patches is accepted.
+func checkOverlays(t *testing.T, c *kubeCluster) {
+	c.installSnapshotAPI(t)
+	for _, f := range []string{"rbac.yaml", "volumesnapshotclass.yaml"} {
+		for _, obj := range manifestObjects(t, filepath.Join("..", "deploy", "snapshots", f)) {
+			if err := c.apply(obj, false); err != nil {
+				t.Fatalf("deploy/snapshots/%s: %v", f, err)
+			}
+		}
+	}
+	ds := manifestObjects(t, filepath.Join("..", "deploy", "kubernetes", "daemonset.yaml"))[0]
+	for _, overlay := range []string{"snapshots/snapshotter.yaml", "sidecar-provisioner/provisioner.yaml"} {
+		patch := manifestObjects(t, filepath.Join("..", "deploy", overlay))[0]
+		patched := patchContainers(t, ds, patch)
+		patched["metadata"].(map[string]any)["name"] = "dindstore-csi-node-" + strings.Split(overlay, "/")[0]
+		if err := c.apply(patched, true); err != nil {
+			t.Errorf("the DaemonSet with deploy/%s: %v", overlay, err)
+		}
+	}
+}
+
+// patchContainers is a copy of a DaemonSet with a patch's containers merged
+// in as a strategic merge patch does: by name, a null field removed.
+func patchContainers(t *testing.T, ds, patch map[string]any) map[string]any {
+	b, err := json.Marshal(ds)
+	must(t, err)
+	var out map[string]any
+	must(t, json.Unmarshal(b, &out))
+	containers := func(obj map[string]any) []any {
+		return obj["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)["containers"].([]any)
+	}
+	list := containers(out)
+next:
+	for _, pc := range containers(patch) {
+		pc := pc.(map[string]any)
+		for _, c := range list {
+			if c := c.(map[string]any); c["name"] == pc["name"] {
+				for k, v := range pc {
+					if v == nil {
+						delete(c, k)
+					} else {
+						c[k] = v
+					}
+				}
+				continue next
+			}
+		}
+		list = append(list, pc)
+	}
+	out["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)["containers"] = list
+	return out
 }
 
 // withAttributes copies a pod with its dindstore volume's attributes

@@ -49,7 +49,16 @@ type process struct {
 // cleanup; its output is logged when the test failed.
 func startProcess(t testing.TB, name string, argv ...string) *process {
 	t.Helper()
+	return startProcessEnv(t, nil, name, argv...)
+}
+
+// startProcessEnv is startProcess with env added to the test's environment.
+func startProcessEnv(t testing.TB, env []string, name string, argv ...string) *process {
+	t.Helper()
 	p := &process{name: name, cmd: exec.Command(argv[0], argv[1:]...), log: &syncBuffer{}, exited: make(chan struct{})}
+	if env != nil {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	must(t, p.cmd.Start())
 	go func() { _ = p.cmd.Wait(); close(p.exited) }()

@@ -25,7 +25,9 @@ import (
 //   - the next pod's claim does not fit the capacity the node publishes:
 //     it stays Pending for the scheduler's storage reason, not in
 //     ContainerCreating, and is scheduled once the first pod is gone;
-//   - a claim cloned from a warm claim starts with the warm image;
+//   - a claim cloned from a warm claim starts with the warm image, and so
+//     does one restored from a VolumeSnapshot of it (snapshot-controller
+//     and csi-snapshotter, built by `make k8s`, as deploy/snapshots runs them);
 //   - with the pods and claims deleted, no cache, mount or loop device is left.
 func TestKubeProvisioned(t *testing.T) {
 	requireSuite(t)
@@ -80,13 +82,47 @@ func TestKubeProvisioned(t *testing.T) {
 		t.Fatalf("the clone lacks the warm image: %q %v", out, err)
 	}
 	c.deletePod("dind-c", "default")
-	for _, name := range []string{"clone", "warm"} {
-		if _, err := c.call("DELETE", "/api/v1/namespaces/default/persistentvolumeclaims/"+name, nil, nil); err != nil {
+	checkKubeSnapshot(t, c, dir, sock, image)
+	for _, path := range []string{"persistentvolumeclaims/clone", "persistentvolumeclaims/warm",
+		"persistentvolumeclaims/restored", "/apis/snapshot.storage.k8s.io/v1/namespaces/default/volumesnapshots/snap"} {
+		if !strings.HasPrefix(path, "/") {
+			path = "/api/v1/namespaces/default/" + path
+		}
+		if _, err := c.call("DELETE", path, nil, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
-	c.waitFor("the volumes to be deleted", 2*time.Minute, func() bool { return len(listJSON(t, root)) == 0 })
+	c.waitFor("the volumes and the snapshot to be deleted", 2*time.Minute, func() bool {
+		return len(listJSON(t, root)) == 0 && c.snapshotContents() == 0
+	})
 	assertNoCSILeft(t, c.kubeletDir(), root)
+}
+
+// checkKubeSnapshot: a VolumeSnapshot of the idle warm claim (taken by
+// csi-snapshotter through the plugin) becomes ready, and a claim restored
+// from it mounts with the warm image; a change made to the warm claim after
+// the snapshot is not in the restored one.
+func checkKubeSnapshot(t *testing.T, c *kubeCluster, dir, sock, image string) {
+	c.startSnapshots(t, sock)
+	c.create("/apis/snapshot.storage.k8s.io/v1/namespaces/default/volumesnapshots", volumeSnapshot("snap", "warm"))
+	c.waitFor("the snapshot to be ready", 2*time.Minute, func() bool { return c.snapshotReady("snap") })
+	sockW, sockR := filepath.Join(dir, "pod-w2"), filepath.Join(dir, "pod-r")
+	c.create("/api/v1/namespaces/default/pods", scheduledDindPod("dind-w2", sockW, claimVolume("warm")))
+	waitDocker(c, sockW)
+	if _, err := podDocker(sockW, "tag", image, "it-after-snapshot"); err != nil {
+		t.Fatal(err)
+	}
+	c.deletePod("dind-w2", "default")
+	c.create("/api/v1/namespaces/default/persistentvolumeclaims", restoredClaim("restored", "1Gi", "snap"))
+	c.create("/api/v1/namespaces/default/pods", scheduledDindPod("dind-r", sockR, claimVolume("restored")))
+	waitDocker(c, sockR)
+	if out, err := podDocker(sockR, "images", "-q", image); err != nil || out == "" {
+		t.Fatalf("the restored claim lacks the warm image: %q %v", out, err)
+	}
+	if out, _ := podDocker(sockR, "images", "-q", "it-after-snapshot"); out != "" {
+		t.Fatalf("the restored claim has a tag made after the snapshot")
+	}
+	c.deletePod("dind-r", "default")
 }
 
 // importBusybox imports the test's busybox into a pod's daemon.
