@@ -103,7 +103,7 @@ func (r *Root) cloneLocked(srcRec *Record, dst string) (_ *CloneResult, retErr e
 	}
 	res.Duration = time.Since(start)
 	rec := *srcRec
-	rec.Key, rec.Parent, rec.Clone, rec.CloneMethod = dst, srcRec.Key, true, res.Method
+	rec.Key, rec.Parent, rec.Clone, rec.CloneMethod, rec.Pinned = dst, srcRec.Key, true, res.Method, ""
 	rec.Created, rec.LastUsed, rec.Hits, rec.Misses, rec.Previous = time.Now().UTC(), time.Time{}, 0, 0, nil
 	// A reflink clone is made durable here (its fsync writes metadata only);
 	// a copy is not fsynced (gigabytes), so its first mount checks it.

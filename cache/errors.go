@@ -11,6 +11,9 @@ var (
 	// ErrInvalid marks bad input (a key, a size, a root path, options that
 	// disagree with an existing cache). Nothing was created.
 	ErrInvalid = errors.New("invalid argument")
+	// ErrPinned marks a cache something outside dindstore owns (Pin):
+	// remove it through its owner.
+	ErrPinned = errors.New("cache is pinned")
 	// ErrLocked means the cache is held by another process; the error is a
 	// *HeldError naming the holder.
 	ErrLocked = errors.New("cache is in use")

@@ -91,6 +91,8 @@ type Entry struct {
 	Generation int    `json:"generation"`
 	Parent     string `json:"parent,omitempty"`
 	Clone      bool   `json:"clone"`
+	// Pinned names what owns the cache outside dindstore; prune passes it.
+	Pinned string `json:"pinned,omitempty"`
 	// PreviousGenerations counts the earlier generations kept, and
 	// PreviousBytes is what they take on the host (their images' allocated
 	// bytes; dir caches' only with --deep). Blocks they share with the
@@ -196,7 +198,7 @@ func (r *Root) entry(ctx context.Context, key string, flocks map[fileID]int, bou
 	}
 	e.Kind, e.FS, e.CapBytes, e.Created = rec.Kind, rec.FS, rec.CapBytes, rec.Created
 	e.StorageDriver, e.ImageStore = dockerd.DriverFor(rec.ImageStore, rec.StorageDriver), rec.ImageStore
-	e.Owner = rec.Owner
+	e.Owner, e.Pinned = rec.Owner, rec.Pinned
 	e.Hits, e.Misses = rec.Hits, rec.Misses
 	e.Generation, e.Parent, e.Clone, e.PreviousGenerations = rec.Generation, rec.Parent, rec.Clone, len(rec.Previous)
 	if !rec.LastUsed.IsZero() {

@@ -126,12 +126,12 @@ func (r *Root) Prune(ctx context.Context, p Policy, dryRun bool) ([]Removal, err
 	return out, nil
 }
 
-// lruIdle returns the idle, readable caches, least recently used first;
-// warm caches only with includeWarm.
+// lruIdle returns the idle, readable caches no one pinned, least recently
+// used first; warm caches only with includeWarm.
 func lruIdle(entries []Entry, includeWarm bool) []Entry {
 	var idle []Entry
 	for _, e := range entries {
-		if e.State == StateIdle && e.Err == nil && (includeWarm || e.Clone || e.Generation == 0) {
+		if e.State == StateIdle && e.Err == nil && e.Pinned == "" && (includeWarm || e.Clone || e.Generation == 0) {
 			idle = append(idle, e)
 		}
 	}

@@ -66,6 +66,10 @@ type Record struct {
 	Clone  bool   `json:"clone,omitempty"`
 	// CloneMethod is how the clone was made (reflink, sparse-copy, tree-copy).
 	CloneMethod volumes.CloneMethod `json:"clone_method,omitempty"`
+	// Pinned names what stands for the cache outside dindstore (the CSI
+	// plugin's PersistentVolume or VolumeSnapshot): prune never removes a
+	// pinned cache, its owner does. Empty for none; clones are not pinned.
+	Pinned string `json:"pinned,omitempty"`
 	// Previous lists the earlier generations of a warm cache, kept (as
 	// images/KEY@gN.img or data/KEY@gN) until prune removes them.
 	Previous []string `json:"previous,omitempty"`

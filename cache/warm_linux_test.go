@@ -79,3 +79,38 @@ func TestPromoteRefusesDamagedClone(t *testing.T) {
 		t.Fatalf("the warm cache moved to generation %d", rec.Generation)
 	}
 }
+
+// TestPrunePassesPinned: a pinned cache (a provisioned volume or snapshot,
+// which a Kubernetes object stands for) is never pruned, not even with
+// --include-warm; its clones are not pinned; Unpin makes it prunable again.
+func TestPrunePassesPinned(t *testing.T) {
+	testutil.RequiresRoot(t)
+	ctx := context.Background()
+	r := rootWith(t, "pv.a", Spec{Kind: volumes.Dir})
+	if err := r.Pin("pv.a", "PersistentVolume pvc-1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Pin("nope", "x"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("pinning a missing key: %v", err)
+	}
+	if _, err := r.Clone(ctx, "pv.a", "copy"); err != nil {
+		t.Fatal(err)
+	}
+	removed, err := r.Prune(ctx, Policy{MaxCount: 0, IncludeWarm: true}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(removed) != 1 || removed[0].Key != "copy" {
+		t.Fatalf("prune removed %+v, want the clone only", removed)
+	}
+	entries, _ := r.List(ctx, ListOptions{})
+	if len(entries) != 1 || entries[0].Pinned != "PersistentVolume pvc-1" {
+		t.Fatalf("left: %+v", entries)
+	}
+	if err := r.Pin("pv.a", ""); err != nil {
+		t.Fatal(err)
+	}
+	if removed, _ := r.Prune(ctx, Policy{MaxCount: 0, IncludeWarm: true}, false); len(removed) != 1 {
+		t.Fatalf("unpinned, prune removed %+v", removed)
+	}
+}

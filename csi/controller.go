@@ -157,7 +157,10 @@ func capacity(r *csi.CapacityRange, def, maxSize int64) (int64, error) {
 // provision makes (or finds again) the volume's cache.
 func (d *Driver) provision(ctx context.Context, key string, r Request, req *csi.CreateVolumeRequest) (*cache.Record, error) {
 	if rec, err := d.root.Record(key); err == nil {
-		return rec, sameVolume(rec, r, req)
+		if err := sameVolume(rec, r, req); err != nil {
+			return nil, err
+		}
+		return d.pinned(rec, "volume", req.GetName())
 	} else if !errors.Is(err, cache.ErrNotFound) {
 		return nil, status.Errorf(codes.Internal, "volume %s: %v", req.GetName(), err)
 	}
@@ -179,7 +182,25 @@ func (d *Driver) provision(ctx context.Context, key string, r Request, req *csi.
 	if err != nil {
 		return nil, provisionStatus(err, req.GetName())
 	}
-	return d.root.Record(key)
+	rec, err := d.root.Record(key)
+	if err != nil {
+		return nil, err
+	}
+	return d.pinned(rec, "volume", req.GetName())
+}
+
+// pinned pins a provisioned volume's or snapshot's cache to its
+// Kubernetes object (prune passes it), once; rec comes back updated.
+func (d *Driver) pinned(rec *cache.Record, what, name string) (*cache.Record, error) {
+	if rec.Pinned != "" {
+		return rec, nil
+	}
+	by := fmt.Sprintf("CSI %s %s of %s", what, name, d.cfg.DriverName)
+	if err := d.root.Pin(rec.Key, by); err != nil {
+		return nil, status.Errorf(codes.Internal, "%s %s: %v", what, name, err)
+	}
+	rec.Pinned = by
+	return rec, nil
 }
 
 // sourceOf is the cache a new volume clones: its content source's volume

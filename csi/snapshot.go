@@ -61,6 +61,9 @@ func (d *Driver) CreateSnapshot(ctx context.Context, req *csi.CreateSnapshotRequ
 	if err != nil {
 		return nil, provisionStatus(err, src)
 	}
+	if rec, err = d.pinned(rec, "snapshot", name); err != nil {
+		return nil, err
+	}
 	return &csi.CreateSnapshotResponse{Snapshot: snapshotOf(rec)}, nil
 }
 

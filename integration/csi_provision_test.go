@@ -6,6 +6,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	csipb "github.com/container-storage-interface/spec/lib/go/csi"
@@ -60,7 +61,7 @@ func TestCSIProvisioned(t *testing.T) {
 	_, err = ctrl.CreateSnapshot(ctx, &csipb.CreateSnapshotRequest{Name: "snap-busy", SourceVolumeId: src.GetVolumeId()})
 	wantCode(t, err, codes.FailedPrecondition) // a snapshot is data at rest, never a running daemon's
 	unpublishVolume(t, node, v)
-	checkSnapshots(t, ctrl, node, dir, src, create, here)
+	checkSnapshots(t, ctrl, node, dir, root, src, create, here)
 
 	clone, err := create("pvc-clone", 1<<30, nil, &csipb.VolumeContentSource{Type: &csipb.VolumeContentSource_Volume{
 		Volume: &csipb.VolumeContentSource_VolumeSource{VolumeId: src.GetVolumeId()}}}, here)
@@ -98,7 +99,7 @@ func TestCSIProvisioned(t *testing.T) {
 // checkSnapshots snapshots the idle volume src, changes src, restores the
 // snapshot into a new volume (which has src's content at the snapshot,
 // not the change), and deletes both.
-func checkSnapshots(t *testing.T, ctrl csipb.ControllerClient, node csipb.NodeClient, dir string, src *csipb.Volume,
+func checkSnapshots(t *testing.T, ctrl csipb.ControllerClient, node csipb.NodeClient, dir, root string, src *csipb.Volume,
 	create func(string, int64, map[string]string, *csipb.VolumeContentSource, *csipb.TopologyRequirement) (*csipb.Volume, error),
 	here *csipb.TopologyRequirement) {
 	t.Helper()
@@ -145,6 +146,8 @@ func checkSnapshots(t *testing.T, ctrl csipb.ControllerClient, node csipb.NodeCl
 		Snapshot: &csipb.VolumeContentSource_SnapshotSource{SnapshotId: "snap.0000"}}}, here)
 	wantCode(t, err, codes.NotFound)
 
+	checkPinned(t, root, src.GetVolumeId(), s1.GetSnapshotId(), restored.GetVolumeId())
+
 	list, err := ctrl.ListSnapshots(ctx, &csipb.ListSnapshotsRequest{SourceVolumeId: src.GetVolumeId()})
 	if err != nil || len(list.GetEntries()) != 1 || list.GetEntries()[0].GetSnapshot().GetSnapshotId() != s1.GetSnapshotId() {
 		t.Errorf("snapshots of %s: %+v, %v", src.GetVolumeId(), list, err)
@@ -164,6 +167,31 @@ func checkSnapshots(t *testing.T, ctrl csipb.ControllerClient, node csipb.NodeCl
 		},
 	} {
 		must(t, del())
+	}
+}
+
+// checkPinned: provisioned volumes and snapshots are pinned to their
+// Kubernetes objects: the harshest prune passes them, `rm` refuses them
+// (exit 75) unless forced, and a clone made of one by hand is not pinned.
+func checkPinned(t *testing.T, root string, keys ...string) {
+	t.Helper()
+	if r := dindstore(t, root, "clone", keys[0], "by-hand"); r.code != 0 {
+		t.Fatalf("clone %s: exit %d: %s", keys[0], r.code, r.stderr)
+	}
+	if r := dindstore(t, root, "prune", "--max-count", "0", "--include-warm"); r.code != 0 {
+		t.Fatalf("prune: exit %d: %s", r.code, r.stderr)
+	}
+	ls := listJSON(t, root)
+	for _, k := range keys {
+		if e, ok := ls[k]; !ok || e.Pinned == "" {
+			t.Errorf("after the prune, %s: %+v (present %v)", k, e, ok)
+		}
+	}
+	if _, ok := ls["by-hand"]; ok || len(ls) != len(keys) {
+		t.Errorf("the prune left %v", ls)
+	}
+	if r := dindstore(t, root, "rm", keys[0]); r.code != 75 || !strings.Contains(r.stderr, "pinned") {
+		t.Errorf("rm of a provisioned volume: exit %d: %s", r.code, r.stderr)
 	}
 }
 

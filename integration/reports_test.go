@@ -40,6 +40,7 @@ type entryJSON struct {
 	Misses         int64  `json:"misses"`
 	PreviousBytes  int64  `json:"previous_bytes"`
 	ImageStore     string `json:"image_store"`
+	Pinned         string `json:"pinned"`
 }
 
 func listJSON(t *testing.T, root string) map[string]entryJSON {

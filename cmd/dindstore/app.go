@@ -147,7 +147,7 @@ func exitCode(err error) int {
 		return exitOK
 	case isExit:
 		return ec.ExitCode()
-	case errors.Is(err, cache.ErrLocked), errors.Is(err, cache.ErrInUse):
+	case errors.Is(err, cache.ErrLocked), errors.Is(err, cache.ErrInUse), errors.Is(err, cache.ErrPinned):
 		return exitInUse
 	case errors.Is(err, cache.ErrNoRoom):
 		return exitNoRoom

@@ -39,10 +39,15 @@ var rmCommand = &cli.Command{
 	Name:      "rm",
 	Usage:     "remove a cache and its data (refused while in use)",
 	ArgsUsage: "KEY",
+	Flags: []cli.Flag{&cli.BoolFlag{Name: "force",
+		Usage: "remove a pinned cache too (a Kubernetes volume or snapshot: delete its claim or VolumeSnapshot instead)"}},
 	Action: func(c *cli.Context) error {
 		key, root, err := keyAndRoot(c)
 		if err != nil {
 			return err
+		}
+		if rec, err := root.Record(key); err == nil && rec.Pinned != "" && !c.Bool("force") {
+			return fmt.Errorf("%w: %s is pinned by %s: delete that instead, or pass --force", cache.ErrPinned, key, rec.Pinned)
 		}
 		if err := root.Remove(c.Context, key); err != nil {
 			return err
