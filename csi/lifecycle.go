@@ -15,11 +15,34 @@ import (
 // Start takes over what an earlier run of the plugin left (see Collect)
 // and marks the plugin ready (Probe).
 func (d *Driver) Start(ctx context.Context) error {
-	err := d.Collect(ctx)
+	err := errors.Join(d.pinAll(), d.Collect(ctx))
 	d.mu.Lock()
 	d.ready = true
 	d.mu.Unlock()
 	return err
+}
+
+// pinAll pins the provisioned volumes and snapshots an earlier version
+// of the plugin made without a pin, so that prune passes them too.
+func (d *Driver) pinAll() error {
+	keys, err := d.root.Keys()
+	if err != nil {
+		return fmt.Errorf("pin the provisioned volumes: %w", err)
+	}
+	var errs []error
+	for _, key := range keys {
+		what := "volume"
+		if isSnapshot(key) {
+			what = "snapshot"
+		} else if !isProvisioned(key) {
+			continue
+		}
+		if rec, err := d.root.Record(key); err == nil {
+			_, err = d.pinned(rec, what, key)
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Collect is the plugin's garbage collection, at start and periodically:
