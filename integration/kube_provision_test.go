@@ -43,7 +43,7 @@ func TestKubeProvisioned(t *testing.T) {
 	c.startScheduling()
 	t.Cleanup(func() { c.dumpVolumes() })
 	sock := filepath.Join(c.kubeletDir(), "plugins", "dindstore", "csi.sock")
-	startProcess(t, "dindstore-provisioner", provisionerBinary, "--csi-address", sock, "--node-name", kubeNode,
+	prov := startProcess(t, "dindstore-provisioner", provisionerBinary, "--csi-address", sock, "--node-name", kubeNode,
 		"--namespace", "default", "--kubeconfig", filepath.Join(c.dir, "kubeconfig"), "--capacity-interval", "2s")
 	c.create("/apis/storage.k8s.io/v1/storageclasses", manifestObjects(t, filepath.Join("..", "deploy", "kubernetes", "storageclass.yaml"))[0])
 	c.addEmptyNode("it-node-empty")
@@ -95,6 +95,13 @@ func TestKubeProvisioned(t *testing.T) {
 	c.waitFor("the volumes and the snapshot to be deleted", 2*time.Minute, func() bool {
 		return len(listJSON(t, root)) == 0 && c.snapshotContents() == 0
 	})
+	if owners := c.capacityOwners(); len(owners) != 1 || owners[0] != "Node/"+kubeNode {
+		t.Errorf("the capacity objects' owners: %v, want the node", owners)
+	}
+	prov.stop(20 * time.Second)
+	if owners := c.capacityOwners(); len(owners) != 0 {
+		t.Errorf("the provisioner stopped, its capacity stays: %v", owners)
+	}
 	assertNoCSILeft(t, c.kubeletDir(), root)
 }
 
@@ -185,6 +192,30 @@ func (c *kubeCluster) unschedulable(name string) string {
 		}
 	}
 	return ""
+}
+
+// capacityOwners lists the owner (Kind/name) of each CSIStorageCapacity.
+func (c *kubeCluster) capacityOwners() []string {
+	var list struct {
+		Items []struct {
+			Metadata struct {
+				OwnerReferences []struct{ Kind, Name string } `json:"ownerReferences"`
+			} `json:"metadata"`
+		} `json:"items"`
+	}
+	if code, err := c.call("GET", "/apis/storage.k8s.io/v1/csistoragecapacities", nil, &list); err != nil || code != 200 {
+		c.t.Fatalf("listing the capacity objects: %d %v", code, err)
+	}
+	var owners []string
+	for _, o := range list.Items {
+		for _, r := range o.Metadata.OwnerReferences {
+			owners = append(owners, r.Kind+"/"+r.Name)
+		}
+		if len(o.Metadata.OwnerReferences) == 0 {
+			owners = append(owners, "none")
+		}
+	}
+	return owners
 }
 
 // podNode is the node a pod was scheduled on ("" for none yet).

@@ -29,10 +29,14 @@ type Capacity struct {
 	Node   string
 	// Namespace holds the objects (the plugin's).
 	Namespace string
+	// Owner, when set, owns the objects (the Node: its deletion removes
+	// them).
+	Owner *metav1.OwnerReference
 }
 
-// Run publishes now and every interval until ctx ends; logf is told
-// what failed.
+// Run publishes now and every interval until ctx ends, then withdraws
+// the node's objects: a node whose provisioner is gone offers no room.
+// logf is told what failed.
 func (c *Capacity) Run(ctx context.Context, interval time.Duration, logf func(string, ...any)) {
 	for {
 		if err := c.Sync(ctx); err != nil && ctx.Err() == nil {
@@ -40,11 +44,19 @@ func (c *Capacity) Run(ctx context.Context, interval time.Duration, logf func(st
 		}
 		select {
 		case <-ctx.Done():
+			end, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := c.Withdraw(end); err != nil {
+				logf("withdraw capacity: %v", err)
+			}
 			return
 		case <-time.After(interval):
 		}
 	}
 }
+
+// Withdraw deletes the node's objects.
+func (c *Capacity) Withdraw(ctx context.Context) error { return c.removeStale(ctx, nil) }
 
 // Sync makes the node's objects say its room now, one per StorageClass of
 // the driver, and removes those of classes that are gone.
@@ -85,6 +97,9 @@ func (c *Capacity) publish(ctx context.Context, name string, class *storagev1.St
 		StorageClassName: class.Name,
 		Capacity:         resource.NewQuantity(resp.GetAvailableCapacity(), resource.BinarySI),
 	}
+	if c.Owner != nil {
+		obj.OwnerReferences = []metav1.OwnerReference{*c.Owner}
+	}
 	if m := resp.GetMaximumVolumeSize(); m != nil {
 		obj.MaximumVolumeSize = resource.NewQuantity(m.GetValue(), resource.BinarySI)
 	}
@@ -102,7 +117,9 @@ func (c *Capacity) publish(ctx context.Context, name string, class *storagev1.St
 
 // sameCapacity says whether an update would change nothing.
 func sameCapacity(a, b *storagev1.CSIStorageCapacity) bool {
-	return a.StorageClassName == b.StorageClassName && a.Capacity != nil && a.Capacity.Cmp(*b.Capacity) == 0 &&
+	sameOwner := len(a.OwnerReferences) == len(b.OwnerReferences) &&
+		(len(a.OwnerReferences) == 0 || a.OwnerReferences[0].UID == b.OwnerReferences[0].UID)
+	return sameOwner && a.StorageClassName == b.StorageClassName && a.Capacity != nil && a.Capacity.Cmp(*b.Capacity) == 0 &&
 		(a.MaximumVolumeSize == nil) == (b.MaximumVolumeSize == nil) &&
 		(a.MaximumVolumeSize == nil || a.MaximumVolumeSize.Cmp(*b.MaximumVolumeSize) == 0)
 }

@@ -51,6 +51,16 @@ func TestCapacitySync(t *testing.T) {
 	if err := c.Sync(ctx); err != nil || list()[0].Capacity.Value() != 1<<20 {
 		t.Fatalf("after the room shrank: %+v %v", list(), err)
 	}
+	c.Owner = &metav1.OwnerReference{APIVersion: "v1", Kind: "Node", Name: "n1", UID: "uid-1"}
+	if err := c.Sync(ctx); err != nil || len(list()[0].OwnerReferences) != 1 || list()[0].OwnerReferences[0].UID != "uid-1" {
+		t.Fatalf("owned by the node: %+v %v", list(), err)
+	}
+	if err := c.Withdraw(ctx); err != nil || len(list()) != 0 {
+		t.Fatalf("withdrawn: %+v %v", list(), err)
+	}
+	if err := c.Sync(ctx); err != nil || len(list()) != 1 {
+		t.Fatalf("published again: %+v %v", list(), err)
+	}
 	if err := client.StorageV1().StorageClasses().Delete(ctx, "dindstore", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -77,12 +78,26 @@ func run(c *cli.Context) error {
 	ctrl := csipb.NewControllerClient(conn)
 	driver := info.GetName()
 	prov := &provision.Provisioner{CSI: ctrl, Driver: driver, Node: node, Client: client, Snapshots: snaps}
-	capacity := &provision.Capacity{CSI: ctrl, Client: client, Driver: driver, Node: node, Namespace: c.String("namespace")}
-	go capacity.Run(ctx, c.Duration("capacity-interval"), log.Printf)
+	capacity := &provision.Capacity{CSI: ctrl, Client: client, Driver: driver, Node: node,
+		Namespace: c.String("namespace"), Owner: nodeOwner(ctx, client, node)}
+	withdrawn := make(chan struct{})
+	go func() { capacity.Run(ctx, c.Duration("capacity-interval"), log.Printf); close(withdrawn) }()
 	log.Printf("provisioning %s claims on node %s", driver, node)
 	controller.NewProvisionController(ctx, client, driver, prov, controller.LeaderElection(false),
 		controller.ProvisionTimeout(2*time.Minute), controller.DeletionTimeout(2*time.Minute)).Run(ctx)
+	<-withdrawn
 	return nil
+}
+
+// nodeOwner is the owner reference of the Node (its capacity objects go
+// with it), or nil when it cannot be read.
+func nodeOwner(ctx context.Context, client kubernetes.Interface, name string) *metav1.OwnerReference {
+	n, err := client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		log.Printf("node %s: %v (its capacity objects get no owner)", name, err)
+		return nil
+	}
+	return &metav1.OwnerReference{APIVersion: "v1", Kind: "Node", Name: n.Name, UID: n.UID}
 }
 
 // waitPlugin waits for the plugin to answer, and says who it is.
