@@ -18,7 +18,8 @@ import (
 // its node: with the node's topology, capped as the claim asks, refused
 // for another node's topology, for unknown parameters and beyond
 // --max-size; a clone of a volume (its content source) starts with the
-// source's files while both are published; a published volume is not
+// source's files while both are published; a volume published for one
+// pod is refused to a second on the node; a published volume is not
 // deleted; GetCapacity shrinks by what a published volume may still
 // write; deleting the volumes leaves nothing.
 func TestCSIProvisioned(t *testing.T) {
@@ -53,6 +54,9 @@ func TestCSIProvisioned(t *testing.T) {
 	v.VolumeContext["csi.storage.k8s.io/ephemeral"] = "false"
 	publishVolume(t, node, v)
 	must(t, os.WriteFile(filepath.Join(v.TargetPath, "warm-layer"), []byte("w"), 0o644))
+	second := csiVolume(src.GetVolumeId(), filepath.Join(dir, "src-2"), "ci", "runner-b", v.VolumeContext)
+	_, err = node.NodePublishVolume(ctx, second)
+	wantCode(t, err, codes.FailedPrecondition, "serves one pod") // a second pod on the node (ReadWriteOnce)
 	if after := capacityOf(t, ctrl); after > before-400<<20 {
 		t.Errorf("capacity %d with a 512 MiB volume published, %d before", after, before)
 	}

@@ -25,6 +25,7 @@ import (
 //   - the next pod's claim does not fit the capacity the node publishes:
 //     it stays Pending for the scheduler's storage reason, not in
 //     ContainerCreating, and is scheduled once the first pod is gone;
+//   - a second pod on a claim in use is refused by the plugin (same node);
 //   - a claim cloned from a warm claim starts with the warm image, and so
 //     does one restored from a VolumeSnapshot of it (snapshot-controller
 //     and csi-snapshotter, built by `make k8s`, as deploy/snapshots runs them);
@@ -74,6 +75,7 @@ func TestKubeProvisioned(t *testing.T) {
 	c.create("/api/v1/namespaces/default/pods", scheduledDindPod("dind-w", sockW, claimVolume("warm")))
 	waitDocker(c, sockW)
 	image := importBusybox(t, sockW)
+	checkSecondConsumer(t, c, dir)
 	c.deletePod("dind-w", "default")
 	c.create("/api/v1/namespaces/default/persistentvolumeclaims", claim("clone", "1Gi", "warm"))
 	c.create("/api/v1/namespaces/default/pods", scheduledDindPod("dind-c", sockC, claimVolume("clone")))
@@ -103,6 +105,21 @@ func TestKubeProvisioned(t *testing.T) {
 		t.Errorf("the provisioner stopped, its capacity stays: %v", owners)
 	}
 	assertNoCSILeft(t, c.kubeletDir(), root)
+}
+
+// checkSecondConsumer: a second pod on the warm claim (ReadWriteOnce lets
+// Kubernetes put it on the same node) is refused by the plugin while the
+// first pod holds the claim, and stays in ContainerCreating saying so.
+func checkSecondConsumer(t *testing.T, c *kubeCluster, dir string) {
+	t.Helper()
+	c.create("/api/v1/namespaces/default/pods", scheduledDindPod("dind-w2", filepath.Join(dir, "pod-w2"), claimVolume("warm")))
+	c.waitFor("the second consumer of the claim to be refused", 2*time.Minute, func() bool {
+		return strings.Contains(strings.Join(c.podEvents("dind-w2"), "\n"), "a dindstore volume serves one pod")
+	})
+	if p, _ := c.pod("dind-w2"); p.Status.Phase != "Pending" {
+		t.Errorf("the second consumer of a held claim is %s", p.Status.Phase)
+	}
+	c.deletePod("dind-w2", "default")
 }
 
 // checkKubeSnapshot: a VolumeSnapshot of the idle warm claim (taken by

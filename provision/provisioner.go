@@ -41,6 +41,10 @@ type Provisioner struct {
 	Snapshots snapclient.Interface
 }
 
+// errSourceElsewhere: the claim's data source is a volume of another node;
+// a clone is made where its source is.
+var errSourceElsewhere = errors.New("the data source is on another node")
+
 var (
 	_ controller.Provisioner   = (*Provisioner)(nil)
 	_ controller.Qualifier     = (*Provisioner)(nil)
@@ -64,7 +68,9 @@ func (p *Provisioner) Provision(ctx context.Context, opts controller.ProvisionOp
 		return nil, controller.ProvisioningNoChange, &controller.IgnoredError{Reason: "the claim is another node's"}
 	}
 	req, err := p.createRequest(ctx, opts)
-	if err != nil {
+	if errors.Is(err, errSourceElsewhere) {
+		return nil, controller.ProvisioningReschedule, err // the scheduler may choose the source's node next
+	} else if err != nil {
 		return nil, controller.ProvisioningFinished, err
 	}
 	resp, err := p.CSI.CreateVolume(ctx, req)
@@ -156,6 +162,10 @@ func (p *Provisioner) claimSource(ctx context.Context, ns, name string) (*csipb.
 	if pv.Spec.CSI == nil || pv.Spec.CSI.Driver != p.Driver {
 		return nil, fmt.Errorf("claim %s is not a %s volume", name, p.Driver)
 	}
+	if node := nodeOf(pv); node != "" && node != p.Node {
+		return nil, fmt.Errorf("%w: claim %s's volume is on node %s, this is %s: give the pod node affinity "+
+			"to %s (%s=%s)", errSourceElsewhere, name, node, p.Node, node, TopologyKey, node)
+	}
 	return &csipb.VolumeContentSource{Type: &csipb.VolumeContentSource_Volume{
 		Volume: &csipb.VolumeContentSource_VolumeSource{VolumeId: pv.Spec.CSI.VolumeHandle}}}, nil
 }
@@ -223,15 +233,20 @@ func (p *Provisioner) Delete(ctx context.Context, pv *v1.PersistentVolume) error
 
 // owns tells a PersistentVolume of this driver on this node.
 func (p *Provisioner) owns(pv *v1.PersistentVolume) bool {
-	if pv.Spec.CSI == nil || pv.Spec.CSI.Driver != p.Driver || pv.Spec.NodeAffinity == nil || pv.Spec.NodeAffinity.Required == nil {
-		return false
+	return pv.Spec.CSI != nil && pv.Spec.CSI.Driver == p.Driver && nodeOf(pv) == p.Node
+}
+
+// nodeOf is the node a PersistentVolume's affinity names ("" for none).
+func nodeOf(pv *v1.PersistentVolume) string {
+	if pv.Spec.NodeAffinity == nil || pv.Spec.NodeAffinity.Required == nil {
+		return ""
 	}
 	for _, term := range pv.Spec.NodeAffinity.Required.NodeSelectorTerms {
 		for _, e := range term.MatchExpressions {
-			if e.Key == TopologyKey && len(e.Values) == 1 && e.Values[0] == p.Node {
-				return true
+			if e.Key == TopologyKey && len(e.Values) == 1 {
+				return e.Values[0]
 			}
 		}
 	}
-	return false
+	return ""
 }
