@@ -288,22 +288,30 @@ func (d *Driver) available() (int64, error) {
 // DeleteVolume removes a provisioned volume's cache (refused while it is
 // published); an id that names none succeeds, as the spec asks.
 func (d *Driver) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest) (*csi.DeleteVolumeResponse, error) {
-	id := req.GetVolumeId()
-	if id == "" {
-		return nil, status.Error(codes.InvalidArgument, "volume id missing")
+	if err := d.removeKept(ctx, "volume", req.GetVolumeId(), isProvisioned); err != nil {
+		return nil, err
 	}
-	if !isProvisioned(id) {
-		return &csi.DeleteVolumeResponse{}, nil
+	return &csi.DeleteVolumeResponse{}, nil
+}
+
+// removeKept removes the cache of a provisioned volume or a snapshot, id;
+// one that is none of ours, or gone already, is removed already.
+func (d *Driver) removeKept(ctx context.Context, kind, id string, ours func(string) bool) error {
+	if id == "" {
+		return status.Errorf(codes.InvalidArgument, "%s id missing", kind)
+	}
+	if !ours(id) {
+		return nil
 	}
 	end, err := d.begin(id)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer end()
 	if err := d.root.Remove(ctx, id); err != nil && !errors.Is(err, cache.ErrNotFound) {
-		return nil, provisionStatus(err, id)
+		return provisionStatus(err, id)
 	}
-	return &csi.DeleteVolumeResponse{}, nil
+	return nil
 }
 
 // ValidateVolumeCapabilities confirms mount capabilities written from one

@@ -94,20 +94,8 @@ func snapshotOf(rec *cache.Record) *csi.Snapshot {
 // DeleteSnapshot removes a snapshot's cache (volumes made from it are
 // clones of their own); an id that names none succeeds, as the spec asks.
 func (d *Driver) DeleteSnapshot(ctx context.Context, req *csi.DeleteSnapshotRequest) (*csi.DeleteSnapshotResponse, error) {
-	id := req.GetSnapshotId()
-	if id == "" {
-		return nil, status.Error(codes.InvalidArgument, "snapshot id missing")
-	}
-	if !isSnapshot(id) {
-		return &csi.DeleteSnapshotResponse{}, nil
-	}
-	end, err := d.begin(id)
-	if err != nil {
+	if err := d.removeKept(ctx, "snapshot", req.GetSnapshotId(), isSnapshot); err != nil {
 		return nil, err
-	}
-	defer end()
-	if err := d.root.Remove(ctx, id); err != nil && !errors.Is(err, cache.ErrNotFound) {
-		return nil, provisionStatus(err, id)
 	}
 	return &csi.DeleteSnapshotResponse{}, nil
 }
