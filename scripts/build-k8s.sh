@@ -91,7 +91,15 @@ import (
 	_ "github.com/kubernetes-csi/external-snapshotter/v8/cmd/snapshot-controller"
 )
 GO
-(cd "$dir/snapshotter" && go mod tidy -e >/dev/null 2>&1 || true
+# Then every module it shares with the Kubernetes build is taken at that build's version, so
+# that the packages compiled for kubelet and kube-apiserver serve here too (about 1.5 minutes
+# less, cold); the CSI spec stays as the snapshotter asks (newer than the kubelet's).
+align() {
+	awk 'FNR == 1 { f++ } /^\t[a-z]/ { if (f == 1) k[$1] = $2; else if ($1 in k && k[$1] != $2 &&
+		$1 != "github.com/container-storage-interface/spec") print "replace " $1 " => " $1 " " k[$1] }' \
+		"$dir/k8s/go.mod" go.mod >> go.mod
+}
+(cd "$dir/snapshotter" && { go mod tidy -e >/dev/null 2>&1 || true; } && align && { go mod tidy -e >/dev/null 2>&1 || true; }
 	for cmd in snapshot-controller csi-snapshotter; do
 		[ -x "$bin/$cmd" ] && [ -f "$bin/.$cmd-$SNAPSHOTTER_VERSION" ] && continue
 		echo "building $cmd $SNAPSHOTTER_VERSION"
