@@ -276,13 +276,39 @@ func (d *Driver) checkRoom(size int64) error {
 }
 
 // available is the room admission would grant a new cache: the host's
-// free space above keep-free, less what the caches in use may still write.
+// free space above keep-free, less what the caches in use may still write,
+// and what the provisioned volumes not used yet may write: their pods are
+// on their way (the scheduler checks each claim against the published
+// capacity alone, so a burst of claims on one node is refused here, and
+// put back to the scheduler, rather than at their pods' start).
 func (d *Driver) available() (int64, error) {
-	room, err := d.root.Room(d.cfg.Acquire.KeepFree)
+	pending, err := d.pendingVolumes()
+	if err != nil {
+		return 0, err
+	}
+	room, err := d.root.Room(d.cfg.Acquire.KeepFree, pending...)
 	if err != nil {
 		return 0, err
 	}
 	return max(0, room.FreeBytes-room.FloorBytes-room.CommittedBytes), nil
+}
+
+// pendingVolumes are the provisioned volumes never used yet.
+func (d *Driver) pendingVolumes() ([]string, error) {
+	keys, err := d.root.Keys()
+	if err != nil {
+		return nil, err
+	}
+	var pending []string
+	for _, k := range keys {
+		if !isProvisioned(k) {
+			continue
+		}
+		if rec, err := d.root.Record(k); err == nil && rec.LastUsed.IsZero() {
+			pending = append(pending, k)
+		}
+	}
+	return pending, nil
 }
 
 // DeleteVolume removes a provisioned volume's cache (refused while it is

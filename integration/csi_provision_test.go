@@ -21,7 +21,8 @@ import (
 // source's files while both are published; a volume published for one
 // pod is refused to a second on the node; a published volume is not
 // deleted; GetCapacity shrinks by what a published volume may still
-// write; deleting the volumes leaves nothing.
+// write, and by the cap of a volume made and not yet used (its pod is on
+// its way), not of one used and idle; deleting the volumes leaves nothing.
 func TestCSIProvisioned(t *testing.T) {
 	dir, root, plugin, node := csiNode(t, "--default-size", "256Mi", "--max-size", "2Gi")
 	conn := plugin.conn()
@@ -50,6 +51,9 @@ func TestCSIProvisioned(t *testing.T) {
 	if src.GetCapacityBytes() != 512<<20 || src.GetAccessibleTopology()[0].GetSegments()[csi.TopologyKey] != "it-node" {
 		t.Fatalf("the volume: %+v", src)
 	}
+	if pending := capacityOf(t, ctrl); pending > before-400<<20 {
+		t.Errorf("capacity %d with a 512 MiB volume made for a pod on its way, %d before", pending, before)
+	}
 	v := csiVolume(src.GetVolumeId(), filepath.Join(dir, "src"), "ci", "runner-a", nil)
 	v.VolumeContext["csi.storage.k8s.io/ephemeral"] = "false"
 	publishVolume(t, node, v)
@@ -65,6 +69,9 @@ func TestCSIProvisioned(t *testing.T) {
 	_, err = ctrl.CreateSnapshot(ctx, &csipb.CreateSnapshotRequest{Name: "snap-busy", SourceVolumeId: src.GetVolumeId()})
 	wantCode(t, err, codes.FailedPrecondition) // a snapshot is data at rest, never a running daemon's
 	unpublishVolume(t, node, v)
+	if idle := capacityOf(t, ctrl); idle < before-100<<20 {
+		t.Errorf("capacity %d with the volume used and idle, %d before", idle, before)
+	}
 	checkSnapshots(t, ctrl, node, dir, root, src, create, here)
 
 	clone, err := create("pvc-clone", 1<<30, nil, &csipb.VolumeContentSource{Type: &csipb.VolumeContentSource_Volume{
