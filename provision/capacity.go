@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	csipb "github.com/container-storage-interface/spec/lib/go/csi"
@@ -32,11 +33,29 @@ type Capacity struct {
 	// Owner, when set, owns the objects (the Node: its deletion removes
 	// them).
 	Owner *metav1.OwnerReference
+
+	once sync.Once
+	kick chan struct{}
 }
 
-// Run publishes now and every interval until ctx ends, then withdraws
-// the node's objects: a node whose provisioner is gone offers no room.
-// logf is told what failed.
+// Changed asks Run to publish again now: a volume was made or deleted,
+// and the scheduler should not wait an interval to see it.
+func (c *Capacity) Changed() {
+	select {
+	case c.kicks() <- struct{}{}:
+	default: // a publish is already asked for
+	}
+}
+
+// kicks is the channel Changed nudges Run through.
+func (c *Capacity) kicks() chan struct{} {
+	c.once.Do(func() { c.kick = make(chan struct{}, 1) })
+	return c.kick
+}
+
+// Run publishes now, every interval and when Changed until ctx ends,
+// then withdraws the node's objects: a node whose provisioner is gone
+// offers no room. logf is told what failed.
 func (c *Capacity) Run(ctx context.Context, interval time.Duration, logf func(string, ...any)) {
 	for {
 		if err := c.Sync(ctx); err != nil && ctx.Err() == nil {
@@ -51,6 +70,7 @@ func (c *Capacity) Run(ctx context.Context, interval time.Duration, logf func(st
 			}
 			return
 		case <-time.After(interval):
+		case <-c.kicks():
 		}
 	}
 }

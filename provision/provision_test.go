@@ -2,24 +2,47 @@ package provision
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	csipb "github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc"
 	v1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
+	"sigs.k8s.io/sig-storage-lib-external-provisioner/v13/controller"
 )
 
 // room is a Controller client whose GetCapacity says avail.
 type room struct {
 	csipb.ControllerClient
-	avail int64
+	avail atomic.Int64
+}
+
+func newRoom(avail int64) *room {
+	r := &room{}
+	r.avail.Store(avail)
+	return r
 }
 
 func (r *room) GetCapacity(context.Context, *csipb.GetCapacityRequest, ...grpc.CallOption) (*csipb.GetCapacityResponse, error) {
-	return &csipb.GetCapacityResponse{AvailableCapacity: r.avail}, nil
+	return &csipb.GetCapacityResponse{AvailableCapacity: r.avail.Load()}, nil
+}
+
+// CreateVolume takes the volume's size from the room.
+func (r *room) CreateVolume(_ context.Context, req *csipb.CreateVolumeRequest, _ ...grpc.CallOption) (*csipb.CreateVolumeResponse, error) {
+	size := req.GetCapacityRange().GetRequiredBytes()
+	r.avail.Add(-size)
+	return &csipb.CreateVolumeResponse{Volume: &csipb.Volume{VolumeId: "pv." + req.GetName(), CapacityBytes: size}}, nil
+}
+
+// DeleteVolume gives 1 GiB back.
+func (r *room) DeleteVolume(context.Context, *csipb.DeleteVolumeRequest, ...grpc.CallOption) (*csipb.DeleteVolumeResponse, error) {
+	r.avail.Add(1 << 30)
+	return &csipb.DeleteVolumeResponse{}, nil
 }
 
 // TestCapacitySync: one object per class of the driver, for this node's
@@ -30,7 +53,7 @@ func TestCapacitySync(t *testing.T) {
 	client := fake.NewSimpleClientset(
 		&storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: "dindstore"}, Provisioner: "d"},
 		&storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: "other"}, Provisioner: "x"})
-	r := &room{avail: 1 << 30}
+	r := newRoom(1 << 30)
 	c := &Capacity{CSI: r, Client: client, Driver: "d", Node: "n1", Namespace: "ns"}
 	list := func() []storagev1.CSIStorageCapacity {
 		l, err := client.StorageV1().CSIStorageCapacities("ns").List(ctx, metav1.ListOptions{})
@@ -47,7 +70,7 @@ func TestCapacitySync(t *testing.T) {
 		got[0].NodeTopology.MatchLabels[TopologyKey] != "n1" {
 		t.Fatalf("objects: %+v", got)
 	}
-	r.avail = 1 << 20
+	r.avail.Store(1 << 20)
 	if err := c.Sync(ctx); err != nil || list()[0].Capacity.Value() != 1<<20 {
 		t.Fatalf("after the room shrank: %+v %v", list(), err)
 	}
@@ -67,6 +90,43 @@ func TestCapacitySync(t *testing.T) {
 	if err := c.Sync(ctx); err != nil || len(list()) != 0 {
 		t.Fatalf("with the class gone: %+v %v", list(), err)
 	}
+}
+
+// TestCapacityChanged: a volume made or deleted is published at once, not
+// an interval later.
+func TestCapacityChanged(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	client := fake.NewSimpleClientset(&storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: "dindstore"}, Provisioner: "d"})
+	r := newRoom(4 << 30)
+	c := &Capacity{CSI: r, Client: client, Driver: "d", Node: "n1", Namespace: "ns"}
+	go c.Run(ctx, time.Hour, t.Logf)
+	published := func(want int64) {
+		t.Helper()
+		for range 500 { // the publish runs beside the test: wait for it, boundedly
+			l, err := client.StorageV1().CSIStorageCapacities("ns").List(ctx, metav1.ListOptions{})
+			if err == nil && len(l.Items) == 1 && l.Items[0].Capacity.Value() == want {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		t.Fatalf("capacity %d never published", want)
+	}
+	published(4 << 30)
+	p := &Provisioner{CSI: r, Driver: "d", Node: "n1", Client: client, Changed: c.Changed}
+	claim := &v1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: "c", Namespace: "ns"},
+		Spec: v1.PersistentVolumeClaimSpec{AccessModes: []v1.PersistentVolumeAccessMode{v1.ReadWriteOnce},
+			Resources: v1.VolumeResourceRequirements{Requests: v1.ResourceList{v1.ResourceStorage: resource.MustParse("1Gi")}}}}
+	pv, _, err := p.Provision(ctx, controller.ProvisionOptions{SelectedNodeName: "n1", PVC: claim, PVName: "pvc-1",
+		StorageClass: &storagev1.StorageClass{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	published(3 << 30)
+	if err := p.Delete(ctx, pv); err != nil {
+		t.Fatal(err)
+	}
+	published(4 << 30)
 }
 
 // TestAccessModes: one node's modes only.

@@ -39,6 +39,9 @@ type Provisioner struct {
 	// Snapshots reads the VolumeSnapshots claims restore; nil where
 	// the snapshot API is not installed.
 	Snapshots snapclient.Interface
+	// Changed, when set, is told that a volume was made or deleted (the
+	// node's published capacity is to be brought up to date).
+	Changed func()
 }
 
 // errSourceElsewhere: the claim's data source is a volume of another node;
@@ -83,6 +86,7 @@ func (p *Provisioner) Provision(ctx context.Context, opts controller.ProvisionOp
 	default:
 		return nil, controller.ProvisioningInBackground, err
 	}
+	p.changed()
 	return p.volume(opts, resp.GetVolume()), controller.ProvisioningFinished, nil
 }
 
@@ -228,7 +232,17 @@ func (p *Provisioner) Delete(ctx context.Context, pv *v1.PersistentVolume) error
 		return &controller.IgnoredError{Reason: "the volume is another node's"}
 	}
 	_, err := p.CSI.DeleteVolume(ctx, &csipb.DeleteVolumeRequest{VolumeId: pv.Spec.CSI.VolumeHandle})
+	if err == nil {
+		p.changed()
+	}
 	return err
+}
+
+// changed tells Changed, when set.
+func (p *Provisioner) changed() {
+	if p.Changed != nil {
+		p.Changed()
+	}
 }
 
 // owns tells a PersistentVolume of this driver on this node.

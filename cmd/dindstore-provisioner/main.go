@@ -77,9 +77,10 @@ func run(c *cli.Context) error {
 	}
 	ctrl := csipb.NewControllerClient(conn)
 	driver := info.GetName()
-	prov := &provision.Provisioner{CSI: ctrl, Driver: driver, Node: node, Client: client, Snapshots: snaps}
 	capacity := &provision.Capacity{CSI: ctrl, Client: client, Driver: driver, Node: node,
 		Namespace: c.String("namespace"), Owner: nodeOwner(ctx, client, node)}
+	prov := &provision.Provisioner{CSI: ctrl, Driver: driver, Node: node, Client: client,
+		Snapshots: snaps, Changed: capacity.Changed}
 	withdrawn := make(chan struct{})
 	go func() { capacity.Run(ctx, c.Duration("capacity-interval"), log.Printf); close(withdrawn) }()
 	log.Printf("provisioning %s claims on node %s", driver, node)
