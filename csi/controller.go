@@ -164,10 +164,11 @@ func (d *Driver) provision(ctx context.Context, key string, r Request, req *csi.
 	} else if !errors.Is(err, cache.ErrNotFound) {
 		return nil, status.Errorf(codes.Internal, "volume %s: %v", req.GetName(), err)
 	}
-	if err := d.checkRoom(r.Spec.Size); err != nil {
+	release, err := d.reserve(key, r.Spec.Size)
+	if err != nil {
 		return nil, err
 	}
-	var err error
+	defer release()
 	switch src := sourceOf(req, r); {
 	case src != "" && !ownSource(req.GetVolumeContentSource()):
 		return nil, status.Errorf(codes.NotFound, "volume %s: its source %q is not a volume or snapshot this plugin made", req.GetName(), src)
@@ -262,26 +263,43 @@ func provisionStatus(err error, name string) error {
 	return status.Errorf(codes.Internal, "volume %s: %v", name, err)
 }
 
-// checkRoom refuses a cap the node cannot promise (see GetCapacity).
-func (d *Driver) checkRoom(size int64) error {
-	avail, err := d.available()
+// reserve admits a cap the node can promise (see GetCapacity) and holds
+// it until release, so volumes made at once are admitted against one
+// another.
+func (d *Driver) reserve(key string, size int64) (release func(), err error) {
+	d.roomMu.Lock()
+	defer d.roomMu.Unlock()
+	avail, err := d.availableLocked()
 	if err != nil {
-		return status.Errorf(codes.Internal, "room on the node: %v", err)
+		return nil, status.Errorf(codes.Internal, "room on the node: %v", err)
 	}
 	if size > avail {
-		return status.Errorf(codes.ResourceExhausted, "a volume of %d bytes: this node has room for %d (free space "+
-			"above keep-free, less what the caches in use may still write)", size, avail)
+		return nil, status.Errorf(codes.ResourceExhausted, "a volume of %d bytes: this node has room for %d (free space "+
+			"above keep-free, less what the caches in use and the volumes not used yet may still write)", size, avail)
 	}
-	return nil
+	d.reserved[key] = size
+	return func() {
+		d.roomMu.Lock()
+		delete(d.reserved, key)
+		d.roomMu.Unlock()
+	}, nil
 }
 
 // available is the room admission would grant a new cache: the host's
 // free space above keep-free, less what the caches in use may still write,
-// and what the provisioned volumes not used yet may write: their pods are
-// on their way (the scheduler checks each claim against the published
-// capacity alone, so a burst of claims on one node is refused here, and
-// put back to the scheduler, rather than at their pods' start).
+// and what the provisioned volumes not used yet (or being made) may write:
+// their pods are on their way (the scheduler checks each claim against
+// the published capacity alone, so a burst of claims on one node is
+// refused here, and put back to the scheduler, rather than at their pods'
+// start).
 func (d *Driver) available() (int64, error) {
+	d.roomMu.Lock()
+	defer d.roomMu.Unlock()
+	return d.availableLocked()
+}
+
+// availableLocked is available, with roomMu held.
+func (d *Driver) availableLocked() (int64, error) {
 	pending, err := d.pendingVolumes()
 	if err != nil {
 		return 0, err
@@ -290,10 +308,14 @@ func (d *Driver) available() (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return max(0, room.FreeBytes-room.FloorBytes-room.CommittedBytes), nil
+	var making int64
+	for _, size := range d.reserved {
+		making += size
+	}
+	return max(0, room.FreeBytes-room.FloorBytes-room.CommittedBytes-making), nil
 }
 
-// pendingVolumes are the provisioned volumes never used yet.
+// pendingVolumes are the provisioned volumes never used yet (roomMu held).
 func (d *Driver) pendingVolumes() ([]string, error) {
 	keys, err := d.root.Keys()
 	if err != nil {
@@ -301,8 +323,8 @@ func (d *Driver) pendingVolumes() ([]string, error) {
 	}
 	var pending []string
 	for _, k := range keys {
-		if !isProvisioned(k) {
-			continue
+		if _, making := d.reserved[k]; making || !isProvisioned(k) {
+			continue // one being made is counted by its reservation
 		}
 		if rec, err := d.root.Record(k); err == nil && rec.LastUsed.IsZero() {
 			pending = append(pending, k)

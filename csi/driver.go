@@ -55,6 +55,9 @@ type Driver struct {
 	pubs  map[string]*publication // by volume id
 	busy  map[string]bool         // volume ids with a call in progress
 	ready bool
+
+	roomMu   sync.Mutex       // admits one CreateVolume at a time against the room
+	reserved map[string]int64 // caps of the volumes being made, by key
 }
 
 // New makes the plugin over root; Start then takes over what an earlier
@@ -64,7 +67,7 @@ func New(root *cache.Root, cfg Config) *Driver {
 		cfg.DriverName = DefaultDriverName
 	}
 	return &Driver{cfg: cfg, root: root, store: store{dir: filepath.Join(root.Path(), "csi")},
-		pubs: map[string]*publication{}, busy: map[string]bool{}}
+		pubs: map[string]*publication{}, busy: map[string]bool{}, reserved: map[string]int64{}}
 }
 
 // GetPluginInfo names the plugin.

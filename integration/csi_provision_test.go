@@ -4,14 +4,17 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	csipb "github.com/container-storage-interface/spec/lib/go/csi"
 	"github.com/dindstore/dindstore/csi"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // TestCSIProvisioned: the Controller service makes persistent volumes on
@@ -213,4 +216,45 @@ func capacityOf(t *testing.T, ctrl csipb.ControllerClient) int64 {
 		AccessibleTopology: &csipb.Topology{Segments: map[string]string{csi.TopologyKey: "it-node"}}})
 	must(t, err)
 	return resp.GetAvailableCapacity()
+}
+
+// TestCSIProvisionBurst: claims made at once (the provisioner runs several
+// workers) are admitted against one another: four volumes each taking 60%
+// of the node's room, asked together, make one; the others are refused
+// RESOURCE_EXHAUSTED (put back to the scheduler), nothing half made.
+func TestCSIProvisionBurst(t *testing.T) {
+	_, root, plugin, _ := csiNode(t, "--max-size", "1Ti")
+	ctrl := csipb.NewControllerClient(plugin.conn())
+	size := capacityOf(t, ctrl) * 6 / 10 &^ (1<<20 - 1)
+	codesOf := make(chan codes.Code, 4)
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := ctrl.CreateVolume(context.Background(), &csipb.CreateVolumeRequest{Name: fmt.Sprintf("pvc-burst-%d", i),
+				CapacityRange: &csipb.CapacityRange{RequiredBytes: size}, VolumeCapabilities: []*csipb.VolumeCapability{{
+					AccessType: &csipb.VolumeCapability_Mount{Mount: &csipb.VolumeCapability_MountVolume{}},
+					AccessMode: &csipb.VolumeCapability_AccessMode{Mode: csipb.VolumeCapability_AccessMode_SINGLE_NODE_WRITER}}}})
+			if err != nil && status.Code(err) != codes.ResourceExhausted {
+				t.Errorf("volume %d: %v", i, err)
+			}
+			codesOf <- status.Code(err)
+		}()
+	}
+	wg.Wait()
+	close(codesOf)
+	made := 0
+	for c := range codesOf {
+		if c == codes.OK {
+			made++
+		}
+	}
+	if ls := listJSON(t, root); made != 1 || len(ls) != 1 {
+		t.Errorf("4 volumes of %d bytes each asked at once: %d made, the root has %v", size, made, ls)
+	}
+	for k := range listJSON(t, root) {
+		_, err := ctrl.DeleteVolume(context.Background(), &csipb.DeleteVolumeRequest{VolumeId: k})
+		must(t, err)
+	}
 }
