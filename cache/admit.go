@@ -58,16 +58,17 @@ func (e *NoRoomError) Unwrap() error { return ErrNoRoom }
 
 // admit checks that a loop cache may be mounted for use: the sum over the
 // caches in use (held, or with a loop device still bound), this one
-// included since the caller holds its lock, of cap − exclusive (the blocks
-// the image holds alone: a block it shares with a reflinked clone or
-// generation is copied when written, so it is still to come) must fit in
-// the host filesystem's free space minus the floor. The caller holds the
-// cache's lock, so two holders racing both count each other.
+// included since the caller holds its lock, and the caches promised
+// (opts.Promised), of cap − exclusive (the blocks the image holds alone:
+// a block it shares with a reflinked clone or generation is copied when
+// written, so it is still to come) must fit in the host filesystem's free
+// space minus the floor. The caller holds the cache's lock, so two
+// holders racing both count each other.
 func (r *Root) admit(rec *Record, opts AcquireOptions) error {
 	if rec.Kind != volumes.Loop || opts.Overcommit {
 		return nil
 	}
-	room, err := r.Room(opts.KeepFree, rec.Key)
+	room, err := r.Room(opts.KeepFree, append([]string{rec.Key}, opts.Promised...)...)
 	if err != nil {
 		return fmt.Errorf("admit cache %q: %w", rec.Key, err)
 	}

@@ -45,6 +45,10 @@ type AcquireOptions struct {
 	// KeepFree is the admission floor, a fraction of the host filesystem
 	// that must stay free (0: DefaultKeepFree).
 	KeepFree float64
+	// Promised names caches promised to users on their way (a provisioned
+	// volume whose pod is being scheduled to it): admission counts them
+	// as in use, so a newcomer does not take their room.
+	Promised []string
 }
 
 // Group is the process group the lease's payload must start in (nil when

@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
@@ -313,6 +315,15 @@ func (d *Driver) availableLocked() (int64, error) {
 		making += size
 	}
 	return max(0, room.FreeBytes-room.FloorBytes-room.CommittedBytes-making), nil
+}
+
+// promised are the provisioned volumes not used yet, and those being made:
+// their pods are on their way, and admission of others counts them.
+func (d *Driver) promised() []string {
+	d.roomMu.Lock()
+	defer d.roomMu.Unlock()
+	keys, _ := d.pendingVolumes() // unreadable: the root's own error comes at Acquire
+	return append(keys, slices.Collect(maps.Keys(d.reserved))...)
 }
 
 // pendingVolumes are the provisioned volumes never used yet (roomMu held).

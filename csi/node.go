@@ -160,7 +160,9 @@ func (d *Driver) makeCache(ctx context.Context, p *publication, r Request) error
 func (d *Driver) start(p *publication, bound bool) error {
 	p.until, p.done = make(chan struct{}), make(chan error, 1)
 	started := make(chan struct{})
-	acquire := handoff.From(d.root, p.Key, cache.ModePublish, p.command(), d.cfg.Acquire, nil)
+	opts := d.cfg.Acquire
+	opts.Promised = d.promised()
+	acquire := handoff.From(d.root, p.Key, cache.ModePublish, p.command(), opts, nil)
 	if bound {
 		acquire = func(ctx context.Context) (handoff.Lease, error) {
 			return d.root.Adopt(ctx, p.Key, cache.ModePublish, p.command())

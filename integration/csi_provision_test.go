@@ -5,8 +5,10 @@ package integration
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -221,9 +223,10 @@ func capacityOf(t *testing.T, ctrl csipb.ControllerClient) int64 {
 // TestCSIProvisionBurst: claims made at once (the provisioner runs several
 // workers) are admitted against one another: four volumes each taking 60%
 // of the node's room, asked together, make one; the others are refused
-// RESOURCE_EXHAUSTED (put back to the scheduler), nothing half made.
+// RESOURCE_EXHAUSTED (put back to the scheduler), nothing half made; the
+// one made is promised to its pod (checkPromised).
 func TestCSIProvisionBurst(t *testing.T) {
-	_, root, plugin, _ := csiNode(t, "--max-size", "1Ti")
+	dir, root, plugin, node := csiNode(t, "--max-size", "1Ti")
 	ctrl := csipb.NewControllerClient(plugin.conn())
 	size := capacityOf(t, ctrl) * 6 / 10 &^ (1<<20 - 1)
 	codesOf := make(chan codes.Code, 4)
@@ -250,11 +253,29 @@ func TestCSIProvisionBurst(t *testing.T) {
 			made++
 		}
 	}
-	if ls := listJSON(t, root); made != 1 || len(ls) != 1 {
-		t.Errorf("4 volumes of %d bytes each asked at once: %d made, the root has %v", size, made, ls)
+	ls := listJSON(t, root)
+	if made != 1 || len(ls) != 1 {
+		t.Fatalf("4 volumes of %d bytes each asked at once: %d made, the root has %v", size, made, ls)
 	}
+	checkPromised(t, dir, node, slices.Collect(maps.Keys(ls))[0], size)
 	for k := range listJSON(t, root) {
 		_, err := ctrl.DeleteVolume(context.Background(), &csipb.DeleteVolumeRequest{VolumeId: k})
 		must(t, err)
 	}
+}
+
+// checkPromised: a provisioned volume not used yet is promised to its pod:
+// an inline volume that would take its room is refused at publish, the
+// volume itself is not; once used and idle it reserves nothing.
+func checkPromised(t *testing.T, dir string, node csipb.NodeClient, key string, size int64) {
+	t.Helper()
+	inline := csiVolume("inline", filepath.Join(dir, "inline"), "ci", "runner-i", map[string]string{"size": fmt.Sprintf("%dMi", size>>20)})
+	_, err := node.NodePublishVolume(context.Background(), inline)
+	wantCode(t, err, codes.ResourceExhausted)
+	v := csiVolume(key, filepath.Join(dir, "pv"), "ci", "runner-p", nil)
+	v.VolumeContext["csi.storage.k8s.io/ephemeral"] = "false"
+	publishVolume(t, node, v)
+	unpublishVolume(t, node, v)
+	publishVolume(t, node, inline)
+	unpublishVolume(t, node, inline)
 }
