@@ -96,17 +96,48 @@ func (r *Root) Room(keepFree float64, also ...string) (Room, error) {
 	}
 	for _, key := range keys {
 		rec, err := r.readRecord(key)
-		if err != nil || rec.Kind != volumes.Loop {
-			continue
-		}
-		own, err := exclusiveBytes(r.imagePath(key))
 		if err != nil {
 			continue
 		}
-		m.CommittedBytes += max(rec.CapBytes-own, 0)
-		m.InUse = append(m.InUse, key)
+		if still, ok := r.stillToWrite(rec); ok {
+			m.CommittedBytes += still
+			m.InUse = append(m.InUse, key)
+		}
 	}
 	return m, nil
+}
+
+// stillToWrite is what a loop cache may still take from the host: its cap
+// less the blocks it holds alone; false for other kinds, or when its
+// image cannot be read.
+func (r *Root) stillToWrite(rec *Record) (int64, bool) {
+	if rec.Kind != volumes.Loop {
+		return 0, false
+	}
+	own, err := exclusiveBytes(r.imagePath(rec.Key))
+	if err != nil {
+		return 0, false
+	}
+	return max(rec.CapBytes-own, 0), true
+}
+
+// copyFits refuses a copy of need bytes of src that would take the host
+// below its keep-free floor (DefaultKeepFree) with what the caches in use
+// may still write; src is locked for the copy, not in use.
+func (r *Root) copyFits(src *Record, need int64) error {
+	m, err := r.Room(0)
+	if err != nil {
+		return fmt.Errorf("room for a copy of %q: %w", src.Key, err)
+	}
+	if still, ok := r.stillToWrite(src); ok && slices.Contains(m.InUse, src.Key) {
+		m.CommittedBytes -= still
+	}
+	if avail := m.FreeBytes - m.FloorBytes - m.CommittedBytes; need > avail {
+		return fmt.Errorf("%w: a copy of cache %q takes %s, and %s has %s above keep-free and what the caches "+
+			"in use may still write; prune idle caches (dindstore prune), or keep caches on a reflink host (xfs, btrfs)",
+			ErrNoRoom, src.Key, units.BytesSize(float64(need)), m.Host, units.BytesSize(float64(max(avail, 0))))
+	}
+	return nil
 }
 
 // inUseKeys lists the keys whose lock is held or whose image a loop device

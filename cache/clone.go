@@ -89,7 +89,9 @@ func (r *Root) cloneLocked(srcRec *Record, dst string) (_ *CloneResult, retErr e
 	var err error
 	if srcRec.Kind == volumes.Loop {
 		tmp := r.imagePath(dst) + ".tmp"
-		if res.Method, err = volumes.CloneFile(tmp, r.imagePath(srcRec.Key)); err == nil {
+		if res.Method, err = volumes.CloneFileWithin(tmp, r.imagePath(srcRec.Key), func(need int64) error {
+			return r.copyFits(srcRec, need)
+		}); err == nil {
 			err = os.Rename(tmp, r.imagePath(dst))
 		}
 	} else {

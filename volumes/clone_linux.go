@@ -14,7 +14,12 @@ import (
 // with reflink=1 and on btrfs), else a sparse copy (SEEK_DATA/SEEK_HOLE with
 // copy_file_range), which keeps holes. It says which way was taken. On
 // failure dst is removed.
-func CloneFile(dst, src string) (method CloneMethod, retErr error) {
+func CloneFile(dst, src string) (CloneMethod, error) { return CloneFileWithin(dst, src, nil) }
+
+// CloneFileWithin is CloneFile that, before a copy (no reflink here), asks
+// room whether the host can take what the copy writes (src's allocated
+// bytes); room's refusal is returned, with nothing left behind.
+func CloneFileWithin(dst, src string, room func(need int64) error) (method CloneMethod, retErr error) {
 	s, err := os.OpenFile(src, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return "", fmt.Errorf("clone: open %s: %w", src, err)
@@ -40,11 +45,26 @@ func CloneFile(dst, src string) (method CloneMethod, retErr error) {
 		!errors.Is(err, unix.ENOTTY) && !errors.Is(err, unix.ENOSYS) {
 		return "", fmt.Errorf("clone %s (FICLONE): %w", src, err)
 	}
+	if err := copyFits(s, room); err != nil {
+		return "", fmt.Errorf("clone %s: %w", src, err)
+	}
 	method, err = sparseCopy(dst, s)
 	if err != nil {
 		return "", fmt.Errorf("clone %s (%s): %w", src, method, err)
 	}
 	return method, nil
+}
+
+// copyFits asks room, when given, about a copy of src's allocated bytes.
+func copyFits(src *os.File, room func(int64) error) error {
+	if room == nil {
+		return nil
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(src.Fd()), &st); err != nil {
+		return err
+	}
+	return room(st.Blocks * 512)
 }
 
 // sparseCopy copies the data regions of src into the new file dst

@@ -60,6 +60,9 @@ func Decide(string) Decision { return Decision{Kind: VFS, Why: []string{errPlatf
 // CloneFile is not supported on this platform.
 func CloneFile(string, string) (CloneMethod, error) { return "", errPlatform }
 
+// CloneFileWithin is not supported on this platform.
+func CloneFileWithin(string, string, func(int64) error) (CloneMethod, error) { return "", errPlatform }
+
 // CloneDir is not supported on this platform.
 func CloneDir(string, string) (CloneMethod, error) { return "", errPlatform }
 
