@@ -119,23 +119,9 @@ func fileExists(path string) bool {
 // everything it maps.
 func TestAdmitCountsSharedBlocksAsFree(t *testing.T) {
 	r := hostXFS(t, 2<<30)
-	ctx := context.Background()
 	const capBytes = 512 << 20
-	if _, _, err := r.Create(ctx, "base", Spec{Kind: volumes.Loop, Size: capBytes, FS: volumes.Ext4}); err != nil {
-		t.Fatal(err)
-	}
-	l := acquire(t, r, "base")
-	data := make([]byte, 300<<20)
-	for i := range data {
-		data[i] = byte(i*7 + i>>12)
-	}
-	if err := os.WriteFile(filepath.Join(l.MountPath(), "blob"), data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.Release(ctx); err != nil {
-		t.Fatal(err)
-	}
-	res, err := r.Clone(ctx, "base", "job")
+	warmBase(t, r)
+	res, err := r.Clone(context.Background(), "base", "job")
 	if err != nil {
 		t.Fatal(err)
 	}
