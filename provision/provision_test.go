@@ -96,11 +96,12 @@ func TestCapacitySync(t *testing.T) {
 // an interval later.
 func TestCapacityChanged(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
 	client := fake.NewSimpleClientset(&storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: "dindstore"}, Provisioner: "d"})
 	r := newRoom(4 << 30)
 	c := &Capacity{CSI: r, Client: client, Driver: "d", Node: "n1", Namespace: "ns"}
-	go c.Run(ctx, time.Hour, t.Logf)
+	ran := make(chan struct{})
+	go func() { c.Run(ctx, time.Hour, t.Logf); close(ran) }()
+	t.Cleanup(func() { cancel(); <-ran }) // Run logs through t: it ends before the test does
 	published := func(want int64) {
 		t.Helper()
 		for range 500 { // the publish runs beside the test: wait for it, boundedly
